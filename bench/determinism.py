@@ -1,0 +1,67 @@
+"""Cross-thread-count decoding: a file encoded with 1 and with 2 threads decodes, and agrees.
+
+    python bench/determinism.py [--images ../shared/data/kodak] [--count 4]
+
+For each image and each thread count used to encode (1, 2), decodes with both thread counts
+and reports the PSNR of every decode and the largest PSNR difference (target < 0.01 dB),
+plus whether the two encoders produced identical files. Writes bench/results/determinism.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sccodec.api import DEFAULT_QUALITY, Codec
+
+HERE = Path(__file__).resolve().parent
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=Path, default=HERE.parent.parent / "shared" / "data" / "kodak")
+    ap.add_argument("--count", type=int, default=4)
+    ap.add_argument("--quality", type=int, default=DEFAULT_QUALITY)
+    args = ap.parse_args()
+    paths = sorted(args.images.glob("*.png"))[: args.count]
+    if not paths:
+        raise SystemExit(f"no PNG images in {args.images}")
+    codec = Codec(device="cpu")
+    saved = torch.get_num_threads()
+    rows = []
+    for path in paths:
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        files = {}
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            files[t] = codec.encode(pixels, args.quality)
+        decodes = {}
+        for enc_t, data in files.items():
+            for dec_t in (1, 2):
+                torch.set_num_threads(dec_t)
+                decodes[f"enc{enc_t}_dec{dec_t}"] = psnr(codec.decode_array(data)[0], pixels)
+        values = list(decodes.values())
+        rows.append({"image": path.name, "identical_files": files[1] == files[2], "psnr": decodes,
+                     "max_psnr_difference_db": max(values) - min(values)})
+    torch.set_num_threads(saved)
+    worst = max(r["max_psnr_difference_db"] for r in rows)
+    out = {"quality": args.quality, "images": rows, "worst_difference_db": worst}
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "determinism.json").write_text(json.dumps(out, indent=2) + "\n")
+    for r in rows:
+        print(f"{r['image']}: identical files {r['identical_files']}, max PSNR difference "
+              f"{r['max_psnr_difference_db']:.5f} dB")
+    print(f"worst difference over {len(rows)} images: {worst:.5f} dB (target < 0.01 dB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""The public Python API: image -> .scv bytes -> image.
+
+    encode:  image ─read_image─▶ tiles ─SCVAE.encode_symbols─▶ symbols ─entropy.encode─▶ chunks ─▶ bytes
+    decode:  bytes ─bitstream.parse─▶ chunks ─entropy.decode─▶ symbols ─SCVAE.decode_symbols─▶ tiles ─▶ image
+
+``Codec`` keeps one model loaded for batch work; ``encode``/``decode`` are one-call shortcuts.
+"""
+from __future__ import annotations
+
+import functools
+import numbers
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sccodec import bitstream, entropy
+from sccodec.bitstream import DEFAULT_MAX_PIXELS, Container, Header
+from sccodec.errors import CorruptFileError, FormatError, ParameterError
+from sccodec.image_io import ImageLike, pad_to_multiple, read_image, tile_boxes, to_image, to_pixels, to_tensor
+from sccodec.model.scvae import STRIDE, SCVAE
+from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file
+
+QUALITIES: tuple[int, ...] = tuple(range(1, 9))  # of the default model; higher = better
+DEFAULT_QUALITY = 5
+DEFAULT_TILE = 1024
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ParameterError(f"unknown device {device!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("CUDA was requested but is not available on this machine")
+    return dev
+
+
+@dataclass(frozen=True)
+class DecodedSymbols:
+    """What parsing alone gives: the header and each tile's integer symbols (K, h, w)."""
+
+    header: Header
+    tiles: list[np.ndarray]
+
+
+def latent_shape(model_file: ModelFile, height: int, width: int) -> tuple[int, int, int]:
+    return model_file.config.atoms, -(-height // STRIDE), -(-width // STRIDE)
+
+
+def parse_symbols(data: bytes, model_file: ModelFile | None = None,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedSymbols:
+    """Entropy-decode a file to integer symbols without building any neural network."""
+    container = bitstream.parse(data, max_pixels)
+    h = container.header
+    if h.coder_version != entropy.CODER_VERSION:
+        raise FormatError(f"file was written with entropy coder {h.coder_version[0]}.{h.coder_version[1]}; "
+                          f"this sccodec reads {entropy.CODER_VERSION[0]}.{entropy.CODER_VERSION[1]}")
+    if model_file is None or (model_file.name, model_file.digest) != (h.model, h.weights_hash):
+        model_file = load_model_file(h.model, h.weights_hash)
+    if not 1 <= h.quality <= model_file.config.qualities:
+        raise CorruptFileError(f"quality {h.quality} does not exist in model '{h.model}'")
+    tables = model_file.tables
+    tiles = []
+    for payload, (_, _, th, tw) in zip(container.tiles, tile_boxes(h.height, h.width, h.tile)):
+        if len(payload) % 4:
+            raise CorruptFileError("tile chunk length is not a whole number of 32-bit words")
+        words = np.frombuffer(payload, dtype="<u4")
+        try:
+            tiles.append(entropy.decode(words, tables, h.quality - 1, latent_shape(model_file, th, tw)))
+        except (ValueError, RuntimeError, IndexError) as e:
+            raise CorruptFileError(f"tile {len(tiles)} cannot be entropy-decoded: {e}") from None
+    return DecodedSymbols(h, tiles)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    data: bytes
+    quality: int
+    bpp: float
+
+
+def _search_rate(encode_at, qualities: tuple[int, ...], target_bpp: float) -> Encoded:
+    """Highest quality whose file is <= target_bpp (the lowest if none fits): binary search,
+    since the rate grows with the quality level."""
+    lo, hi = 0, len(qualities) - 1
+    best = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        result = encode_at(qualities[mid])
+        if result.bpp <= target_bpp:
+            best, lo = result, mid + 1
+        else:
+            hi = mid - 1
+    return best or encode_at(qualities[0])
+
+
+class Codec:
+    """A loaded model, for encoding and decoding many images."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, device: str | torch.device = "auto",
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.model_file = load_model_file(model)
+        self.device = resolve_device(device)
+        self.max_pixels = max_pixels
+
+    @functools.cached_property
+    def network(self) -> SCVAE:
+        return self.model_file.build(self.device)
+
+    @property
+    def qualities(self) -> tuple[int, ...]:
+        return tuple(range(1, self.model_file.config.qualities + 1))
+
+    def encode(self, image: ImageLike, quality: int | None = None, *, target_bpp: float | None = None,
+               tile: int = DEFAULT_TILE) -> bytes:
+        """Encode at a quality level, or at the best level whose file fits ``target_bpp``."""
+        return self.encode_with_info(image, quality, target_bpp=target_bpp, tile=tile).data
+
+    def encode_with_info(self, image: ImageLike, quality: int | None = None, *,
+                         target_bpp: float | None = None, tile: int = DEFAULT_TILE) -> "Encoded":
+        if quality is not None and target_bpp is not None:
+            raise ParameterError("give quality or target_bpp, not both")
+        if quality is not None and (isinstance(quality, bool) or not isinstance(quality, numbers.Integral)
+                                    or quality not in self.qualities):
+            raise ParameterError(f"quality must be one of {self.qualities}, got {quality!r}")
+        if target_bpp is not None and not target_bpp > 0:
+            raise ParameterError(f"target_bpp must be a positive number, got {target_bpp!r}")
+        if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or not STRIDE <= tile <= 65520 or tile % STRIDE:
+            raise ParameterError(f"tile must be a multiple of {STRIDE} between {STRIDE} and 65520, got {tile}")
+        src = read_image(image, self.max_pixels)
+        boxes = tile_boxes(src.height, src.width, tile)
+        # The analysis transform does not depend on the quality: run it once per tile.
+        latents = [self.network.analyze(pad_to_multiple(
+            to_tensor(src.pixels[t : t + th, l : l + tw], self.device), STRIDE)) for t, l, th, tw in boxes]
+        mf = self.model_file
+
+        def at(q: int) -> Encoded:
+            header = Header(model=mf.name, weights_hash=mf.digest, quality=q, width=src.width,
+                            height=src.height, mode=src.mode, tile=tile, coder_version=entropy.CODER_VERSION)
+            chunks = [entropy.encode(self.network.quantize(y, q - 1).cpu().numpy(), mf.tables, q - 1)
+                      .astype("<u4").tobytes() for y in latents]
+            data = bitstream.pack(Container(header, chunks))
+            return Encoded(data, q, len(data) * 8 / (src.width * src.height))
+
+        if target_bpp is None:
+            return at(DEFAULT_QUALITY if quality is None else quality)
+        return _search_rate(at, self.qualities, target_bpp)
+
+    def decode_array(self, data: bytes) -> tuple[np.ndarray, str]:
+        """.scv bytes -> ((H,W,3) uint8 RGB pixels, original colour mode)."""
+        parsed = parse_symbols(data, self.model_file, self.max_pixels)
+        h = parsed.header
+        model_file = self.model_file
+        if (h.model, h.weights_hash) != (model_file.name, model_file.digest):
+            return Codec(h.model, self.device, self.max_pixels).decode_array(data)
+        out = np.empty((h.height, h.width, 3), dtype=np.uint8)
+        for symbols, (top, left, th, tw) in zip(parsed.tiles, tile_boxes(h.height, h.width, h.tile)):
+            x_hat = self.network.decode_symbols(torch.from_numpy(symbols).to(self.device), h.quality - 1)
+            out[top : top + th, left : left + tw] = to_pixels(x_hat[..., :th, :tw])
+        return out, h.mode
+
+    def decode(self, data: bytes) -> Image.Image:
+        return to_image(*self.decode_array(data))
+
+
+@functools.lru_cache(maxsize=4)
+def _codec(model: str, device: str) -> Codec:
+    return Codec(model, device)
+
+
+def encode(image: ImageLike, quality: int | None = None, *, target_bpp: float | None = None,
+           device: str = "auto", model: str = DEFAULT_MODEL) -> bytes:
+    """Encode an image (PIL image, uint8 HxWx3 array, float tensor, path or bytes) to .scv bytes.
+
+    Give ``quality`` (1..8, default 5) or ``target_bpp`` (the best quality that fits).
+    """
+    return _codec(model, str(resolve_device(device))).encode(image, quality, target_bpp=target_bpp)
+
+
+def decode(data: bytes, device: str = "auto", *, as_array: bool = False) -> Image.Image | np.ndarray:
+    """Decode .scv bytes to a PIL image (mode RGB, or L for grey originals).
+
+    With ``as_array=True``: a uint8 (H,W,3) RGB NumPy array instead.
+    """
+    header, _ = bitstream.parse_header(data)
+    codec = _codec(header.model, str(resolve_device(device)))
+    return codec.decode_array(data)[0] if as_array else codec.decode(data)
+
+
+def open(fp: str | Path | BinaryIO, device: str = "auto") -> Image.Image:  # noqa: A001 (like PIL.Image.open)
+    """Read and decode an .scv file (a path or a binary file object)."""
+    data = fp.read() if hasattr(fp, "read") else Path(fp).read_bytes()
+    return decode(data, device)

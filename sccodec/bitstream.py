@@ -1,0 +1,141 @@
+"""The .scv v1 container: header dataclass, typed chunks with CRC32, strict parsing.
+
+    header (fixed fields + CRC32) │ chunk │ chunk │ …      chunk = type(4) len(4) payload crc(4)
+
+Every field is validated before anything is allocated from it; every failure raises an
+``SCVError`` subclass with a one-line message. The byte-level spec is docs/format.md.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from sccodec.errors import CorruptFileError, FormatError, LimitError
+
+MAGIC = b"\x89SCV\r\n\x1a\n"
+FORMAT_VERSION = 1
+DEFAULT_MAX_PIXELS = 1 << 27  # ~134 Mpx; raise on purpose with max_pixels / --max-pixels
+MODE_CODES = {"RGB": 0, "L": 1}
+TILE = b"TILE"
+
+_FIXED = struct.Struct(">8sBBBB")  # magic, version, coder major, coder minor, name length
+_FIELDS = struct.Struct(">8sBIIBBH")  # hash, quality, width, height, mode, bit depth, tile
+_CHUNK_HEAD = struct.Struct(">4sI")
+_CRC = struct.Struct(">I")
+
+
+@dataclass(frozen=True)
+class Header:
+    model: str  # model name, ASCII, 1..64 chars
+    weights_hash: bytes  # first 8 bytes of the SHA-256 of the weights file
+    quality: int  # 1..255 (the model says which are valid)
+    width: int
+    height: int
+    mode: str = "RGB"  # colour mode of the original: "RGB" or "L"
+    bit_depth: int = 8
+    tile: int = 1024  # tile edge in pixels, a multiple of 16
+    coder_version: tuple[int, int] = (0, 5)
+    version: int = FORMAT_VERSION
+
+    @property
+    def tile_grid(self) -> tuple[int, int]:
+        """(rows, columns) of tiles, raster order in the file."""
+        return -(-self.height // self.tile), -(-self.width // self.tile)
+
+    @property
+    def num_tiles(self) -> int:
+        rows, cols = self.tile_grid
+        return rows * cols
+
+    def pack(self) -> bytes:
+        name = self.model.encode("ascii")
+        body = (_FIXED.pack(MAGIC, self.version, *self.coder_version, len(name)) + name
+                + _FIELDS.pack(self.weights_hash, self.quality, self.width, self.height,
+                               MODE_CODES[self.mode], self.bit_depth, self.tile))
+        return body + _CRC.pack(zlib.crc32(body))
+
+
+@dataclass(frozen=True)
+class Container:
+    header: Header
+    tiles: list[bytes]
+    ancillary: dict[bytes, bytes] = field(default_factory=dict)  # e.g. b"iCCP" -> profile
+
+
+def pack_chunk(kind: bytes, payload: bytes) -> bytes:
+    return _CHUNK_HEAD.pack(kind, len(payload)) + payload + _CRC.pack(zlib.crc32(kind + payload))
+
+
+def pack(container: Container) -> bytes:
+    parts = [container.header.pack()]
+    parts += [pack_chunk(k, v) for k, v in container.ancillary.items()]
+    parts += [pack_chunk(TILE, t) for t in container.tiles]
+    return b"".join(parts)
+
+
+def _need(data: bytes, pos: int, n: int, what: str) -> None:
+    if pos + n > len(data):
+        raise CorruptFileError(f"truncated file: {what} needs {n} bytes at offset {pos}, "
+                               f"only {max(0, len(data) - pos)} left")
+
+
+def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, int]:
+    """Validate and return the header and the offset of the first chunk."""
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise FormatError("not an .scv file (bad magic bytes)")
+    _need(data, 0, _FIXED.size, "header")
+    _, version, cmaj, cmin, name_len = _FIXED.unpack_from(data, 0)
+    if version != FORMAT_VERSION:
+        raise FormatError(f"unsupported .scv format version {version} (this sccodec reads {FORMAT_VERSION})")
+    pos = _FIXED.size
+    _need(data, pos, name_len + _FIELDS.size + _CRC.size, "header")
+    name = data[pos : pos + name_len]
+    pos += name_len
+    digest, quality, width, height, mode, depth, tile = _FIELDS.unpack_from(data, pos)
+    pos += _FIELDS.size
+    (crc,) = _CRC.unpack_from(data, pos)
+    if zlib.crc32(data[:pos]) != crc:
+        raise CorruptFileError("header CRC mismatch (file is corrupted)")
+    pos += _CRC.size
+    if not (1 <= name_len <= 64) or not name.isascii() or not name.decode("ascii").isprintable():
+        raise CorruptFileError("implausible header: bad model name")
+    modes = {v: k for k, v in MODE_CODES.items()}
+    if mode not in modes or depth != 8:
+        raise CorruptFileError(f"implausible header: colour mode {mode}, bit depth {depth}")
+    if width < 1 or height < 1 or tile < 16 or tile % 16 or quality < 1:
+        raise CorruptFileError(f"implausible header: size {width}x{height}, tile {tile}, quality {quality}")
+    if width * height > max_pixels:
+        raise LimitError(f"image is {width}x{height} = {width * height} pixels, above the limit of "
+                         f"{max_pixels} (raise it with --max-pixels / max_pixels= if you trust the file)")
+    header = Header(model=name.decode("ascii"), weights_hash=digest, quality=quality, width=width,
+                    height=height, mode=modes[mode], bit_depth=depth, tile=tile,
+                    coder_version=(cmaj, cmin), version=version)
+    return header, pos
+
+
+def parse(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
+    header, pos = parse_header(data, max_pixels)
+    tiles: list[bytes] = []
+    ancillary: dict[bytes, bytes] = {}
+    while pos < len(data):
+        _need(data, pos, _CHUNK_HEAD.size, "chunk header")
+        kind, length = _CHUNK_HEAD.unpack_from(data, pos)
+        pos += _CHUNK_HEAD.size
+        _need(data, pos, length + _CRC.size, f"chunk {kind!r}")
+        payload = data[pos : pos + length]
+        (crc,) = _CRC.unpack_from(data, pos + length)
+        if zlib.crc32(kind + payload) != crc:
+            raise CorruptFileError(f"CRC mismatch in chunk {len(tiles) + len(ancillary)} ({kind!r})")
+        pos += length + _CRC.size
+        if kind == TILE:
+            if len(tiles) == header.num_tiles:
+                raise CorruptFileError(f"more tile chunks than the {header.num_tiles} the header announces")
+            tiles.append(payload)
+        elif kind[:1].islower() and kind.isalpha():
+            ancillary[kind] = payload  # ancillary (PNG convention): safe to ignore if unknown
+        else:
+            raise CorruptFileError(f"unknown critical chunk type {kind!r}")
+    if len(tiles) != header.num_tiles:
+        raise CorruptFileError(f"truncated file: {len(tiles)} of {header.num_tiles} tile chunks present")
+    return Container(header, tiles, ancillary)

@@ -1,0 +1,419 @@
+"""The ``sccodec`` command line: argument handling only; the work happens in ``sccodec.api``.
+
+Exit codes: 0 success · 1 bad or corrupt input (any ``SCVError``) · 2 usage error ·
+3 output problem (exists without --force, same as input, cannot be written).
+"""
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from sccodec.bitstream import DEFAULT_MAX_PIXELS, FORMAT_VERSION
+from sccodec.errors import SCVError
+
+EXIT_OUTPUT = 3
+DEFAULT_SAMPLE = Path(__file__).resolve().parent / "data" / "samples" / "astronaut.jpg"
+
+
+class OutputError(click.ClickException):
+    exit_code = EXIT_OUTPUT
+
+
+def _fail(err: SCVError) -> None:
+    click.echo(f"sccodec: error: {err}", err=True)
+    sys.exit(err.exit_code)
+
+
+def read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise click.FileError(path, e.strerror) from None
+
+
+def write_output(path: str, data: bytes, force: bool, source: str | None = None) -> None:
+    """Write all of ``data`` or nothing: temp file in the target folder, then rename."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    if source not in (None, "-") and target.exists() and target.resolve() == Path(source).resolve():
+        raise OutputError(f"output {path} is the input file; refusing to overwrite it")
+    if target.exists() and not force:
+        raise OutputError(f"{path} exists; use --force to overwrite it")
+    if target.is_dir():
+        raise OutputError(f"{path} is a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror}") from None
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _version_message() -> str:
+    from sccodec import __version__
+    from sccodec.weights import DEFAULT_MODEL, available_models
+
+    return (f"sccodec {__version__} (.scv format {FORMAT_VERSION}; default model {DEFAULT_MODEL}; "
+            f"installed models: {', '.join(available_models()) or 'none'})")
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_version_message())
+        ctx.exit()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the package, .scv format and model versions and exit.")
+def main() -> None:
+    """sccodec: a learned image codec (.scv files).
+
+    \b
+    Examples:
+      sccodec encode photo.png -o photo.scv --quality 5
+      sccodec decode photo.scv -o photo.png
+      sccodec info photo.scv
+      sccodec bench --images ../shared/data/kodak
+    """
+
+
+_device = click.option("--device", default="auto", show_default=True,
+                       help="auto, cpu, cuda or cuda:N. Files decode on any device.")
+_force = click.option("--force", "-f", is_flag=True, help="Overwrite an existing output file.")
+_max_pixels = click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
+                           show_default=True, help="Refuse images larger than this (decompression-bomb guard).")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to convert; ``options`` are the command's coding options."""
+
+    source: str
+    output: str
+    force: bool
+    options: tuple
+
+
+@dataclass(frozen=True)
+class Outcome:
+    source: str
+    output: str
+    message: str  # a one-line result, or the error
+    exit_code: int  # 0 = done
+    in_bytes: int = 0
+    out_bytes: int = 0
+    pixels: int = 0
+
+
+def _encode_job(job: Job) -> Outcome:
+    quality, target_bpp, device, max_pixels = job.options
+    from sccodec.api import Codec
+
+    try:
+        data_in = read_input(job.source)
+        result = _cached_codec(None, device, max_pixels).encode_with_info(data_in, quality, target_bpp=target_bpp)
+        write_output(job.output, result.data, job.force, job.source)
+    except (SCVError, click.ClickException) as e:
+        return Outcome(job.source, job.output, _message(e), _code(e))
+    from sccodec.bitstream import parse_header
+
+    h, _ = parse_header(result.data)
+    return Outcome(job.source, job.output, f"quality {result.quality}, {result.bpp:.3f} bpp", 0,
+                   len(data_in), len(result.data), h.width * h.height)
+
+
+def _decode_job(job: Job) -> Outcome:
+    (device, max_pixels) = job.options
+    from sccodec.bitstream import parse_header
+
+    try:
+        data = read_input(job.source)
+        header, _ = parse_header(data, max_pixels)
+        image = _cached_codec(header.model, device, max_pixels).decode(data)
+        buf = io.BytesIO()
+        suffix = Path(job.output).suffix.lower() if job.output != "-" else ""
+        try:
+            image.save(buf, format=_pil_format(suffix) if suffix else "PNG")
+        except (KeyError, ValueError, OSError) as e:
+            raise OutputError(f"cannot write {job.output}: {e}") from None
+        write_output(job.output, buf.getvalue(), job.force, job.source)
+    except (SCVError, click.ClickException) as e:
+        return Outcome(job.source, job.output, _message(e), _code(e))
+    return Outcome(job.source, job.output, f"{header.width}x{header.height} {header.mode}", 0,
+                   len(data), len(buf.getvalue()), header.width * header.height)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_codec(model: str | None, device: str, max_pixels: int):
+    """One loaded model per process (and per worker process) for a whole batch."""
+    from sccodec.api import Codec
+    from sccodec.weights import DEFAULT_MODEL
+
+    return Codec(model or DEFAULT_MODEL, device=device, max_pixels=max_pixels)
+
+
+def _message(e: Exception) -> str:
+    return e.format_message() if isinstance(e, click.ClickException) else str(e)
+
+
+def _code(e: Exception) -> int:
+    return e.exit_code if isinstance(e, (SCVError, click.ClickException)) else 1
+
+
+def _output_for(source: str, output: str | None, out_dir: str | None, suffix: str, many: bool) -> str:
+    if output is not None:
+        if many:
+            raise click.UsageError("-o/--output names one file; use --out-dir with several inputs")
+        return output
+    if source == "-":
+        raise click.UsageError("give -o/--output when reading from stdin")
+    name = Path(source).with_suffix(suffix).name
+    return str(Path(out_dir) / name) if out_dir else str(Path(source).with_suffix(suffix))
+
+
+def _run(fn, jobs: list[Job], workers: int, verb: str) -> None:
+    """Run every job (a failure does not stop the others), report, exit non-zero on failure."""
+    claimed: dict[Path, str] = {}
+    for j in jobs:
+        if j.output != "-" and (first := claimed.setdefault(Path(j.output).resolve(), j.source)) != j.source:
+            raise click.UsageError(f"{first} and {j.source} would both be written to {j.output}")
+    if out_dir_missing := {str(Path(j.output).parent) for j in jobs if j.output != "-"
+                           and not Path(j.output).parent.exists()}:
+        raise OutputError(f"output folder does not exist: {sorted(out_dir_missing)[0]}")
+    if len(jobs) == 1:
+        outcome = fn(jobs[0])
+        if outcome.exit_code:
+            click.echo(f"sccodec: error: {outcome.message}", err=True)
+            sys.exit(outcome.exit_code)
+        if jobs[0].output != "-":
+            click.echo(f"{outcome.source} -> {outcome.output}: {outcome.message}", err=True)
+        return
+    outcomes = []
+    show_bar = sys.stderr.isatty()
+    with _pool(workers) as pool, click.progressbar(length=len(jobs), label=verb, file=sys.stderr,
+                                                   show_eta=True, hidden=not show_bar) as bar:
+        for outcome in pool(fn, jobs):
+            outcomes.append(outcome)
+            bar.update(1)
+            if outcome.exit_code:
+                click.echo(f"sccodec: error: {outcome.source}: {outcome.message}", err=True)
+    done = [o for o in outcomes if not o.exit_code]
+    failed = [o for o in outcomes if o.exit_code]
+    total_out = sum(o.out_bytes for o in done)
+    pixels = sum(o.pixels for o in done)
+    bpp = f", mean {8 * total_out / pixels:.3f} bpp" if pixels and verb == "encoding" else ""
+    click.echo(f"{len(done)} of {len(outcomes)} files done, {len(failed)} failed; "
+               f"{total_out} bytes written{bpp}", err=True)
+    if failed:
+        sys.exit(min(o.exit_code for o in failed))
+
+
+class _pool:
+    """``with _pool(n) as run: run(fn, jobs)`` -> outcomes in order; n > 1 uses processes."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.executor = None
+
+    def __enter__(self):
+        if self.workers <= 1:
+            return lambda fn, jobs: map(fn, jobs)
+        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing as mp
+
+        self.executor = ProcessPoolExecutor(self.workers, mp.get_context("spawn"), initializer=_worker_init,
+                                            initargs=(max(1, (os.cpu_count() or 1) // self.workers),))
+        return lambda fn, jobs: self.executor.map(fn, jobs)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(cancel_futures=True)
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+_inputs = click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+_out_dir = click.option("--out-dir", type=click.Path(file_okay=False),
+                        help="Folder for the outputs (batch mode) [default: next to each input].")
+_workers = click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                        help="Files coded in parallel (each worker loads the model once).")
+
+
+@main.command()
+@_inputs
+@click.option("-o", "--output", help="Output .scv file ('-' for stdout) [default: INPUT with .scv].")
+@_out_dir
+@click.option("-q", "--quality", type=int, default=None,
+              help="Quality level 1 (smallest) ... 8 (best) [default: 5].")
+@click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Instead of --quality: the best level whose file is at most this many bits per pixel.")
+@_workers
+@_device
+@_force
+@_max_pixels
+def encode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, quality: int | None,
+           target_bpp: float | None, workers: int, device: str, force: bool, max_pixels: int) -> None:
+    """Encode images (PNG, JPEG, ...) to .scv.
+
+    \b
+    Examples:
+      sccodec encode photo.png -o photo.scv --quality 6
+      sccodec encode photo.png --target-bpp 0.5
+      sccodec encode *.png --out-dir scv/ --workers 2
+    """
+    if quality is not None and target_bpp is not None:
+        raise click.UsageError("give --quality or --target-bpp, not both")
+    many = len(inputs) > 1
+    jobs = [Job(src, _output_for(src, output, out_dir, ".scv", many), force,
+                (quality, target_bpp, device, max_pixels)) for src in inputs]
+    _run(_encode_job, jobs, workers, "encoding")
+
+
+@main.command()
+@_inputs
+@click.option("-o", "--output", help="Output image; format from its extension ('-' for PNG on stdout) "
+                                     "[default: INPUT with .png].")
+@_out_dir
+@_workers
+@_device
+@_force
+@_max_pixels
+def decode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, workers: int, device: str,
+           force: bool, max_pixels: int) -> None:
+    """Decode .scv files to images.
+
+    \b
+    Examples:
+      sccodec decode photo.scv -o photo.png
+      sccodec decode scv/*.scv --out-dir png/
+    """
+    many = len(inputs) > 1
+    jobs = [Job(src, _output_for(src, output, out_dir, ".png", many), force, (device, max_pixels))
+            for src in inputs]
+    _run(_decode_job, jobs, workers, "decoding")
+
+
+def _pil_format(suffix: str) -> str:
+    from PIL import Image
+
+    Image.init()
+    if suffix not in Image.EXTENSION:
+        raise OutputError(f"unknown image extension {suffix!r}")
+    return Image.EXTENSION[suffix]
+
+
+@main.command()
+@click.argument("input_path", metavar="FILE")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(input_path: str, as_json: bool) -> None:
+    """Show the header and chunk layout of an .scv file (nothing is decoded).
+
+    \b
+    Example:
+      sccodec info photo.scv --json
+    """
+    from sccodec import bitstream
+
+    data = read_input(input_path)
+    try:
+        c = bitstream.parse(data)
+    except SCVError as e:
+        _fail(e)
+    h = c.header
+    rows, cols = h.tile_grid
+    record = {"format_version": h.version, "model": h.model, "weights_hash": h.weights_hash.hex(),
+              "quality": h.quality, "width": h.width, "height": h.height, "mode": h.mode,
+              "bit_depth": h.bit_depth, "tile": h.tile, "tile_grid": [rows, cols],
+              "coder": f"constriction {h.coder_version[0]}.{h.coder_version[1]}",
+              "bytes": len(data), "bpp": round(len(data) * 8 / (h.width * h.height), 5),
+              "tile_bytes": [len(t) for t in c.tiles],
+              "ancillary_chunks": {k.decode("ascii"): len(v) for k, v in c.ancillary.items()}}
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+    else:
+        for k, v in record.items():
+            click.echo(f"{k:>16}: {v}")
+
+
+@main.command()
+@click.option("-q", "--quality", type=int, default=None, help="Quality level [default: 5].")
+@click.option("--image", type=click.Path(dir_okay=False, exists=True), default=str(DEFAULT_SAMPLE),
+              show_default=False, help="Image to use [default: the bundled astronaut photo].")
+@_device
+def demo(quality: int | None, image: str, device: str) -> None:
+    """Encode and decode a photo in memory and print size, bpp, PSNR and timings.
+
+    \b
+    Example:
+      sccodec demo --quality 3
+    """
+    import numpy as np
+
+    from sccodec.api import DEFAULT_QUALITY, Codec
+    from sccodec.image_io import read_image
+
+    codec = Codec(device=device)
+    quality = DEFAULT_QUALITY if quality is None else quality
+    try:
+        src = read_image(image, codec.max_pixels)
+        codec.network  # load outside the timed region
+        t0 = time.perf_counter()
+        data = codec.encode(src.pixels, quality)
+        t1 = time.perf_counter()
+        out, _ = codec.decode_array(data)
+        t2 = time.perf_counter()
+    except SCVError as e:
+        _fail(e)
+    mse = np.mean((out.astype(np.float64) - src.pixels.astype(np.float64)) ** 2)
+    psnr = 10 * np.log10(255**2 / mse) if mse else float("inf")
+    click.echo(f"{Path(image).name}: {src.width}x{src.height}, quality {quality}: {len(data)} bytes, "
+               f"{len(data) * 8 / (src.width * src.height):.3f} bpp, PSNR {psnr:.2f} dB, "
+               f"encode {1000 * (t1 - t0):.0f} ms, decode {1000 * (t2 - t1):.0f} ms ({codec.device})")
+
+
+def _attach_subcommands() -> None:
+    from sccodec.bench.cli import bench
+    from sccodec.train.cli import export, train
+
+    for cmd in (bench, train, export):
+        main.add_command(cmd)
+
+
+_attach_subcommands()
+
+if __name__ == "__main__":
+    main()

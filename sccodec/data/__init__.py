@@ -1,0 +1,1 @@
+"""Bundled sample photos (see samples/CREDITS.md)."""

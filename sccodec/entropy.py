@@ -1,0 +1,172 @@
+"""Integer symbols <-> ANS words, with static tables from the weights file.
+
+    symbols (K,h,w) ─contexts─▶ table index per symbol ─▶ constriction AnsCoder ─▶ uint32 words
+
+No neural network is involved: the tables are data (computed at export and stored in the
+weights file) and the contexts are integer functions of already-decoded symbols, so a file
+parses identically on every device (DESIGN.md principle 1). Coding runs in ``2·G`` steps
+(``sccodec.context``); in each step one vectorised call codes the significance flags and one
+codes the values of the non-zero symbols (DESIGN.md principle 5).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+from sccodec.context import NUM_ACTIVITY, coding_steps, group_contexts, parity
+
+CODER_NAME = "constriction"
+CODER_VERSION = (0, 5)  # output is stable within a minor release of 0.x; recorded in every file
+
+
+@dataclass(frozen=True)
+class SymbolTables:
+    """Probability tables for one model (all quality levels)."""
+
+    p_nonzero: np.ndarray  # (Q, K, C): P(symbol != 0 | context)
+    values: np.ndarray  # (Q, K, A, 2R): P(symbol = v | != 0, activity), v = -R..-1, 1..R
+    groups: int
+
+    def __post_init__(self) -> None:
+        # constriction takes float64; convert once here rather than per coded step.
+        object.__setattr__(self, "p_nonzero", np.ascontiguousarray(self.p_nonzero, np.float64))
+        object.__setattr__(self, "values", np.ascontiguousarray(self.values, np.float64))
+
+    @property
+    def qualities(self) -> int:
+        return self.p_nonzero.shape[0]
+
+    @property
+    def atoms(self) -> int:
+        return self.p_nonzero.shape[1]
+
+    @property
+    def value_range(self) -> int:
+        return self.values.shape[-1] // 2
+
+
+ESCAPE_CLASSES = 21  # an escaped magnitude |v| >= R is coded as R + (m - 1), 1 <= m < 2**21
+MAX_MAGNITUDE_OVER_RANGE = (1 << ESCAPE_CLASSES) - 2
+_ESCAPE_CLASS_PROBS = 0.5 ** np.arange(1, ESCAPE_CLASSES + 1)  # fixed: escapes are rare
+_POWERS = 1 << np.arange(ESCAPE_CLASSES, dtype=np.int64)
+
+
+def value_index(v: np.ndarray, r: int) -> np.ndarray:
+    """Values -R..-1, 1..R (clipped: the ±R bins double as escape symbols) -> 0..2R-1."""
+    v = np.clip(v, -r, r)
+    return np.where(v < 0, v + r, v + r - 1).astype(np.int32)
+
+
+def _escape_parts(magnitudes: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Magnitudes >= R -> (class n with m = |v| - R + 1 in [2^n, 2^(n+1)), the n low bits of m)."""
+    m = magnitudes.astype(np.int64) - r + 1
+    n = (m[:, None] >= _POWERS[None, 1:]).sum(1)
+    bits = (m[:, None] >> np.arange(ESCAPE_CLASSES - 1)[None, :]) & 1
+    return n.astype(np.int32), bits[np.arange(ESCAPE_CLASSES - 1)[None, :] < n[:, None]].astype(np.int32)
+
+
+def _escape_magnitudes(n: np.ndarray, bits: np.ndarray, r: int) -> np.ndarray:
+    owner = np.repeat(np.arange(n.size), n)
+    position = np.arange(bits.size) - np.repeat(np.cumsum(n) - n, n)
+    m = _POWERS[n].copy()
+    np.add.at(m, owner, bits.astype(np.int64) << position)
+    return (m + r - 1).astype(np.int32)
+
+
+def _value_from_index(i: np.ndarray, r: int) -> np.ndarray:
+    return np.where(i < r, i - r, i - r + 1)
+
+
+class _Steps:
+    """Walks the coding steps over a (G, K/G, h, w) symbol array, tracking significance counts."""
+
+    def __init__(self, symbols: np.ndarray, tables: SymbolTables, quality_index: int) -> None:
+        k, h, w = symbols.shape
+        g = tables.groups
+        self.tables, self.q = tables, quality_index
+        self.grouped = symbols.reshape(g, k // g, h, w)
+        self.per_group = (self.grouped != 0).sum(1, dtype=np.int32)
+        self.parity = parity(h, w)
+        atoms = np.arange(k).reshape(g, k // g)
+        self.atoms = [atoms[i][:, None] for i in range(g)]
+
+    def contexts(self, p: int, g: int) -> tuple[np.ndarray, np.ndarray]:
+        """(contexts, atom index) of the step's symbols, both (K/G, n) in coding order."""
+        nz = (self.grouped[g] != 0).astype(np.int32)
+        ctx = group_contexts(self.per_group, nz, g)[:, self.parity == p]
+        return ctx, np.broadcast_to(self.atoms[g], ctx.shape)
+
+    def flag_probs(self, ctx: np.ndarray, atom: np.ndarray) -> np.ndarray:
+        return self.tables.p_nonzero[self.q, atom, ctx]
+
+    def value_rows(self, ctx: np.ndarray, atom: np.ndarray) -> np.ndarray:
+        return self.tables.values[self.q, atom, ctx % NUM_ACTIVITY]
+
+    def store(self, p: int, g: int, values: np.ndarray) -> None:
+        self.grouped[g][:, self.parity == p] = values
+        self.per_group[g] = (self.grouped[g] != 0).sum(0, dtype=np.int32)
+
+
+def _escape_models():
+    return (constriction.stream.model.Categorical(_ESCAPE_CLASS_PROBS, perfect=False),
+            constriction.stream.model.Bernoulli(0.5, perfect=False))
+
+
+def _models():
+    return (constriction.stream.model.Bernoulli(perfect=False),
+            constriction.stream.model.Categorical(perfect=False))
+
+
+def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int) -> np.ndarray:
+    """Integer symbols (K,h,w) with |s| <= R -> compressed uint32 words."""
+    r = tables.value_range
+    if np.abs(symbols).max(initial=0) > r + MAX_MAGNITUDE_OVER_RANGE:
+        raise ValueError(f"symbol magnitude above the codable range {r + MAX_MAGNITUDE_OVER_RANGE}")
+    steps = _Steps(np.array(symbols, dtype=np.int32), tables, quality_index)
+    flag_model, value_model = _models()
+    class_model, bit_model = _escape_models()
+    coder = constriction.stream.stack.AnsCoder()
+    # ANS is a stack: encode the steps in reverse so the decoder reads them forwards.
+    for p, g in reversed(coding_steps(tables.groups)):
+        ctx, atom = steps.contexts(p, g)
+        s = steps.grouped[g][:, steps.parity == p]
+        nz = s != 0
+        if nz.any():
+            escaped = np.abs(s[nz])[np.abs(s[nz]) >= r]
+            if escaped.size:
+                n, bits = _escape_parts(escaped, r)
+                if bits.size:
+                    coder.encode_reverse(bits, bit_model)
+                coder.encode_reverse(n, class_model)
+            coder.encode_reverse(value_index(s[nz], r), value_model, steps.value_rows(ctx[nz], atom[nz]))
+        if s.size:
+            coder.encode_reverse(nz.ravel().astype(np.int32), flag_model, steps.flag_probs(ctx, atom).ravel())
+    return coder.get_compressed()
+
+
+def decode(words: np.ndarray, tables: SymbolTables, quality_index: int,
+           shape: tuple[int, int, int]) -> np.ndarray:
+    """Inverse of ``encode``. Garbage words give garbage symbols or a ValueError, never a hang."""
+    r = tables.value_range
+    steps = _Steps(np.zeros(shape, dtype=np.int32), tables, quality_index)
+    flag_model, value_model = _models()
+    class_model, bit_model = _escape_models()
+    coder = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+    for p, g in coding_steps(tables.groups):
+        ctx, atom = steps.contexts(p, g)
+        if ctx.size == 0:
+            continue
+        nz = coder.decode(flag_model, steps.flag_probs(ctx, atom).ravel()).astype(bool).reshape(ctx.shape)
+        values = np.zeros(ctx.shape, dtype=np.int32)
+        if nz.any():
+            v = _value_from_index(coder.decode(value_model, steps.value_rows(ctx[nz], atom[nz])), r)
+            escaped = np.abs(v) == r
+            if escaped.any():
+                n = coder.decode(class_model, int(escaped.sum()))
+                bits = coder.decode(bit_model, int(n.sum())) if n.sum() else np.zeros(0, np.int32)
+                v[escaped] = np.sign(v[escaped]) * _escape_magnitudes(n, bits, r)
+            values[nz] = v
+        steps.store(p, g, values)
+    return steps.grouped.reshape(shape)

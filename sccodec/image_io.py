@@ -1,0 +1,157 @@
+"""Images in and out: reading, colour modes, EXIF orientation, tiling and padding.
+
+Documented behaviour per input mode (README, "Input images"):
+  RGB, RGBX, YCbCr, CMYK, LAB, HSV, P, 1  → converted to RGB and coded as RGB
+  L (8-bit grey)                          → coded as grey-replicated RGB, decoded back to L
+  I;16 / I / F (16-bit, 32-bit grey)      → refused: sccodec codes 8-bit data only
+  RGBA, LA, PA, P with transparency       → opaque alpha is dropped (nothing is lost);
+                                             real transparency is refused with a clear error
+EXIF orientation is applied before coding, so the decoded image is upright.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+from sccodec.errors import ImageInputError, LimitError
+
+ImageLike = Union[Image.Image, np.ndarray, torch.Tensor, str, Path, bytes, BinaryIO]
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_HIGH_DEPTH = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    pixels: np.ndarray  # (H, W, 3) uint8
+    mode: str  # "RGB" or "L": how to give the image back
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+
+def _open(source: ImageLike, max_pixels: int) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        # Pillow's own bomb guard uses a global; check our limit ourselves instead.
+        with _PillowLimit(max_pixels):
+            img = Image.open(source)  # lazy: reads the header only
+            if img.width * img.height > max_pixels:
+                raise LimitError(f"image is {img.width}x{img.height}, above the pixel limit of {max_pixels}")
+            img.load()
+        return img
+    except Image.DecompressionBombError as e:
+        raise LimitError(f"image is above the pixel limit of {max_pixels}: {e}") from None
+    except FileNotFoundError:
+        raise ImageInputError(f"no such file: {source}") from None
+    except Image.UnidentifiedImageError:
+        raise ImageInputError("not an image file (or in a format Pillow cannot read)") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageInputError(f"cannot read image: {e}") from None
+
+
+class _PillowLimit:
+    """Temporarily sets Pillow's decompression-bomb limit (its only knob is module-level)."""
+
+    def __init__(self, max_pixels: int) -> None:
+        self.max_pixels = max_pixels
+
+    def __enter__(self) -> None:
+        self.saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # no Pillow check or warning: _open checks max_pixels itself
+
+    def __exit__(self, *exc: object) -> None:
+        Image.MAX_IMAGE_PIXELS = self.saved
+
+
+def _from_array(a: np.ndarray | torch.Tensor) -> SourceImage:
+    if isinstance(a, torch.Tensor):
+        t = a.detach().cpu()
+        if t.ndim == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.ndim != 3 or t.shape[0] != 3:
+            raise ImageInputError(f"tensor images must be (3,H,W) or (1,3,H,W) floats in [0,1], got {tuple(a.shape)}")
+        if not t.is_floating_point():
+            raise ImageInputError(f"tensor images must be floating point in [0,1], got {t.dtype}; "
+                                  "pass 8-bit pixels as a uint8 (H,W,3) NumPy array")
+        a = (t.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+        raise ImageInputError(f"arrays must be uint8 (H,W,3), got {a.dtype} {a.shape}")
+    return SourceImage(np.ascontiguousarray(a), "RGB")
+
+
+def read_image(source: ImageLike, max_pixels: int) -> SourceImage:
+    """Any supported input -> upright 8-bit RGB pixels and the mode to give back."""
+    if isinstance(source, (np.ndarray, torch.Tensor)):
+        img_array = _from_array(source)
+        if img_array.width * img_array.height > max_pixels:
+            raise LimitError(f"image is above the pixel limit of {max_pixels}")
+        return img_array
+    img = _open(source, max_pixels)
+    if img.width * img.height > max_pixels:
+        raise LimitError(f"image is {img.width}x{img.height}, above the pixel limit of {max_pixels}")
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block should not make the pixels unreadable
+        pass
+    if img.mode in _HIGH_DEPTH:
+        raise ImageInputError(f"{img.mode} images (more than 8 bits per sample) are not supported; "
+                              "convert to 8-bit first")
+    if img.mode in ("RGBa", "La"):  # premultiplied alpha: Pillow has no "A" band, and no La -> RGB
+        img = img.convert(img.mode[:-1] + "A")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in _ALPHA_MODES:
+        alpha = np.asarray(img.getchannel("A"))
+        if alpha.min() < 255:
+            raise ImageInputError("image has transparency (alpha channel); sccodec codes opaque "
+                                  "images only — flatten it onto a background first")
+    mode = "L" if img.mode in ("L", "LA", "La") else "RGB"
+    return SourceImage(np.asarray(img.convert("RGB")), mode)
+
+
+def to_image(pixels: np.ndarray, mode: str) -> Image.Image:
+    img = Image.fromarray(pixels, "RGB")
+    return img.convert("L") if mode == "L" else img
+
+
+def to_tensor(pixels: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(H,W,3) uint8 -> (1,3,H,W) float in [0,1]."""
+    return torch.from_numpy(np.array(pixels, dtype=np.uint8)).to(device).permute(2, 0, 1)[None].float().div_(255)
+
+
+def to_pixels(x: torch.Tensor) -> np.ndarray:
+    """(1,3,H,W) float in [0,1] -> (H,W,3) uint8."""
+    return x[0].mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Edge-replicate padding on the bottom/right so H and W are multiples of ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x
+
+
+def tile_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """(top, left, height, width) of each tile, in raster order."""
+    return [(t, l, min(tile, height - t), min(tile, width - l))
+            for t in range(0, height, tile) for l in range(0, width, tile)]
+
+
+def save_image(img: Image.Image, path: Path) -> None:
+    fmt = None if path.suffix else "PNG"
+    img.save(path, format=fmt)

@@ -1,0 +1,141 @@
+"""The SC-VAE: image -> latent -> sparse code -> integer symbols, and back.
+
+    x ─g_a─▶ y ─×gain[q]─▶ y_q ─LISTA(θ[q])─▶ z ─÷step[q]─▶ s ─round─▶ symbols
+    symbols ─×step[q]─▶ ẑ ─D─▶ ŷ_q ─×inv_gain[q]─▶ ŷ ─g_s─▶ x̂
+
+One model serves every quality level q (DESIGN.md principle 6): a level only selects a gain
+vector on the latent, per-atom quantiser steps (to which the LISTA thresholds are tied) and
+its own entropy tables.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sccodec.context import contexts
+from sccodec.entropy import MAX_MAGNITUDE_OVER_RANGE
+from sccodec.model.entropy_model import ContextualZeroInflatedLaplace
+from sccodec.model.lista import LISTA
+from sccodec.model.transforms import AnalysisTransform, SynthesisTransform
+
+STRIDE = 16
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture hyper-parameters; stored in the weights sidecar."""
+
+    channels: int = 128  # N, transform width
+    latent: int = 160  # M, latent channels
+    atoms: int = 256  # K, dictionary size
+    lista_steps: int = 4  # T
+    groups: int = 4  # atom groups in the coding order (sccodec.context)
+    value_range: int = 31  # R: tables cover |symbol| <= R; larger values use escape codes
+    # rate-distortion trade-off per quality level (loss = bpp + λ·255²·MSE), low to high
+    lambdas: tuple[float, ...] = field(
+        default=(0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
+    )
+
+    @property
+    def qualities(self) -> int:
+        return len(self.lambdas)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        d["lambdas"] = tuple(d["lambdas"])
+        return cls(**d)
+
+
+class SCVAE(nn.Module):
+    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        self.g_a = AnalysisTransform(c.channels, c.latent)
+        self.g_s = SynthesisTransform(c.channels, c.latent)
+        self.lista = LISTA(c.latent, c.atoms, c.lista_steps)
+        # Levels start spread apart (step ratio sqrt(2) per level, as high-rate theory gives
+        # for λ doubling); the calibration run found levels collapse together otherwise.
+        spread = torch.tensor([0.5 * math.log(2) * (i - (c.qualities - 1)) for i in range(c.qualities)])
+        self.log_gain = nn.Parameter(spread[:, None].repeat(1, c.latent) + math.log(30.0))
+        self.log_inv_gain = nn.Parameter(-self.log_gain.detach().clone())
+        self.log_step = nn.Parameter(torch.zeros(c.qualities, c.atoms))
+        self.threshold_ratio = nn.Parameter(torch.full((c.atoms,), -2.0))  # softplus -> ~0.13 step
+        self.entropy = ContextualZeroInflatedLaplace(c.qualities, c.atoms)
+        self.bf16_transforms = False  # training speed switch; coding always runs in fp32
+
+    def _transform(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Run a conv transform, optionally under bf16 autocast; LISTA and rates stay fp32."""
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16_transforms):
+            return net(x).float()
+
+    # -- pieces shared by training and coding ------------------------------------------
+    def _per_level(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        gain = torch.exp(self.log_gain[q])[:, :, None, None]
+        inv_gain = torch.exp(self.log_inv_gain[q])[:, :, None, None]
+        step = torch.exp(self.log_step[q])[:, :, None, None]
+        return gain, inv_gain, step
+
+    def scaled_code(self, x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image (B,3,H,W), H and W multiples of 16 -> (real-valued symbols s, y_q)."""
+        gain, _, step = self._per_level(q)
+        y_q = self._transform(self.g_a, x) * gain
+        z = self.lista(y_q, self._thresholds(step))
+        return z / step, y_q
+
+    def _thresholds(self, step: torch.Tensor) -> torch.Tensor:
+        """LISTA thresholds tied to the quantiser step (BENCHMARK.md calibration advice)."""
+        return F.softplus(self.threshold_ratio)[None, :, None, None] * step
+
+    def synthesize(self, symbols: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """(Possibly straight-through) symbols (B,K,h,w) -> image (B,3,16h,16w), unclamped."""
+        _, inv_gain, step = self._per_level(q)
+        y_hat = self.lista.reconstruct(symbols * step) * inv_gain
+        return self._transform(self.g_s, y_hat)
+
+    # -- training ------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
+        s, y_q = self.scaled_code(x, q)
+        hard = torch.round(s)
+        ctx_np = contexts(hard.detach().to(torch.int32).cpu().numpy(), self.config.groups)
+        ctx = torch.from_numpy(ctx_np).to(x.device, torch.int64)
+        noisy = s + torch.empty_like(s).uniform_(-0.5, 0.5)
+        likelihoods = self.entropy.likelihood(noisy, ctx, q)
+        _, _, step = self._per_level(q)
+        latent_error = (self.lista.reconstruct(s * step) - y_q).pow(2).mean(dim=(1, 2, 3))
+        x_hat = self.synthesize(s + (hard - s).detach(), q)
+        return {"x_hat": x_hat, "likelihoods": likelihoods, "latent_error": latent_error,
+                "nonzero": (hard != 0).float().mean(dim=(1, 2, 3))}
+
+    # -- coding (batch 1) ------------------------------------------------------------------
+    @torch.no_grad()
+    def analyze(self, x: torch.Tensor) -> torch.Tensor:
+        """Padded image (1,3,H,W) -> latent y; shared by every quality level (rate search)."""
+        return self._transform(self.g_a, x)
+
+    @torch.no_grad()
+    def quantize(self, y: torch.Tensor, quality_index: int) -> torch.Tensor:
+        """Latent y (1,M,h,w) -> int32 symbols (K,h,w); |s| > R is coded with escapes."""
+        q = torch.tensor([quality_index], device=y.device)
+        gain, _, step = self._per_level(q)
+        s = self.lista(y * gain, self._thresholds(step)) / step
+        limit = self.config.value_range + MAX_MAGNITUDE_OVER_RANGE  # beyond: escape codes run out
+        return torch.round(s[0]).clamp_(-limit, limit).to(torch.int32)
+
+    def encode_symbols(self, x: torch.Tensor, quality_index: int) -> torch.Tensor:
+        """Padded image (1,3,H,W) -> int32 symbols (K,h,w)."""
+        return self.quantize(self.analyze(x), quality_index)
+
+    @torch.no_grad()
+    def decode_symbols(self, symbols: torch.Tensor, quality_index: int) -> torch.Tensor:
+        """Symbols (K,h,w) -> image (1,3,16h,16w) clamped to [0, 1]."""
+        q = torch.tensor([quality_index], device=symbols.device)
+        return self.synthesize(symbols[None].float(), q).clamp_(0, 1)

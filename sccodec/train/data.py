@@ -1,0 +1,60 @@
+"""Training patches: random downscale in [0.5, 1], random crop, random flips.
+
+Images are decoded once and kept in memory as uint8 (the corpus is ~1 GB decoded); the
+random downscale both multiplies the number of distinct patches and removes residual
+camera noise (data/README.md).
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def split_holdout(paths: list[Path], every: int = 40) -> tuple[list[Path], list[Path]]:
+    """Deterministic (train, validation) split: every ``every``-th image is held out."""
+    return ([p for i, p in enumerate(paths) if i % every != every - 1],
+            [p for i, p in enumerate(paths) if i % every == every - 1])
+
+
+def load_rgb(path: Path) -> torch.Tensor:
+    with Image.open(path) as im:
+        return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).contiguous()
+
+
+class PatchSampler:
+    def __init__(self, paths: list[Path], crop: int, seed: int = 0) -> None:
+        self.images = [im for im in map(load_rgb, paths) if min(im.shape[1:]) >= crop]
+        if not self.images:
+            raise ValueError(f"no training image is at least {crop} px on its short side")
+        self.crop = crop
+        self.rng = random.Random(seed)
+
+    def patch(self) -> torch.Tensor:
+        im = self.rng.choice(self.images)
+        h, w = im.shape[1:]
+        scale = self.rng.uniform(max(0.5, self.crop / min(h, w)), 1.0)
+        size = min(round(self.crop / scale), h, w)
+        top, left = self.rng.randint(0, h - size), self.rng.randint(0, w - size)
+        x = im[:, top : top + size, left : left + size][None].float() / 255
+        if size != self.crop:
+            x = F.interpolate(x, size=(self.crop, self.crop), mode="bilinear", antialias=True,
+                              align_corners=False)
+        if self.rng.random() < 0.5:
+            x = x.flip(-1)
+        if self.rng.random() < 0.5:
+            x = x.flip(-2)
+        return x.clamp_(0, 1)
+
+    def batch(self, size: int) -> torch.Tensor:
+        return torch.cat([self.patch() for _ in range(size)])

@@ -1,0 +1,110 @@
+"""Models are data: safetensors weights + JSON sidecar, and the registry of shipped models.
+
+A weights file holds the network parameters, the entropy tables the coder parses with
+(computed once at export, never at load time) and, in its metadata, the model name and
+architecture. Its SHA-256 (first 8 bytes) identifies it in every bitstream.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.numpy import load as st_load_numpy
+from safetensors.torch import save as st_save
+
+from sccodec.entropy import SymbolTables
+from sccodec.errors import ModelMismatchError
+from sccodec.model.scvae import SCVAE, ModelConfig
+
+DEFAULT_MODEL = "scvae-base"
+TABLE_PREFIX = "tables."
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A weights file read from disk: everything the decoder needs, nothing built yet."""
+
+    name: str
+    path: Path
+    digest: bytes  # first 8 bytes of SHA-256 of the file
+    config: ModelConfig
+    tensors: dict[str, np.ndarray]
+
+    @property
+    def tables(self) -> SymbolTables:
+        return SymbolTables(self.tensors[TABLE_PREFIX + "p_nonzero"],
+                            self.tensors[TABLE_PREFIX + "values"], self.config.groups)
+
+    def build(self, device: str | torch.device = "cpu") -> SCVAE:
+        """Construct the network (only needed for pixels, not for parsing)."""
+        model = SCVAE(self.config)
+        state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in self.tensors.items()
+                 if not k.startswith(TABLE_PREFIX)}
+        model.load_state_dict(state)
+        return model.eval().to(device)
+
+
+def shipped_dir() -> Path:
+    return Path(str(resources.files("sccodec_weights")))
+
+
+def available_models() -> list[str]:
+    return sorted(p.stem for p in shipped_dir().glob("*.safetensors"))
+
+
+def read_model_file(path: str | Path) -> ModelFile:
+    path = Path(path)
+    raw = path.read_bytes()
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata() or {}
+    return ModelFile(name=meta["name"], path=path, digest=hashlib.sha256(raw).digest()[:8],
+                     config=ModelConfig.from_dict(json.loads(meta["config"])),
+                     tensors=st_load_numpy(raw))
+
+
+def load_model_file(name: str = DEFAULT_MODEL, digest: bytes | None = None) -> ModelFile:
+    """A shipped model by name; with ``digest``, insist on exactly those weights."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        raise ModelMismatchError(f"model {name!r} is not installed (not a valid model name)")
+    path = shipped_dir() / f"{name}.safetensors"
+    if not path.is_file():
+        have = ", ".join(available_models()) or "none"
+        raise ModelMismatchError(f"model '{name}' is not installed (installed: {have})")
+    model_file = read_model_file(path)
+    if digest is not None and digest != model_file.digest:
+        raise ModelMismatchError(
+            f"file needs model '{name}' with weights hash {digest.hex()}, but the installed "
+            f"'{name}' has hash {model_file.digest.hex()} (install the sccodec version that wrote it)")
+    return model_file
+
+
+def export(model: SCVAE, name: str, out_dir: str | Path, sidecar: dict,
+           tables: tuple[torch.Tensor, torch.Tensor] | None = None) -> Path:
+    """Write ``<out_dir>/<name>.safetensors`` (+ ``.json`` sidecar) atomically; returns the path.
+
+    ``tables`` (P(non-zero), value distributions) default to the model's parametric ones.
+    """
+    p_nonzero, values = tables or model.entropy.tables(model.config.value_range)
+    tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors[TABLE_PREFIX + "p_nonzero"] = p_nonzero.contiguous()
+    tensors[TABLE_PREFIX + "values"] = values.half().contiguous()  # halves the file; plenty for probabilities
+    meta = {"name": name, "config": json.dumps(model.config.to_dict()), "format": "sccodec-weights-1"}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.safetensors"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(st_save(tensors, metadata=meta))
+    tmp.replace(path)
+    digest = hashlib.sha256(path.read_bytes()).digest()[:8]
+    side = {"name": name, "weights_hash": digest.hex(), "config": model.config.to_dict(), **sidecar}
+    side_path = path.with_suffix(".json")
+    side_path.with_suffix(".json.tmp").write_text(json.dumps(side, indent=2) + "\n")
+    side_path.with_suffix(".json.tmp").replace(side_path)
+    return path

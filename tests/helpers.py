@@ -1,0 +1,92 @@
+"""Test helpers (plain functions) shared by the test modules; fixtures are in conftest.py."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import sccodec
+import sccodec_weights
+from sccodec import bitstream
+
+ASTRONAUT = Path(sccodec.__file__).resolve().parent / "data" / "samples" / "astronaut.jpg"
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+WEIGHTS = Path(sccodec_weights.__file__).resolve().parent / "scvae-base.safetensors"
+
+
+def weights_hash() -> bytes:
+    """docs/format.md: the first 8 bytes of the SHA-256 of the model's .safetensors file."""
+    return hashlib.sha256(WEIGHTS.read_bytes()).digest()[:8]
+
+
+# ---------------------------------------------------------------- images
+
+
+def gradient_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Smooth colour ramps (R rises left to right, G top to bottom) plus mild seeded noise."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0.0, 1.0, height)[:, None] * np.ones((1, width))
+    x = np.ones((height, 1)) * np.linspace(0.0, 1.0, width)[None, :]
+    img = np.stack([60 + 140 * x, 60 + 140 * y, 180 - 50 * (x + y)], axis=-1)
+    img += rng.normal(0.0, 4.0, img.shape)
+    return np.clip(img, 0, 255).round().astype(np.uint8)
+
+
+def textured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A gradient with strong seeded texture: costs clearly more bits at higher quality."""
+    rng = np.random.default_rng(seed)
+    base = gradient_image(height, width, seed).astype(np.float64)
+    return np.clip(base + rng.normal(0.0, 30.0, base.shape), 0, 255).round().astype(np.uint8)
+
+
+def astronaut_crop(height: int = 64, width: int = 64) -> np.ndarray:
+    """A natural-photo crop (face and suit) of the bundled sample, downscaled by 4."""
+    with Image.open(ASTRONAUT) as im:
+        small = np.asarray(im.convert("RGB"))[::4, ::4]
+    return np.ascontiguousarray(small[:height, :width])
+
+
+def encode_png(pixels: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels, mode).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def exif_rotated_jpeg() -> bytes:
+    """Stored 32 wide x 16 high, left half red, right half blue, EXIF orientation 6 (the viewer
+    rotates it 90 degrees clockwise): upright it is 16 wide x 32 high, red on top."""
+    stored = np.zeros((16, 32, 3), np.uint8)
+    stored[:, :16] = (255, 0, 0)
+    stored[:, 16:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, "JPEG", exif=exif, quality=95)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- measures
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def luma_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of the luma planes: insensitive to contrast/colour drift of a weak
+    model, but low for a flipped, transposed, shifted or unrelated image."""
+    weights = np.array([0.299, 0.587, 0.114])
+    return float(np.corrcoef((a.astype(np.float64) @ weights).ravel(),
+                             (b.astype(np.float64) @ weights).ravel())[0, 1])
+
+
+def rebuild(data: bytes, **header_changes) -> bytes:
+    """Re-pack a valid file with some header fields changed (valid CRCs, so only the change is wrong)."""
+    container = bitstream.parse(data)
+    header = dataclasses.replace(container.header, **header_changes)
+    return bitstream.pack(bitstream.Container(header, container.tiles, container.ancillary))

@@ -1,0 +1,303 @@
+"""Tests of the benchmark subsystem: BD-rate, metrics, outputs, and `bench` end to end."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from sccodec.bench import metrics, peers
+from sccodec.bench.bdrate import bd_rate
+from sccodec.bench.cli import bench
+from sccodec.bench.report import load_reference
+from sccodec.bench.runner import BenchConfig, Curve, run_bench, select_codecs
+
+REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+JPEG_POINTS = "jpeg=10,30,50,70,90"
+
+# A JPEG-like curve: PSNR rises with log(bpp), not a polynomial the fit reproduces exactly.
+ANCHOR_BPP = np.array([0.2, 0.35, 0.5, 0.8, 1.2, 2.0])
+ANCHOR_PSNR = 26 + 4.5 * np.log2(ANCHOR_BPP / 0.2) - 0.3 * np.log2(ANCHOR_BPP / 0.2) ** 2
+
+
+# ---------------------------------------------------------------- BD-rate
+
+
+def test_bd_rate_identical_curves_is_zero() -> None:
+    result = bd_rate(ANCHOR_BPP, ANCHOR_PSNR, ANCHOR_BPP, ANCHOR_PSNR)
+    assert result.percent == pytest.approx(0.0, abs=1e-9)
+
+
+def test_bd_rate_halved_rate_is_minus_fifty_percent() -> None:
+    result = bd_rate(ANCHOR_BPP, ANCHOR_PSNR, ANCHOR_BPP / 2, ANCHOR_PSNR)
+    assert result.percent == pytest.approx(-50.0, abs=1e-9)
+    assert bd_rate(ANCHOR_BPP / 2, ANCHOR_PSNR, ANCHOR_BPP, ANCHOR_PSNR).percent == pytest.approx(100.0)
+
+
+def test_bd_rate_uses_only_the_overlapping_range() -> None:
+    # log(bpp) exactly cubic in PSNR, so any sub-range fits exactly; the test curve spans
+    # 30..44 dB against the anchor's 26..38 dB, with half the anchor's rate where they overlap
+    def log_bpp(psnr: np.ndarray) -> np.ndarray:
+        t = (psnr - 32) / 6
+        return -0.2 + 0.9 * t + 0.15 * t**2 + 0.05 * t**3
+
+    anchor_psnr, test_psnr = np.linspace(26, 38, 6), np.linspace(30, 44, 7)
+    result = bd_rate(np.exp(log_bpp(anchor_psnr)), anchor_psnr, np.exp(log_bpp(test_psnr)) / 2, test_psnr)
+    assert result.percent == pytest.approx(-50.0, abs=1e-9)
+
+
+def test_bd_rate_without_overlap_is_nan() -> None:
+    result = bd_rate(ANCHOR_BPP, ANCHOR_PSNR, ANCHOR_BPP, ANCHOR_PSNR + 20)
+    assert math.isnan(result.percent)
+    assert str(result) == "no overlap"
+
+
+@pytest.mark.parametrize("n", [0, 3])
+def test_bd_rate_needs_four_points(n: int) -> None:
+    result = bd_rate(ANCHOR_BPP, ANCHOR_PSNR, ANCHOR_BPP[:n], ANCHOR_PSNR[:n])
+    assert math.isnan(result.percent)
+    assert "< 4" in result.reason
+
+
+def test_bd_rate_ignores_non_finite_points() -> None:
+    bpp = np.append(ANCHOR_BPP, 12.0)
+    psnr = np.append(ANCHOR_PSNR, math.inf)  # a lossless point cannot be fitted
+    assert bd_rate(ANCHOR_BPP, ANCHOR_PSNR, bpp, psnr).percent == pytest.approx(0.0, abs=1e-9)
+
+
+def test_bd_rate_reproduces_benchmark_md() -> None:
+    """The BD-rates BENCHMARK.md publishes, recomputed from the shared reference curves."""
+    if not REFERENCE_DIR.exists():
+        pytest.skip("shared/reference is not present")
+    peer = {c.name: c for c in load_reference(REFERENCE_DIR / "peers_kodak_measured.json")}
+    for name, published in (("webp", -37.2), ("jpeg444", 11.5), ("jpeg2000", -47.1)):
+        result = bd_rate(*_rd(peer["jpeg"]), *_rd(peer[name]))
+        assert result.percent == pytest.approx(published, abs=0.05), name
+    # the learned codecs' figures there use CompressAI's own JPEG curve as the anchor
+    (jpeg,) = load_reference(REFERENCE_DIR / "compressai_kodak" / "jpeg.json")
+    (hyperprior,) = load_reference(REFERENCE_DIR / "compressai_kodak" / "compressai-bmshj2018-hyperprior_mse_cuda.json")
+    assert bd_rate(*_rd(jpeg), *_rd(hyperprior)).percent == pytest.approx(-55, abs=0.5)
+
+
+def _rd(curve: Curve) -> tuple[np.ndarray, np.ndarray]:
+    return curve.values("bpp"), curve.values("psnr")
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def _textured(height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = Image.fromarray((rng.random((height // 8, width // 8, 3)) * 255).astype(np.uint8))
+    return np.asarray(small.resize((width, height), Image.Resampling.BICUBIC))
+
+
+def test_psnr_rgb() -> None:
+    a = np.full((8, 8, 3), 100, np.uint8)
+    assert metrics.psnr_rgb(a, a) == math.inf
+    assert metrics.psnr_rgb(a, a + 1) == pytest.approx(10 * math.log10(255**2))
+
+
+def test_ms_ssim_rgb() -> None:
+    a = _textured(176, 200)
+    noisy = np.clip(a + np.random.default_rng(1).normal(0, 6, a.shape), 0, 255).astype(np.uint8)
+    assert metrics.ms_ssim_rgb(a, a) == pytest.approx(1.0)
+    assert 0.8 < metrics.ms_ssim_rgb(a, noisy) < 1.0
+    assert math.isnan(metrics.ms_ssim_rgb(a[:64, :64], noisy[:64, :64]))  # too small for 5 scales
+    assert metrics.ms_ssim_db(0.99) == pytest.approx(20.0)
+
+
+def test_ms_ssim_matches_pytorch_msssim() -> None:
+    pytorch_msssim = pytest.importorskip("pytorch_msssim")
+    import torch
+
+    a = _textured(171, 193)  # odd sizes exercise the pooling's padding
+    b = np.clip(a + np.random.default_rng(2).normal(0, 6, a.shape), 0, 255).astype(np.uint8)
+
+    def tensor(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x.copy()).permute(2, 0, 1)[None].double()
+
+    expected = pytorch_msssim.ms_ssim(tensor(a), tensor(b), data_range=255).item()
+    assert metrics.ms_ssim_rgb(a, b) == pytest.approx(expected, abs=1e-5)
+
+
+# ---------------------------------------------------------------- peers
+
+
+def test_missing_library_skips_codec_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peers.features, "check", lambda name: name != "webp")
+    adapters, notes = select_codecs(["jpeg", "webp"])
+    assert [a.name for a in adapters] == ["jpeg"]
+    assert notes == ["skipping webp: Pillow was built without webp"]
+
+
+# ---------------------------------------------------------------- bench end to end
+
+
+@pytest.fixture()
+def image_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for seed in range(2):
+        Image.fromarray(_textured(48, 64, seed)).save(folder / f"img{seed}.png")
+    return folder
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(bench, list(args))
+    return result.exit_code, result.output
+
+
+def test_bench_jpeg_png(image_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, output = _invoke(
+        "--images", str(image_dir), "--codecs", "jpeg,png", "--qualities", JPEG_POINTS, "--out", str(out), "--per-image"
+    )
+    assert code == 0, output
+    assert "JPEG (4:2:0)" in output and "anchor" in output and "lossless" in output
+
+    # JSON: CompressAI's schema, strict JSON (no NaN/Infinity tokens), parallel lists
+    for name, n_points in (("jpeg", 5), ("png", 1)):
+        doc = json.loads((out / f"{name}.json").read_text(), parse_constant=pytest.fail)
+        assert {"name", "description", "results"} <= set(doc)
+        results = doc["results"]
+        assert {"bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"} <= set(results)
+        assert {len(v) for v in results.values()} == {n_points}
+    jpeg = json.loads((out / "jpeg.json").read_text())["results"]
+    assert jpeg["bpp"] == sorted(jpeg["bpp"])
+    assert jpeg["ms-ssim-rgb"] == [None] * 5  # 64x48 is too small for MS-SSIM: null, not NaN
+    assert json.loads((out / "png.json").read_text())["results"]["psnr-rgb"] == ["inf"]
+
+    # our JSON loads back as a reference curve with the same numbers
+    (curve,) = load_reference(out / "jpeg.json")
+    assert list(curve.values("bpp")) == pytest.approx(jpeg["bpp"])
+    assert list(curve.values("psnr")) == pytest.approx(jpeg["psnr-rgb"])
+    assert load_reference(out / "png.json")[0].lossless
+
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sum(r["row"] == "mean" for r in rows) == 6
+    assert sum(r["row"] == "image" for r in rows) == 6 * 2
+    assert {r["quality"] for r in rows if r["codec"] == "png"} == {"lossless"}
+
+    with Image.open(out / "rd.png") as plot:
+        assert plot.width > 1000
+    assert (out / "summary.txt").read_text().startswith("sccodec bench")
+
+
+def test_bench_workers_match_serial(image_dir: Path) -> None:
+    config = BenchConfig(images=tuple(sorted(image_dir.iterdir())), sweeps={"jpeg": (20, 80), "png": (None,)})
+    serial = run_bench(config)
+    parallel = run_bench(BenchConfig(config.images, config.sweeps, workers=2))
+    key = [(m.codec, m.quality, m.image, m.n_bytes, m.psnr) for m in serial.measurements]
+    assert [(m.codec, m.quality, m.image, m.n_bytes, m.psnr) for m in parallel.measurements] == key
+
+
+def test_bench_with_compressai_reference(image_dir: Path, tmp_path: Path) -> None:
+    reference = REFERENCE_DIR / "compressai_kodak" / "compressai-bmshj2018-hyperprior_mse_cpu.json"
+    if not reference.exists():
+        pytest.skip("shared/reference is not present")
+    code, output = _invoke(
+        "--images",
+        str(image_dir),
+        "--codecs",
+        "jpeg",
+        "--qualities",
+        JPEG_POINTS,
+        "--out",
+        str(tmp_path / "out"),
+        "--reference",
+        str(reference),
+    )
+    assert code == 0, output
+    assert "bmshj2018-hyperprior (ref)" in output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--images", "/nonexistent/folder", "--codecs", "jpeg"], "does not exist"),
+        (["--codecs", "jpeg,foo"], "unknown codec 'foo'"),
+        (["--codecs", "jpeg", "--qualities", "jpeg=500"], "out of range"),
+        (["--codecs", "jpeg", "--qualities", "jpeg=ten"], "not a comma-separated list"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(image_dir: Path, args: list[str], message: str) -> None:
+    if "--images" not in args:
+        args = ["--images", str(image_dir), *args]
+    code, output = _invoke(*args)
+    assert code != 0
+    assert message in output
+    assert "Traceback" not in output
+
+
+def test_bad_reference_and_empty_folder(image_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "x"}')
+    code, output = _invoke(
+        "--images", str(image_dir), "--codecs", "png", "--reference", str(bad), "--out", str(tmp_path / "out")
+    )
+    assert code != 0 and "cannot read reference" in output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, output = _invoke("--images", str(empty), "--codecs", "png")
+    assert code != 0 and "no images" in output
+
+
+# ---------------------------------------------------------------- the sccodec adapter
+
+
+class _JpegStandIn:
+    """Stands in for sccodec.api.Codec so the adapter's plumbing is tested before the model lands."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+
+    def encode(self, image: Image.Image, quality: int) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=10 * quality)
+        return buffer.getvalue()
+
+    def decode(self, data: bytes) -> Image.Image:
+        return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def test_sccodec_adapter_with_stand_in(monkeypatch: pytest.MonkeyPatch, image_dir: Path, tmp_path: Path) -> None:
+    import sccodec
+
+    monkeypatch.setitem(sys.modules, "sccodec.api", types.SimpleNamespace(Codec=_JpegStandIn))
+    monkeypatch.setattr(sccodec, "QUALITIES", (1, 2, 3, 4, 5, 6, 7, 8), raising=False)
+    code, output = _invoke(
+        "--images",
+        str(image_dir),
+        "--codecs",
+        "sccodec,jpeg",
+        "--qualities",
+        JPEG_POINTS,
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert code == 0, output
+    assert json.loads((tmp_path / "out" / "sccodec.json").read_text())["meta"]["quality"] == list(range(1, 9))
+    code, output = _invoke("--images", str(image_dir), "--codecs", "sccodec", "--qualities", "sccodec=9")
+    assert code != 0 and "not one of sccodec.QUALITIES" in output
+
+
+def test_bench_sccodec(image_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("sccodec.api", reason="sccodec.api is not written yet")
+    import sccodec
+
+    code, output = _invoke("--images", str(image_dir), "--codecs", "sccodec,jpeg", "--out", str(tmp_path / "out"))
+    assert code == 0, output
+    doc = json.loads((tmp_path / "out" / "sccodec.json").read_text())
+    assert len(doc["results"]["bpp"]) == len(sccodec.QUALITIES)  # type: ignore[attr-defined]
+    assert all(b > 0 for b in doc["results"]["bpp"])

@@ -1,0 +1,239 @@
+"""The .scv container: the writer agrees with docs/format.md, and the reader rejects bad files
+with SCVError subclasses and one-line messages (sccodec.bitstream, sccodec.api.parse_symbols)."""
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import pytest
+
+from helpers import WEIGHTS, rebuild, weights_hash
+from sccodec import bitstream
+from sccodec.api import parse_symbols
+from sccodec.errors import CorruptFileError, FormatError, LimitError, ModelMismatchError, SCVError
+
+def read_by_hand(data: bytes) -> tuple[dict, list[tuple[bytes, bytes]]]:
+    """An independent reader written from docs/format.md alone."""
+    fields: dict = {}
+    assert data[0:8] == b"\x89SCV\r\n\x1a\n"
+    fields["version"], fields["coder_major"], fields["coder_minor"], n = data[8], data[9], data[10], data[11]
+    fields["name"] = data[12 : 12 + n].decode("ascii")
+    fields["hash"] = data[12 + n : 20 + n]
+    fields["quality"] = data[20 + n]
+    fields["width"], fields["height"] = struct.unpack(">II", data[21 + n : 29 + n])
+    fields["mode"], fields["bit_depth"] = data[29 + n], data[30 + n]
+    (fields["tile"],) = struct.unpack(">H", data[31 + n : 33 + n])
+    (crc,) = struct.unpack(">I", data[33 + n : 37 + n])
+    assert crc == zlib.crc32(data[: 33 + n]), "header CRC covers bytes 0 .. 32+L"
+    chunks = []
+    pos = 37 + n
+    while pos < len(data):
+        kind, length = struct.unpack(">4sI", data[pos : pos + 8])
+        payload = data[pos + 8 : pos + 8 + length]
+        assert len(payload) == length
+        (chunk_crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
+        assert chunk_crc == zlib.crc32(kind + payload), f"chunk {len(chunks)} CRC (type + payload)"
+        chunks.append((kind, payload))
+        pos += 12 + length
+    assert pos == len(data), "nothing may follow the last chunk"
+    return fields, chunks
+
+
+@pytest.mark.parametrize(("name", "quality", "size", "mode", "tile", "grid"), [
+    ("tiled_scv", 4, (70, 40), 0, 32, (2, 3)),
+    ("grey_scv", 2, (24, 20), 1, 1024, (1, 1)),
+    ("small_scv", 3, (16, 16), 0, 1024, (1, 1)),
+])
+def test_writer_follows_the_spec(request, name, quality, size, mode, tile, grid) -> None:
+    data = request.getfixturevalue(name)
+    fields, chunks = read_by_hand(data)
+    assert fields["version"] == 1
+    assert (fields["coder_major"], fields["coder_minor"]) == (0, 5)
+    assert fields["name"] == "scvae-base"
+    assert fields["hash"] == weights_hash()
+    assert fields["quality"] == quality
+    assert (fields["width"], fields["height"]) == size
+    assert fields["mode"] == mode and fields["bit_depth"] == 8
+    assert fields["tile"] == tile and tile % 16 == 0
+    assert [kind for kind, _ in chunks] == [b"TILE"] * (grid[0] * grid[1])
+    for _, payload in chunks:
+        assert payload and len(payload) % 4 == 0, "a TILE payload is whole little-endian u32 words"
+
+
+def test_reference_parser_agrees_with_the_hand_reader(tiled_scv) -> None:
+    fields, chunks = read_by_hand(tiled_scv)
+    c = bitstream.parse(tiled_scv)
+    h = c.header
+    assert (h.model, h.weights_hash, h.quality, h.width, h.height, h.tile) == (
+        fields["name"], fields["hash"], fields["quality"], fields["width"], fields["height"], fields["tile"])
+    assert h.tile_grid == (2, 3) and h.num_tiles == 6
+    assert c.tiles == [payload for _, payload in chunks]
+    assert bitstream.pack(c) == tiled_scv, "parse -> pack reproduces the file byte for byte"
+
+
+def test_weights_sidecar_names_the_same_hash() -> None:
+    sidecar = json.loads(WEIGHTS.with_suffix(".json").read_text())
+    assert sidecar["name"] == "scvae-base"
+    assert bytes.fromhex(sidecar["weights_hash"]) == weights_hash()
+
+
+def test_ancillary_chunks_are_skipped_and_critical_ones_refused(small_scv, model_file) -> None:
+    c = bitstream.parse(small_scv)
+    expected = parse_symbols(small_scv, model_file).tiles[0]
+    with_ancillary = bitstream.pack(bitstream.Container(c.header, c.tiles, {b"zzZz": b"hello"}))
+    assert bitstream.parse(with_ancillary).ancillary == {b"zzZz": b"hello"}
+    assert (parse_symbols(with_ancillary, model_file).tiles[0] == expected).all()
+    critical = small_scv + bitstream.pack_chunk(b"ZZZZ", b"x")
+    with pytest.raises(CorruptFileError, match="critical"):
+        bitstream.parse(critical)
+
+
+def test_extra_tile_chunk_is_refused(small_scv) -> None:
+    c = bitstream.parse(small_scv)
+    with pytest.raises(CorruptFileError, match="more tile chunks"):
+        bitstream.parse(small_scv + bitstream.pack_chunk(b"TILE", c.tiles[0]))
+
+
+def test_missing_tile_chunk_is_refused(tiled_scv) -> None:
+    c = bitstream.parse(tiled_scv)
+    data = bitstream.pack(bitstream.Container(c.header, c.tiles[:-1]))
+    with pytest.raises(CorruptFileError, match="5 of 6"):
+        bitstream.parse(data)
+
+
+# ---------------------------------------------------------------- corrupt files
+
+
+def assert_one_line(err: pytest.ExceptionInfo) -> None:
+    message = str(err.value)
+    assert message and "\n" not in message, repr(message)
+
+
+@pytest.mark.parametrize(("data", "error", "match"), [
+    (b"", FormatError, "magic"),
+    (b"GIF89a\x01\x00\x01\x00", FormatError, "magic"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(40), FormatError, "magic"),
+    (b"\x89SCV\r\n\x1a\n", CorruptFileError, "truncated"),
+])
+def test_not_an_scv_file(data, error, match) -> None:
+    with pytest.raises(error, match=match) as err:
+        parse_symbols(data)
+    assert_one_line(err)
+
+
+def test_wrong_format_version(small_scv) -> None:
+    with pytest.raises(FormatError, match="version 2") as err:
+        bitstream.parse(rebuild(small_scv, version=2))
+    assert_one_line(err)
+
+
+def test_every_truncation_is_an_error(tiled_scv, model_file) -> None:
+    for n in range(len(tiled_scv)):
+        with pytest.raises(SCVError) as err:
+            parse_symbols(tiled_scv[:n], model_file)
+        assert_one_line(err)
+        if n >= 8:  # past the magic bytes: the message says what happened
+            assert "truncated" in str(err.value), (n, str(err.value))
+
+
+def test_every_single_bit_flip_is_detected(small_scv, model_file) -> None:
+    """CRC-32 catches every single-bit error, in the header and in every chunk."""
+    for i in range(len(small_scv)):
+        for bit in range(8):
+            corrupt = bytearray(small_scv)
+            corrupt[i] ^= 1 << bit
+            with pytest.raises(SCVError) as err:
+                parse_symbols(bytes(corrupt), model_file)
+            assert_one_line(err)
+
+
+@pytest.mark.parametrize(("where", "match"), [("header", "header CRC"), ("chunk", "CRC mismatch in chunk 0")])
+def test_crc_messages_say_where(small_scv, where, match) -> None:
+    name_len = small_scv[11]
+    offset = {"header": 21 + name_len, "chunk": 37 + name_len + 8}[where]  # width / first payload byte
+    corrupt = bytearray(small_scv)
+    corrupt[offset] ^= 0x10
+    with pytest.raises(CorruptFileError, match=match):
+        bitstream.parse(bytes(corrupt))
+
+
+@pytest.mark.parametrize("changes", [
+    {"width": 0}, {"height": 0}, {"tile": 8}, {"tile": 40}, {"quality": 0}, {"bit_depth": 16},
+])
+def test_implausible_header_fields(small_scv, changes) -> None:
+    with pytest.raises(CorruptFileError, match="implausible") as err:
+        bitstream.parse(rebuild(small_scv, **changes))
+    assert_one_line(err)
+
+
+def test_quality_the_model_does_not_have(small_scv, model_file) -> None:
+    with pytest.raises(CorruptFileError, match="quality 9"):
+        parse_symbols(rebuild(small_scv, quality=9), model_file)
+
+
+def test_tile_payload_not_whole_words(small_scv, model_file) -> None:
+    c = bitstream.parse(small_scv)
+    data = bitstream.pack(bitstream.Container(c.header, [c.tiles[0] + b"\x01"]))
+    with pytest.raises(CorruptFileError, match="32-bit words"):
+        parse_symbols(data, model_file)
+
+
+def test_garbage_tile_payload_never_escapes_as_another_exception(small_scv, model_file) -> None:
+    """Valid CRCs around random words: decodes to some symbols or raises CorruptFileError."""
+    c = bitstream.parse(small_scv)
+    for seed in range(10):
+        payload = bytes((seed * 37 + i * 101) % 256 for i in range(4 * (1 + seed)))
+        if seed % 3 == 0:
+            payload = payload[:-4] + bytes(4)  # zero last word: invalid ANS data
+        data = bitstream.pack(bitstream.Container(c.header, [payload]))
+        try:
+            parsed = parse_symbols(data, model_file)
+        except CorruptFileError as e:
+            assert "tile 0" in str(e)
+        else:
+            assert parsed.tiles[0].shape == (model_file.config.atoms, 1, 1)
+
+
+# ---------------------------------------------------------------- limits and models
+
+
+def test_pixel_limit(tiled_scv) -> None:
+    pixels = 40 * 70
+    assert bitstream.parse(tiled_scv, max_pixels=pixels).header.width == 70  # at the limit: fine
+    with pytest.raises(LimitError, match=str(pixels)) as err:
+        bitstream.parse(tiled_scv, max_pixels=pixels - 1)
+    assert_one_line(err)
+
+
+def test_huge_header_is_refused_before_anything_is_allocated(small_scv) -> None:
+    with pytest.raises(LimitError):
+        parse_symbols(rebuild(small_scv, width=2**32 - 1, height=2**32 - 1))
+
+
+def test_unknown_model_name(small_scv) -> None:
+    with pytest.raises(ModelMismatchError, match="'no-such-model'") as err:
+        parse_symbols(rebuild(small_scv, model="no-such-model"))
+    assert_one_line(err)
+
+
+def test_wrong_weights_hash_names_the_model(small_scv) -> None:
+    with pytest.raises(ModelMismatchError, match="scvae-base") as err:
+        parse_symbols(rebuild(small_scv, weights_hash=bytes(8)))
+    assert "0000000000000000" in str(err.value)
+    assert_one_line(err)
+
+
+def test_model_name_is_not_a_path(small_scv) -> None:
+    """The name comes from an untrusted file: it must not reach outside the installed models
+    (here '../weights/scvae-base' would resolve to the real weights through the filesystem)."""
+    name = f"../{WEIGHTS.parent.name}/scvae-base"
+    with pytest.raises(ModelMismatchError):
+        parse_symbols(rebuild(small_scv, model=name))
+
+
+def test_unknown_entropy_coder_version_is_refused(small_scv, model_file) -> None:
+    """docs/format.md: coder version 0.5; ANS output is only stable within it, so a file from
+    another coder version must be refused, not decoded to garbage."""
+    with pytest.raises(SCVError, match="coder"):
+        parse_symbols(rebuild(small_scv, coder_version=(1, 0)), model_file)

@@ -1,0 +1,360 @@
+"""The `sccodec` command line: outputs, --force, exit codes (0 ok, 1 bad input, 2 usage,
+3 output problem), one-line errors, and no temp files left behind."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import sccodec
+import sccodec.cli
+from helpers import encode_png, gradient_image, rebuild, weights_hash
+from sccodec import bitstream
+from sccodec.cli import main
+
+
+@pytest.fixture
+def run():
+    """Invoke the CLI in-process. Exceptions that escape the command are re-raised (a test
+    failure), never silently turned into exit code 1 as CliRunner does by default."""
+    try:
+        runner = CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        runner = CliRunner()  # click >= 8.2 keeps stderr apart by default
+
+    def invoke(*args: str, input: bytes | None = None):
+        return runner.invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture(autouse=True)
+def no_temp_files_left(tmp_path):
+    yield
+    leftovers = [p.name for p in tmp_path.rglob(".*.tmp")]
+    assert not leftovers, f"temporary files left behind: {leftovers}"
+
+
+@pytest.fixture
+def png(tmp_path):
+    path = tmp_path / "photo.png"
+    path.write_bytes(encode_png(gradient_image(20, 28)))
+    return path
+
+
+@pytest.fixture
+def scv(tmp_path, small_scv):
+    path = tmp_path / "small.scv"
+    path.write_bytes(small_scv)
+    return path
+
+
+def assert_one_line_error(result, code: int) -> None:
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(("sccodec: error:", "Error:")), lines[0]
+
+
+# ---------------------------------------------------------------- encode / decode
+
+
+def test_encode_default_output_name(run, png) -> None:
+    result = run("encode", png)
+    assert result.exit_code == 0, result.output
+    header = bitstream.parse_header((png.with_suffix(".scv")).read_bytes())[0]
+    assert (header.width, header.height, header.quality) == (28, 20, sccodec.DEFAULT_QUALITY)
+
+
+def test_encode_quality_and_output(run, png, tmp_path) -> None:
+    out = tmp_path / "custom.scv"
+    assert run("encode", png, "-o", out, "-q", "2").exit_code == 0
+    assert bitstream.parse_header(out.read_bytes())[0].quality == 2
+    assert not png.with_suffix(".scv").exists()
+
+
+def test_decode_default_output_name(run, tmp_path, grey_scv) -> None:
+    path = tmp_path / "grey.scv"
+    path.write_bytes(grey_scv)
+    assert run("decode", path).exit_code == 0
+    with Image.open(tmp_path / "grey.png") as img:
+        assert (img.format, img.size, img.mode) == ("PNG", (24, 20), "L")
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("out.jpg", "JPEG"), ("out.JPEG", "JPEG"), ("out.bmp", "BMP"),
+                                           ("out.tif", "TIFF"), ("out.png", "PNG")])
+def test_decode_format_follows_the_extension(run, scv, tmp_path, name, fmt) -> None:
+    assert run("decode", scv, "-o", tmp_path / name).exit_code == 0
+    with Image.open(tmp_path / name) as img:
+        assert (img.format, img.size) == (fmt, (16, 16))
+
+
+def test_decode_unknown_extension(run, scv, tmp_path) -> None:
+    result = run("decode", scv, "-o", tmp_path / "out.nosuchformat")
+    assert_one_line_error(result, 3)
+    assert not (tmp_path / "out.nosuchformat").exists()
+
+
+def test_stdin_and_stdout(run, png, tmp_path) -> None:
+    out = tmp_path / "piped.scv"
+    assert run("encode", "-", "-o", out, input=png.read_bytes()).exit_code == 0
+    result = run("decode", out, "-o", "-")
+    assert result.exit_code == 0
+    with Image.open(io.BytesIO(result.stdout_bytes)) as img:
+        assert (img.format, img.size) == ("PNG", (28, 20))
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_stdin_needs_an_output_name(run, command) -> None:
+    assert run(command, "-", input=b"").exit_code == 2
+
+
+# ---------------------------------------------------------------- overwriting
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_existing_output_needs_force(run, png, scv, tmp_path, command) -> None:
+    source = png if command == "encode" else scv
+    target = tmp_path / ("existing.scv" if command == "encode" else "existing.png")
+    target.write_bytes(b"precious")
+    result = run(command, source, "-o", target)
+    assert_one_line_error(result, 3)
+    assert "--force" in result.stderr
+    assert target.read_bytes() == b"precious"
+    assert run(command, source, "-o", target, "--force").exit_code == 0
+    assert target.read_bytes() != b"precious"
+
+
+@pytest.mark.parametrize("spelling", ["same", "relative", "symlink"])
+def test_output_that_is_the_input_is_refused(run, scv, tmp_path, spelling, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    output = {"same": str(scv), "relative": f"./{scv.name}", "symlink": "link.scv"}[spelling]
+    if spelling == "symlink":
+        (tmp_path / "link.scv").symlink_to(scv)
+    before = scv.read_bytes()
+    result = run("decode", scv, "-o", output, "--force")
+    assert_one_line_error(result, 3)
+    assert "input" in result.stderr
+    assert scv.read_bytes() == before
+
+
+def test_output_in_a_missing_folder(run, scv, tmp_path) -> None:
+    result = run("decode", scv, "-o", tmp_path / "no" / "such" / "dir" / "out.png")
+    assert_one_line_error(result, 3)
+
+
+def test_failed_write_is_exit_3_and_leaves_nothing(run, scv, tmp_path, monkeypatch) -> None:
+    """A write that fails half way (disk full, permission denied) is an output problem: exit 3,
+    one line, the old file untouched, no temp file left."""
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+
+    def replace_fails(src, dst):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(sccodec.cli.os, "replace", replace_fails)
+    result = run("decode", scv, "-o", target, "--force")
+    assert_one_line_error(result, 3)
+    assert target.read_bytes() == b"old"
+
+
+def test_output_permissions_follow_the_umask(run, png, tmp_path) -> None:
+    """Like any file a user creates: 0666 minus the umask (mkstemp alone would give 0600)."""
+    umask = os.umask(0o022)
+    try:
+        assert run("encode", png, "-o", tmp_path / "out.scv").exit_code == 0
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "out.scv").stat().st_mode) == 0o644
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def corrupt(small_scv: bytes, kind: str) -> bytes:
+    flipped = bytearray(small_scv)
+    flipped[-6] ^= 0x01
+    return {"truncated": small_scv[:30], "bad magic": b"PK\x03\x04" + small_scv[4:],
+            "flipped bit": bytes(flipped), "wrong weights": rebuild(small_scv, weights_hash=bytes(8)),
+            "empty": b""}[kind]
+
+
+@pytest.mark.parametrize(("command", "kind"), [
+    (command, kind) for command in ("decode", "info")
+    for kind in ("truncated", "bad magic", "flipped bit", "wrong weights", "empty")
+    if (command, kind) != ("info", "wrong weights")  # info reads the container only: no model
+])
+def test_corrupt_input_is_exit_1_with_one_line(run, tmp_path, small_scv, command, kind) -> None:
+    path = tmp_path / "bad.scv"
+    path.write_bytes(corrupt(small_scv, kind))
+    result = run(command, path)
+    assert_one_line_error(result, 1)
+    if kind == "wrong weights":
+        assert "scvae-base" in result.stderr
+    assert not (tmp_path / "bad.png").exists()
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param(b"not an image", id="text"),
+    pytest.param(b"", id="empty"),
+    pytest.param(encode_png(gradient_image(32, 32))[:200], id="truncated PNG"),
+    pytest.param(encode_png(np.zeros((8, 8, 4), np.uint8)), id="transparent"),
+    pytest.param(encode_png(np.zeros((8, 8), np.uint16)), id="16-bit"),
+])
+def test_bad_image_is_exit_1_with_one_line(run, tmp_path, content) -> None:
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    assert_one_line_error(run("encode", path), 1)
+    assert not (tmp_path / "bad.scv").exists()
+
+
+def test_missing_input_is_exit_1(run, tmp_path) -> None:
+    assert_one_line_error(run("decode", tmp_path / "missing.scv"), 1)
+
+
+def test_pixel_limit_is_exit_1(run, png, scv) -> None:
+    assert_one_line_error(run("encode", png, "--max-pixels", "100"), 1)
+    assert_one_line_error(run("decode", scv, "--max-pixels", "100"), 1)
+
+
+@pytest.mark.parametrize("quality", ["0", "9", "abc"])
+def test_bad_quality_is_a_usage_error(run, png, quality) -> None:
+    result = run("encode", png, "-q", quality)
+    assert result.exit_code == 2, result.output
+    assert "quality" in result.stderr.lower() and "Traceback" not in result.output
+    assert not png.with_suffix(".scv").exists()
+
+
+def test_unknown_command_is_a_usage_error(run) -> None:
+    assert run("transmogrify").exit_code == 2
+
+
+# ---------------------------------------------------------------- batches
+
+
+@pytest.fixture
+def pngs(tmp_path):
+    paths = []
+    for i, (h, w) in enumerate([(16, 16), (20, 12)]):
+        path = tmp_path / f"in{i}.png"
+        path.write_bytes(encode_png(gradient_image(h, w, seed=i)))
+        paths.append(path)
+    return paths
+
+
+def test_batch_encode_and_decode_into_folders(run, pngs, tmp_path) -> None:
+    (tmp_path / "scv").mkdir()
+    (tmp_path / "png").mkdir()
+    assert run("encode", *pngs, "--out-dir", tmp_path / "scv", "-q", "2").exit_code == 0
+    scvs = sorted((tmp_path / "scv").glob("*.scv"))
+    assert [p.name for p in scvs] == ["in0.scv", "in1.scv"]
+    result = run("decode", *scvs, "--out-dir", tmp_path / "png")
+    assert result.exit_code == 0
+    assert "2 of 2" in result.stderr
+    with Image.open(tmp_path / "png" / "in1.png") as img:
+        assert img.size == (12, 20)
+
+
+def test_batch_goes_on_after_a_bad_file(run, pngs, tmp_path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    (tmp_path / "out").mkdir()
+    result = run("encode", pngs[0], bad, pngs[1], "--out-dir", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "bad.png" in result.stderr and "Traceback" not in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["in0.scv", "in1.scv"]
+
+
+def test_batch_usage_errors(run, pngs, tmp_path) -> None:
+    assert run("encode", *pngs, "-o", tmp_path / "one.scv").exit_code == 2
+    assert run("encode", pngs[0], "-q", "3", "--target-bpp", "0.5").exit_code == 2
+    assert not list(tmp_path.glob("*.scv"))
+
+
+def test_batch_into_a_missing_folder(run, pngs, tmp_path) -> None:
+    assert_one_line_error(run("encode", *pngs, "--out-dir", tmp_path / "missing"), 3)
+
+
+def test_batch_never_writes_two_inputs_to_one_output(run, tmp_path) -> None:
+    """a/x.png and b/x.png both map to out/x.scv: with --force the second would silently
+    replace the first, and the run would still report success."""
+    for folder, seed in (("a", 0), ("b", 1)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.png").write_bytes(encode_png(gradient_image(16, 16, seed)))
+    (tmp_path / "out").mkdir()
+    result = run("encode", tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", "--out-dir", tmp_path / "out",
+                 "--force")
+    assert result.exit_code != 0, result.stderr
+
+
+def test_target_bpp_option(run, png, tmp_path) -> None:
+    out = tmp_path / "fit.scv"
+    assert run("encode", png, "-o", out, "--target-bpp", "100").exit_code == 0
+    assert len(out.read_bytes()) * 8 / (28 * 20) <= 100
+
+
+# ---------------------------------------------------------------- info, version, demo
+
+
+def test_info_json(run, tmp_path, tiled_scv) -> None:
+    path = tmp_path / "tiled.scv"
+    path.write_bytes(tiled_scv)
+    result = run("info", path, "--json")
+    assert result.exit_code == 0
+    record = json.loads(result.output)
+    container = bitstream.parse(tiled_scv)
+    assert record["format_version"] == 1
+    assert record["model"] == "scvae-base"
+    assert record["weights_hash"] == weights_hash().hex()
+    assert (record["width"], record["height"], record["mode"]) == (70, 40, "RGB")
+    assert (record["quality"], record["tile"], record["tile_grid"]) == (4, 32, [2, 3])
+    assert record["bytes"] == len(tiled_scv)
+    assert record["bpp"] == pytest.approx(len(tiled_scv) * 8 / (70 * 40), rel=1e-3)
+    assert record["tile_bytes"] == [len(t) for t in container.tiles]
+
+
+def test_info_human_readable(run, scv) -> None:
+    result = run("info", scv)
+    assert result.exit_code == 0
+    assert "scvae-base" in result.output and "16" in result.output
+
+
+def test_version(run) -> None:
+    result = run("--version")
+    assert result.exit_code == 0
+    assert sccodec.__version__ in result.output
+    assert "format 1" in result.output and "scvae-base" in result.output
+
+
+def test_demo_on_a_small_image(run, tmp_path) -> None:
+    path = tmp_path / "small.png"
+    path.write_bytes(encode_png(gradient_image(16, 24)))
+    result = run("demo", "--image", path, "-q", "2", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "bpp" in result.output and "PSNR" in result.output
+
+
+# ---------------------------------------------------------------- a real process
+
+
+def test_real_process_exit_code_and_message(tmp_path, small_scv) -> None:
+    path = tmp_path / "bad.scv"
+    path.write_bytes(small_scv[:-3])
+    proc = subprocess.run([sys.executable, "-m", "sccodec.cli", "decode", str(path)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sccodec: error:") and "truncated" in lines[0]
+    assert proc.stdout == ""
+    assert not (tmp_path / "bad.png").exists()

@@ -1,0 +1,289 @@
+"""The public API end to end (sccodec.api, sccodec.Codec, shortcuts, Pillow plugin).
+
+Fidelity checks are deliberately loose: the shipped weights are an intermediate training
+snapshot. "Close" means: the right size and mode, not garbage (PSNR floor), and the right
+picture in the right place (luma correlation with the input, which a flipped, transposed,
+shifted or unrelated output fails).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sccodec
+from helpers import astronaut_crop, exif_rotated_jpeg, gradient_image, luma_correlation, psnr, rebuild, textured_image
+from sccodec import bitstream
+from sccodec.api import parse_symbols
+from sccodec.errors import LimitError, ModelMismatchError, ParameterError, SCVError
+from sccodec.model.scvae import SCVAE
+from sccodec.weights import ModelFile
+
+TOP = max(sccodec.QUALITIES)
+
+
+def roundtrip(codec: sccodec.Codec, pixels: np.ndarray, quality: int = TOP, **kw) -> tuple[bytes, np.ndarray]:
+    data = codec.encode(pixels, quality, **kw)
+    out, mode = codec.decode_array(data)
+    assert mode == "RGB"
+    assert out.dtype == np.uint8 and out.shape == pixels.shape
+    return data, out
+
+
+# ---------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize(("height", "width"), [
+    (1, 1), (1, 17), (17, 1), (16, 16), (33, 47), (47, 33), (15, 64), (64, 48),
+])
+def test_roundtrip_sizes(codec, height, width) -> None:
+    pixels = gradient_image(height, width)
+    data, out = roundtrip(codec, pixels)
+    header = bitstream.parse_header(data)[0]
+    assert (header.width, header.height) == (width, height)
+    img = codec.decode(data)
+    assert img.size == (width, height) and img.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(img), out)
+    assert psnr(pixels, out) > 8, "decoded image is garbage"
+    if min(height, width) >= 15:
+        assert luma_correlation(pixels, out) > 0.6, "decoded picture does not match the input"
+
+
+@pytest.mark.parametrize("shape", [(96, 128), (128, 96)], ids=["landscape", "portrait"])
+def test_roundtrip_natural_photo_landscape_and_portrait(codec, shape) -> None:
+    photo = astronaut_crop(128, 128)
+    pixels = np.ascontiguousarray(photo[: shape[0], : shape[1]])
+    _, out = roundtrip(codec, pixels)
+    assert psnr(pixels, out) > 12
+    assert luma_correlation(pixels, out) > 0.7
+    # the right way round: much closer to the input than to its mirror images
+    assert luma_correlation(pixels[::-1], out) < luma_correlation(pixels, out) - 0.2
+    assert luma_correlation(pixels[:, ::-1], out) < luma_correlation(pixels, out) - 0.2
+
+
+def test_multi_tile_roundtrip(codec, tiled_rgb, tiled_scv) -> None:
+    """A 2x3 grid of 32-px tiles (edge tiles 8 and 6 px): each tile is coded on its own, so
+    each decoded tile equals the decoded stand-alone crop, in its place."""
+    header = bitstream.parse_header(tiled_scv)[0]
+    assert header.tile == 32 and header.tile_grid == (2, 3)
+    out, mode = codec.decode_array(tiled_scv)
+    assert mode == "RGB" and out.shape == tiled_rgb.shape
+    assert luma_correlation(tiled_rgb, out) > 0.6
+    for top in (0, 32):
+        for left in (0, 32, 64):
+            crop = np.ascontiguousarray(tiled_rgb[top : top + 32, left : left + 32])
+            alone, _ = codec.decode_array(codec.encode(crop, header.quality))
+            np.testing.assert_array_equal(out[top : top + 32, left : left + 32], alone,
+                                          err_msg=f"tile at ({top}, {left})")
+
+
+def test_tiling_does_not_change_a_one_tile_image(codec, small_rgb, small_scv) -> None:
+    """With one tile, the tile size is only a header field: same symbols, same pixels."""
+    other = codec.encode(small_rgb, 3, tile=64)
+    assert bitstream.parse(other).tiles == bitstream.parse(small_scv).tiles
+    np.testing.assert_array_equal(codec.decode_array(other)[0], codec.decode_array(small_scv)[0])
+
+
+@pytest.mark.parametrize("tile", [0, 8, 24, 65536, 32.0])
+def test_bad_tile_sizes(codec, small_rgb, tile) -> None:
+    with pytest.raises(ParameterError, match="tile"):
+        codec.encode(small_rgb, 3, tile=tile)
+
+
+def test_real_photo_from_shared_data(codec, shared_data) -> None:
+    """One crop of one real training photo (skips where ../shared/data is absent)."""
+    path = shared_data / "train" / "bsd100_img_001.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    with Image.open(path) as im:
+        pixels = np.ascontiguousarray(np.asarray(im.convert("RGB"))[:48, :64])
+    _, out = roundtrip(codec, pixels)
+    assert luma_correlation(pixels, out) > 0.5
+
+
+# ---------------------------------------------------------------- quality levels
+
+
+def test_qualities_are_one_to_eight(codec) -> None:
+    assert sccodec.QUALITIES == codec.qualities == tuple(range(1, 9))
+    assert sccodec.DEFAULT_QUALITY in sccodec.QUALITIES
+
+
+@pytest.mark.parametrize("quality", sccodec.QUALITIES)
+def test_every_quality_level_roundtrips(codec, quality) -> None:
+    pixels = gradient_image(16, 24, seed=quality)
+    data, out = roundtrip(codec, pixels, quality)
+    assert bitstream.parse_header(data)[0].quality == quality
+    assert luma_correlation(pixels, out) > 0.5
+
+
+def test_default_quality(codec, small_rgb) -> None:
+    assert bitstream.parse_header(codec.encode(small_rgb))[0].quality == sccodec.DEFAULT_QUALITY
+
+
+@pytest.mark.parametrize("quality", [0, 9, -1, 2.5, 5.0, "5", 255])
+def test_quality_outside_the_levels_is_a_parameter_error(codec, small_rgb, quality) -> None:
+    with pytest.raises(ParameterError, match="quality"):
+        codec.encode(small_rgb, quality)
+    assert issubclass(ParameterError, SCVError)
+
+
+def test_file_size_grows_with_quality(codec) -> None:
+    pixels = textured_image(48, 48)
+    assert len(codec.encode(pixels, min(sccodec.QUALITIES))) < len(codec.encode(pixels, TOP))
+
+
+def test_target_bpp(codec) -> None:
+    pixels = textured_image(32, 32)
+    sizes = {q: codec.encode_with_info(pixels, q).bpp for q in (1, 4)}
+    fits = codec.encode_with_info(pixels, target_bpp=sizes[4])
+    assert fits.bpp <= sizes[4] and codec.decode_array(fits.data)[0].shape == pixels.shape
+    assert bitstream.parse_header(fits.data)[0].quality == fits.quality
+    # nothing fits: the smallest level
+    assert codec.encode_with_info(pixels, target_bpp=sizes[1] / 100).quality == 1
+    with pytest.raises(ParameterError):
+        codec.encode(pixels, 3, target_bpp=1.0)
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ParameterError):
+            codec.encode(pixels, target_bpp=bad)
+
+
+# ---------------------------------------------------------------- parsing without the network
+
+
+def test_parse_symbols_needs_no_network(codec, tiled_rgb, tiled_scv, monkeypatch) -> None:
+    """DESIGN principle 1: the symbols come out of the file with no network at all, and they
+    are exactly the encoder's symbols, tile by tile."""
+    header = bitstream.parse_header(tiled_scv)[0]
+    expected = []
+    for top, left in [(0, 0), (0, 32), (0, 64), (32, 0), (32, 32), (32, 64)]:
+        tile = tiled_rgb[top : top + 32, left : left + 32]
+        pad = ((0, -tile.shape[0] % 16), (0, -tile.shape[1] % 16), (0, 0))
+        x = torch.from_numpy(np.pad(tile, pad, mode="edge")).permute(2, 0, 1)[None].float() / 255
+        expected.append(codec.network.encode_symbols(x, header.quality - 1).numpy())
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("parse_symbols built the neural network")
+
+    monkeypatch.setattr(SCVAE, "__init__", forbidden)
+    monkeypatch.setattr(ModelFile, "build", forbidden)
+    monkeypatch.setattr(torch.nn.Module, "__call__", forbidden)
+    parsed = parse_symbols(tiled_scv)  # no Codec, no model file given: loads the tables itself
+    assert parsed.header == header
+    assert len(parsed.tiles) == len(expected)
+    for got, want in zip(parsed.tiles, expected):
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    assert any(np.count_nonzero(t) for t in parsed.tiles), "a file of all-zero symbols proves little"
+
+
+# ---------------------------------------------------------------- errors through the API
+
+
+def test_limit_on_encode_and_decode(codec, small_rgb, small_scv, monkeypatch) -> None:
+    monkeypatch.setattr(codec, "max_pixels", 16 * 16 - 1)
+    with pytest.raises(LimitError):
+        codec.encode(small_rgb, 3)
+    with pytest.raises(LimitError):
+        codec.decode(small_scv)
+    monkeypatch.setattr(codec, "max_pixels", 16 * 16)
+    assert codec.decode(small_scv).size == (16, 16)
+
+
+@pytest.mark.parametrize("changes", [{"model": "no-such-model"}, {"weights_hash": b"\x01" * 8}])
+def test_decoding_needs_the_exact_model(codec, small_scv, changes) -> None:
+    data = rebuild(small_scv, **changes)
+    for decode in (codec.decode, lambda d: sccodec.decode(d, device="cpu")):
+        with pytest.raises(ModelMismatchError, match=changes.get("model", "scvae-base")):
+            decode(data)
+
+
+def test_unknown_device_is_a_parameter_error() -> None:
+    with pytest.raises(ParameterError):
+        sccodec.Codec(device="no-such-device")
+
+
+# ---------------------------------------------------------------- determinism and threads
+
+
+def test_decoding_is_deterministic(codec, tiled_scv) -> None:
+    first = codec.decode_array(tiled_scv)[0]
+    np.testing.assert_array_equal(codec.decode_array(tiled_scv)[0], first)
+
+
+def test_encoding_is_deterministic(codec, small_rgb, small_scv) -> None:
+    assert codec.encode(small_rgb, 3) == small_scv
+
+
+def test_files_from_any_thread_count_decode(codec, restore_threads) -> None:
+    pixels = astronaut_crop(32, 48)
+    files = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        files[threads] = codec.encode(pixels, 4)
+    for threads in (2, 1):
+        torch.set_num_threads(threads)
+        for data in files.values():
+            out, _ = codec.decode_array(data)
+            assert out.shape == pixels.shape
+            assert luma_correlation(pixels, out) > 0.6
+    # parsing is integer-only: the symbols do not depend on the thread count of the decoder
+    parsed = [parse_symbols(files[1], codec.model_file).tiles[0] for _ in range(2)]
+    np.testing.assert_array_equal(parsed[0], parsed[1])
+
+
+# ---------------------------------------------------------------- shortcuts and Pillow plugin
+
+
+def test_module_shortcuts_match_the_codec(codec, small_rgb, small_scv) -> None:
+    data = sccodec.encode(small_rgb, 3, device="cpu")
+    assert data == small_scv
+    img = sccodec.decode(data, device="cpu")
+    assert img.size == (16, 16) and img.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(img), codec.decode_array(small_scv)[0])
+
+
+def test_grey_roundtrip_returns_grey(codec, grey_pixels, grey_scv) -> None:
+    img = codec.decode(grey_scv)
+    assert img.mode == "L" and img.size == (24, 20)
+    assert codec.decode_array(grey_scv)[1] == "L"
+    assert luma_correlation(np.dstack([grey_pixels] * 3), np.dstack([np.asarray(img)] * 3)) > 0.5
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P"])
+def test_opaque_rgba_and_palette_images_encode(codec, mode) -> None:
+    img = Image.fromarray(gradient_image(16, 20))
+    img = img.convert("RGBA") if mode == "RGBA" else img.convert("P", palette=Image.Palette.ADAPTIVE)
+    out = codec.decode(codec.encode(img, 2))
+    assert out.mode == "RGB" and out.size == (20, 16)
+
+
+def test_exif_rotated_jpeg_decodes_upright(codec) -> None:
+    out = np.asarray(codec.decode(codec.encode(exif_rotated_jpeg(), TOP)))
+    assert out.shape == (32, 16, 3)
+    top, bottom = out[:16].reshape(-1, 3).mean(0), out[16:].reshape(-1, 3).mean(0)
+    assert top[0] > bottom[0] and top[2] < bottom[2], "red must be on top, blue below"
+
+
+def test_pillow_plugin_reads_header_lazily_and_decodes(codec, grey_scv, tmp_path, monkeypatch) -> None:
+    path = tmp_path / "grey.scv"
+    path.write_bytes(grey_scv)
+    expected = np.asarray(codec.decode(grey_scv))
+    calls = []
+    real_decode = sccodec.api.decode
+    monkeypatch.setattr(sccodec.api, "decode", lambda *a, **k: calls.append(a) or real_decode(*a, **k))
+    with Image.open(path) as img:
+        assert (img.format, img.size, img.mode) == ("SCV", (24, 20), "L")
+        assert img.info["quality"] == 2 and not calls, "opening must only parse the header"
+        img.load()
+        assert len(calls) == 1
+        np.testing.assert_array_equal(np.asarray(img), expected)
+    np.testing.assert_array_equal(np.asarray(sccodec.open(path, device="cpu")), expected)
+
+
+def test_pillow_plugin_saves(small_rgb, tmp_path) -> None:
+    path = tmp_path / "out.scv"
+    Image.fromarray(small_rgb).save(path, quality=2)
+    header = bitstream.parse_header(path.read_bytes())[0]
+    assert (header.width, header.height, header.quality) == (16, 16, 2)

@@ -1,0 +1,165 @@
+"""The ANS coder (sccodec.entropy): lossless on any symbols and tables, efficient, robust to garbage."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from sccodec import entropy
+from sccodec.context import NUM_ACTIVITY, NUM_CONTEXTS, coding_steps, contexts, parity
+from sccodec.entropy import SymbolTables
+
+# (atoms K, groups G, h, w)
+SHAPES = [(8, 4, 4, 5), (8, 2, 1, 7), (4, 4, 6, 1), (4, 2, 1, 1), (16, 4, 3, 3)]
+
+
+def random_tables(k: int, groups: int, r: int, seed: int, qualities: int = 2) -> SymbolTables:
+    rng = np.random.default_rng(seed)
+    p_nonzero = rng.uniform(0.0, 1.0, size=(qualities, k, NUM_CONTEXTS))
+    values = rng.dirichlet(np.full(2 * r, 0.5), size=(qualities, k, NUM_ACTIVITY))
+    return SymbolTables(p_nonzero, values, groups)
+
+
+def random_symbols(k: int, h: int, w: int, r: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    values = rng.integers(-r, r + 1, size=(k, h, w))
+    values[0, 0, 0] = -r  # the extremes of the coded range must survive too
+    values[-1, -1, -1] = r
+    return np.where(rng.random((k, h, w)) < 0.4, 0, values).astype(np.int32)
+
+
+def roundtrip(symbols: np.ndarray, tables: SymbolTables, q: int) -> np.ndarray:
+    words = entropy.encode(symbols, tables, q)
+    assert words.dtype == np.uint32
+    return entropy.decode(words, tables, q, symbols.shape)
+
+
+@pytest.mark.parametrize(("k", "groups", "h", "w"), SHAPES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_encode_decode_is_lossless(k, groups, h, w, seed) -> None:
+    r = 7
+    tables = random_tables(k, groups, r, seed)
+    symbols = random_symbols(k, h, w, r, seed)
+    for q in range(tables.qualities):
+        np.testing.assert_array_equal(roundtrip(symbols, tables, q), symbols)
+
+
+def test_lossless_with_degenerate_tables() -> None:
+    """Probabilities of exactly 0 and 1 (e.g. float16 underflow in exported tables) must still
+    code every symbol of the range: the coder has to be leaky, not fail."""
+    k, groups, r = 8, 4, 3
+    p_nonzero = np.zeros((2, k, NUM_CONTEXTS))
+    p_nonzero[1] = 1.0
+    values = np.zeros((2, k, NUM_ACTIVITY, 2 * r))
+    values[..., 0] = 1.0  # all mass on -r
+    tables = SymbolTables(p_nonzero, values, groups)
+    symbols = random_symbols(k, 3, 4, r, seed=5)
+    for q in (0, 1):
+        np.testing.assert_array_equal(roundtrip(symbols, tables, q), symbols)
+
+
+def test_lossless_with_the_shipped_tables(model_file) -> None:
+    tables = model_file.tables
+    r = tables.value_range
+    symbols = random_symbols(tables.atoms, 2, 3, r, seed=7)
+    for q in (0, tables.qualities - 1):
+        np.testing.assert_array_equal(roundtrip(symbols, tables, q), symbols)
+
+
+def test_all_zero_symbols() -> None:
+    tables = random_tables(8, 4, 3, seed=4)
+    symbols = np.zeros((8, 2, 3), dtype=np.int32)
+    np.testing.assert_array_equal(roundtrip(symbols, tables, 0), symbols)
+
+
+def test_symbols_outside_the_range_are_refused() -> None:
+    tables = random_tables(4, 2, 3, seed=0)
+    symbols = np.zeros((4, 2, 2), dtype=np.int32)
+    symbols[1, 1, 0] = -4
+    with pytest.raises(ValueError, match="range"):
+        entropy.encode(symbols, tables, 0)
+
+
+def sample_from_tables(tables: SymbolTables, q: int, shape: tuple[int, int, int], seed: int) -> np.ndarray:
+    """Draw symbols from the model itself, step by step in coding order."""
+    rng = np.random.default_rng(seed)
+    k, h, w = shape
+    r, per = tables.value_range, k // tables.groups
+    symbols = np.zeros(shape, dtype=np.int32)
+    for p, g in coding_steps(tables.groups):
+        ctx = np.asarray(contexts(symbols, tables.groups))
+        atoms = np.arange(g * per, (g + 1) * per)[:, None, None]
+        here = np.broadcast_to(parity(h, w) == p, (per, h, w))
+        c = ctx[g * per : (g + 1) * per]
+        nonzero = rng.random((per, h, w)) < tables.p_nonzero[q, atoms, c]
+        rows = tables.values[q, atoms, c % NUM_ACTIVITY]  # (per, h, w, 2r)
+        index = (rows.cumsum(-1) < rng.random((per, h, w, 1))).sum(-1).clip(0, 2 * r - 1)
+        value = np.where(index < r, index - r, index - r + 1)
+        symbols[g * per : (g + 1) * per][here] = np.where(nonzero, value, 0)[here]
+    return symbols
+
+
+def information_bits(symbols: np.ndarray, tables: SymbolTables, q: int) -> float:
+    """-log2 P(symbols) under the tables, with the contexts of sccodec.context.contexts."""
+    k = symbols.shape[0]
+    r = tables.value_range
+    ctx = np.asarray(contexts(symbols, tables.groups))
+    atom = np.broadcast_to(np.arange(k)[:, None, None], symbols.shape)
+    nz = symbols != 0
+    p_flag = tables.p_nonzero[q, atom, ctx]
+    bits = -np.log2(np.where(nz, p_flag, 1 - p_flag)).sum()
+    index = np.where(symbols < 0, symbols + r, symbols + r - 1)
+    return float(bits - np.log2(tables.values[q, atom[nz], ctx[nz] % NUM_ACTIVITY, index[nz]]).sum())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_code_length_matches_the_model(seed) -> None:
+    """The coder spends about -log2 P(symbols) bits with the contexts training uses: catches a
+    coder whose contexts (or coding order) drift from sccodec.context (files would still round
+    trip, but be far larger than the model the tables were trained with)."""
+    k, groups, r = 16, 4, 4
+    rng = np.random.default_rng(seed)
+    # sharply context-dependent tables: the right context is worth a lot of bits
+    p_nonzero = np.where(rng.random((1, k, NUM_CONTEXTS)) < 0.5, 0.03, 0.97)
+    values = rng.dirichlet(np.full(2 * r, 0.3), size=(1, k, NUM_ACTIVITY))
+    tables = SymbolTables(p_nonzero, values, groups)
+    symbols = sample_from_tables(tables, 0, (k, 8, 8), seed)
+    ideal = information_bits(symbols, tables, 0)
+    actual = 32 * len(entropy.encode(symbols, tables, 0))
+    assert ideal - 64 <= actual <= 1.02 * ideal + 96, (actual, ideal)
+
+
+def _decode_with_timeout(words: np.ndarray, tables: SymbolTables, shape, seconds: float = 20.0):
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["result"] = entropy.decode(words, tables, 0, shape)
+        except ValueError as e:  # constriction: e.g. "never ends in a zero word"
+            box["error"] = e
+        except BaseException as e:  # noqa: BLE001 - reported below
+            box["unexpected"] = e
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"decoding {len(words)} garbage words did not finish in {seconds} s"
+    assert "unexpected" not in box, f"garbage raised {box.get('unexpected')!r}, not ValueError"
+    return box.get("result")
+
+
+@pytest.mark.parametrize("n_words", [0, 1, 2, 5, 64])
+def test_garbage_words_decode_to_something_or_valueerror_quickly(n_words) -> None:
+    k, groups, r = 8, 4, 5
+    tables = random_tables(k, groups, r, seed=n_words)
+    rng = np.random.default_rng(n_words)
+    for trial in range(5):
+        words = rng.integers(0, 2**32, size=n_words, dtype=np.uint64).astype(np.uint32)
+        if trial == 0 and n_words:
+            words[-1] = 0  # a zero last word is invalid ANS data
+        shape = (k, 1 + trial, 3)
+        result = _decode_with_timeout(words, tables, shape)
+        if result is not None:
+            assert result.shape == shape
+            assert np.abs(result).max(initial=0) <= r

@@ -1,0 +1,235 @@
+"""Image inputs (sccodec.image_io): the per-mode behaviour documented in its module docstring,
+EXIF orientation, input kinds, unreadable files and pixel limits."""
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers import encode_png, exif_rotated_jpeg, gradient_image
+from sccodec.errors import ImageInputError, LimitError
+from sccodec.image_io import pad_to_multiple, read_image, tile_boxes
+
+LIMIT = 1 << 27
+RGB = gradient_image(12, 10, seed=1)
+
+
+def read(source, max_pixels: int = LIMIT):
+    return read_image(source, max_pixels)
+
+
+def with_alpha(alpha: np.ndarray, mode: str) -> Image.Image:
+    if mode == "La":  # Pillow's RGBA -> La conversion drops the alpha: build it from bands
+        return Image.merge("La", (Image.fromarray(RGB[..., 0]), Image.fromarray(alpha)))
+    rgba = Image.fromarray(np.dstack([RGB, alpha]), "RGBA")
+    return rgba if mode == "RGBA" else rgba.convert(mode)
+
+
+OPAQUE = np.full(RGB.shape[:2], 255, np.uint8)
+HOLE = OPAQUE.copy()
+HOLE[3, 4] = 0
+
+
+# ---------------------------------------------------------------- colour modes
+
+
+@pytest.mark.parametrize("mode", ["RGBX", "YCbCr", "CMYK", "LAB", "HSV", "P", "1"])
+def test_colour_modes_are_coded_as_rgb(mode) -> None:
+    rng = np.random.default_rng(0)
+    bands = len(Image.new(mode, (1, 1)).getbands())
+    if mode in ("P", "1"):
+        img = Image.fromarray(RGB).convert(mode)
+    else:
+        img = Image.frombytes(mode, (10, 12), rng.integers(0, 256, 10 * 12 * bands, dtype=np.uint8).tobytes())
+    src = read(img)
+    assert src.mode == "RGB"
+    np.testing.assert_array_equal(src.pixels, np.asarray(img.convert("RGB")))
+
+
+def test_grey_is_coded_as_replicated_rgb_and_remembered_as_l() -> None:
+    grey = RGB[..., 1]
+    src = read(Image.fromarray(grey, "L"))
+    assert src.mode == "L"
+    np.testing.assert_array_equal(src.pixels, np.dstack([grey] * 3))
+
+
+@pytest.mark.parametrize(("mode", "expected_mode"), [
+    ("RGBA", "RGB"), ("LA", "L"), ("PA", "RGB"), ("RGBa", "RGB"), ("La", "L"),
+])
+def test_opaque_alpha_is_dropped(mode, expected_mode) -> None:
+    img = with_alpha(OPAQUE, mode)
+    src = read(img)
+    assert src.mode == expected_mode
+    assert src.pixels.shape == (12, 10, 3) and src.pixels.dtype == np.uint8
+    if mode == "RGBA":
+        np.testing.assert_array_equal(src.pixels, RGB)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "RGBa", "La"])
+def test_real_transparency_is_refused(mode) -> None:
+    with pytest.raises(ImageInputError, match="transparen"):
+        read(with_alpha(HOLE, mode))
+
+
+def palette_with_transparency(index_used: bool) -> bytes:
+    img = Image.fromarray(RGB).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    index = int(np.asarray(img)[3, 4]) if index_used else 255  # 255: no pixel uses it
+    buf = io.BytesIO()
+    img.save(buf, "PNG", transparency=index)
+    return buf.getvalue()
+
+
+def test_palette_with_used_transparent_index_is_refused() -> None:
+    with pytest.raises(ImageInputError, match="transparen"):
+        read(palette_with_transparency(index_used=True))
+
+
+def test_palette_with_unused_transparent_index_is_fine() -> None:
+    data = palette_with_transparency(index_used=False)
+    src = read(data)
+    assert src.mode == "RGB"
+    np.testing.assert_array_equal(src.pixels, np.asarray(Image.open(io.BytesIO(data)).convert("RGBA").convert("RGB")))
+
+
+@pytest.mark.parametrize("source", [
+    pytest.param(lambda: Image.fromarray(np.arange(120, dtype=np.uint16).reshape(12, 10) * 500), id="I;16"),
+    pytest.param(lambda: encode_png(np.arange(120, dtype=np.uint16).reshape(12, 10) * 500), id="16-bit PNG"),
+    pytest.param(lambda: Image.new("I", (10, 12)), id="I"),
+    pytest.param(lambda: Image.new("F", (10, 12)), id="F"),
+])
+def test_high_bit_depth_is_refused(source) -> None:
+    with pytest.raises(ImageInputError, match="8-bit"):
+        read(source())
+
+
+# ---------------------------------------------------------------- orientation
+
+
+@pytest.mark.parametrize("as_pil", [False, True])
+def test_exif_orientation_is_applied(as_pil) -> None:
+    data = exif_rotated_jpeg()
+    src = read(Image.open(io.BytesIO(data)) if as_pil else data)
+    assert src.pixels.shape == (32, 16, 3)
+    top, bottom = src.pixels[:16].reshape(-1, 3).mean(0), src.pixels[16:].reshape(-1, 3).mean(0)
+    assert top[0] > 200 and top[2] < 50, top
+    assert bottom[2] > 200 and bottom[0] < 50, bottom
+
+
+# ---------------------------------------------------------------- input kinds
+
+
+@pytest.mark.parametrize("kind", ["PIL", "array", "tensor", "batched tensor", "path", "str", "bytes", "file"])
+def test_every_input_kind_gives_the_same_pixels(kind, tmp_path) -> None:
+    path = tmp_path / "in.png"
+    path.write_bytes(encode_png(RGB))
+    tensor = torch.from_numpy(RGB).permute(2, 0, 1).float() / 255
+    source = {"PIL": lambda: Image.fromarray(RGB), "array": lambda: RGB, "tensor": lambda: tensor,
+              "batched tensor": lambda: tensor[None], "path": lambda: path, "str": lambda: str(path),
+              "bytes": path.read_bytes, "file": lambda: io.BytesIO(path.read_bytes())}[kind]()
+    src = read(source)
+    assert src.mode == "RGB"
+    np.testing.assert_array_equal(src.pixels, RGB)
+
+
+def test_float_tensor_is_clamped_to_unit_range() -> None:
+    t = torch.tensor([-0.5, 0.0, 0.5, 1.0, 7.0]).reshape(1, 1, 5).expand(3, 1, 5)
+    np.testing.assert_array_equal(read(t).pixels[0, :, 0], [0, 0, 128, 255, 255])
+
+
+def test_integer_tensor_is_not_misread_as_unit_floats() -> None:
+    """A uint8 tensor holds 0..255: reading it as floats in [0, 1] would clamp every non-zero
+    value to white. Either refuse it or read it as 8-bit values."""
+    t = torch.from_numpy(RGB).permute(2, 0, 1).contiguous()
+    try:
+        src = read(t)
+    except ImageInputError:
+        return
+    np.testing.assert_array_equal(src.pixels, RGB)
+
+
+@pytest.mark.parametrize("array", [
+    pytest.param(RGB[..., 0], id="2-D"),
+    pytest.param(RGB.astype(np.float64) / 255, id="float64"),
+    pytest.param(np.dstack([RGB, OPAQUE]), id="4 channels"),
+    pytest.param(torch.zeros(12, 10, 3), id="HWC tensor"),
+    pytest.param(torch.zeros(2, 3, 12, 10), id="batch of 2"),
+])
+def test_malformed_arrays_are_refused(array) -> None:
+    with pytest.raises(ImageInputError):
+        read(array)
+
+
+# ---------------------------------------------------------------- unreadable inputs
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda p: p.write_bytes(b""), id="zero bytes"),
+    pytest.param(lambda p: p.write_bytes(encode_png(gradient_image(64, 64))[:300]), id="truncated PNG"),
+    pytest.param(lambda p: p.write_text("this is not an image\n"), id="text"),
+    pytest.param(lambda p: p.mkdir(), id="directory"),
+    pytest.param(lambda p: None, id="missing"),
+])
+def test_unreadable_files_raise_image_input_error(make, tmp_path) -> None:
+    path = tmp_path / "input.png"
+    make(path)
+    with pytest.raises(ImageInputError) as err:
+        read(path)
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_png_bytes() -> None:
+    data = encode_png(gradient_image(64, 64))
+    for cut in (0, 8, 40, len(data) // 2, 3 * len(data) // 4):
+        with pytest.raises(ImageInputError):
+            read(data[:cut])
+
+
+# ---------------------------------------------------------------- pixel limit
+
+
+@pytest.mark.parametrize("kind", ["array", "PNG"])
+def test_pixel_limit_is_exact(kind) -> None:
+    """15x17 = 255 pixels (odd on purpose): allowed at max_pixels=255, refused at 254, and no
+    decompression-bomb warning for an image within the limit."""
+    pixels = gradient_image(15, 17)
+    source = pixels if kind == "array" else encode_png(pixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. PIL.Image.DecompressionBombWarning
+        assert read(source, max_pixels=255).pixels.shape == (15, 17, 3)
+        assert read(source, max_pixels=1000).pixels.shape == (15, 17, 3)
+    with pytest.raises(LimitError, match="254"):
+        read(source, max_pixels=254)
+
+
+def test_pixel_limit_leaves_pillow_global_alone() -> None:
+    before = Image.MAX_IMAGE_PIXELS
+    read(encode_png(RGB), max_pixels=500)
+    with pytest.raises(LimitError):
+        read(encode_png(RGB), max_pixels=100)
+    assert Image.MAX_IMAGE_PIXELS == before
+
+
+# ---------------------------------------------------------------- tiling helpers
+
+
+@pytest.mark.parametrize(("h", "w", "tile"), [(1, 1, 16), (40, 70, 32), (32, 64, 32), (17, 5, 16)])
+def test_tile_boxes_partition_the_image_in_raster_order(h, w, tile) -> None:
+    boxes = tile_boxes(h, w, tile)
+    cover = np.zeros((h, w), int)
+    for top, left, th, tw in boxes:
+        assert 1 <= th <= tile and 1 <= tw <= tile
+        cover[top : top + th, left : left + tw] += 1
+    np.testing.assert_array_equal(cover, 1)
+    assert boxes == sorted(boxes) and len(boxes) == -(-h // tile) * -(-w // tile)
+
+
+def test_padding_replicates_the_edges() -> None:
+    x = torch.arange(6, dtype=torch.float32).reshape(1, 1, 2, 3).expand(1, 3, 2, 3)
+    padded = pad_to_multiple(x, 4)
+    assert padded.shape == (1, 3, 4, 4)
+    np.testing.assert_array_equal(padded[0, 0].numpy(), [[0, 1, 2, 2], [3, 4, 5, 5], [3, 4, 5, 5], [3, 4, 5, 5]])
+    assert pad_to_multiple(padded, 4) is padded
