@@ -27,6 +27,7 @@ from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file
 QUALITIES: tuple[int, ...] = tuple(range(1, 9))  # of the default model; higher = better
 DEFAULT_QUALITY = 5
 DEFAULT_TILE = 1024
+ICC_CHUNK = b"iCCP"  # ancillary chunk carrying the original's ICC profile unchanged
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -47,6 +48,7 @@ class DecodedSymbols:
 
     header: Header
     tiles: list[np.ndarray]
+    ancillary: dict[bytes, bytes]  # e.g. b"iCCP": the ICC profile of the original
 
 
 def latent_shape(model_file: ModelFile, height: int, width: int) -> tuple[int, int, int]:
@@ -75,7 +77,7 @@ def parse_symbols(data: bytes, model_file: ModelFile | None = None,
             tiles.append(entropy.decode(words, tables, h.quality - 1, latent_shape(model_file, th, tw)))
         except (ValueError, RuntimeError, IndexError) as e:
             raise CorruptFileError(f"tile {len(tiles)} cannot be entropy-decoded: {e}") from None
-    return DecodedSymbols(h, tiles)
+    return DecodedSymbols(h, tiles, container.ancillary)
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class Codec:
         if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or not STRIDE <= tile <= 65520 or tile % STRIDE:
             raise ParameterError(f"tile must be a multiple of {STRIDE} between {STRIDE} and 65520, got {tile}")
         src = read_image(image, self.max_pixels)
+        ancillary = {ICC_CHUNK: src.icc} if src.icc else {}
         boxes = tile_boxes(src.height, src.width, tile)
         # The analysis transform does not depend on the quality: run it once per tile.
         latents = [self.network.analyze(pad_to_multiple(
@@ -145,7 +148,7 @@ class Codec:
                             height=src.height, mode=src.mode, tile=tile, coder_version=entropy.CODER_VERSION)
             chunks = [entropy.encode(self.network.quantize(y, q - 1).cpu().numpy(), mf.tables, q - 1)
                       .astype("<u4").tobytes() for y in latents]
-            data = bitstream.pack(Container(header, chunks))
+            data = bitstream.pack(Container(header, chunks, ancillary))
             return Encoded(data, q, len(data) * 8 / (src.width * src.height))
 
         if target_bpp is None:
@@ -154,19 +157,29 @@ class Codec:
 
     def decode_array(self, data: bytes) -> tuple[np.ndarray, str]:
         """.scv bytes -> ((H,W,3) uint8 RGB pixels, original colour mode)."""
-        parsed = parse_symbols(data, self.model_file, self.max_pixels)
+        pixels, header, _ = self._decode(data)
+        return pixels, header.mode
+
+    def decode(self, data: bytes) -> Image.Image:
+        pixels, header, ancillary = self._decode(data)
+        image = to_image(pixels, header.mode)
+        if ICC_CHUNK in ancillary:
+            image.info["icc_profile"] = ancillary[ICC_CHUNK]
+        return image
+
+    def _decode(self, data: bytes) -> tuple[np.ndarray, Header, dict[bytes, bytes]]:
+        header, _ = bitstream.parse_header(data, self.max_pixels)
+        mf = self.model_file
+        if (header.model, header.weights_hash) != (mf.name, mf.digest):
+            load_model_file(header.model, header.weights_hash)  # raises, naming the model needed
+            return Codec(header.model, self.device, self.max_pixels)._decode(data)
+        parsed = parse_symbols(data, mf, self.max_pixels)
         h = parsed.header
-        model_file = self.model_file
-        if (h.model, h.weights_hash) != (model_file.name, model_file.digest):
-            return Codec(h.model, self.device, self.max_pixels).decode_array(data)
         out = np.empty((h.height, h.width, 3), dtype=np.uint8)
         for symbols, (top, left, th, tw) in zip(parsed.tiles, tile_boxes(h.height, h.width, h.tile)):
             x_hat = self.network.decode_symbols(torch.from_numpy(symbols).to(self.device), h.quality - 1)
             out[top : top + th, left : left + tw] = to_pixels(x_hat[..., :th, :tw])
-        return out, h.mode
-
-    def decode(self, data: bytes) -> Image.Image:
-        return to_image(*self.decode_array(data))
+        return out, h, parsed.ancillary
 
 
 @functools.lru_cache(maxsize=4)

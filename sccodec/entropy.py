@@ -169,4 +169,8 @@ def decode(words: np.ndarray, tables: SymbolTables, quality_index: int,
                 v[escaped] = np.sign(v[escaped]) * _escape_magnitudes(n, bits, r)
             values[nz] = v
         steps.store(p, g, values)
+    if not coder.is_empty():
+        # A valid stream ends exactly after its last symbol; this catches damaged data (and
+        # wrong header fields) before the expensive synthesis runs on garbage.
+        raise ValueError("data left over after the last symbol")
     return steps.grouped.reshape(shape)

@@ -6,7 +6,9 @@ Documented behaviour per input mode (README, "Input images"):
   I;16 / I / F (16-bit, 32-bit grey)      → refused: sccodec codes 8-bit data only
   RGBA, LA, PA, P with transparency       → opaque alpha is dropped (nothing is lost);
                                              real transparency is refused with a clear error
-EXIF orientation is applied before coding, so the decoded image is upright.
+EXIF orientation is applied before coding, so the decoded image is upright. An ICC profile
+is carried unchanged in an ``iCCP`` chunk and attached to the decoded image (PNG/JPEG output
+keep it); the pixels themselves are coded as they are, not converted.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ _HIGH_DEPTH = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 class SourceImage:
     pixels: np.ndarray  # (H, W, 3) uint8
     mode: str  # "RGB" or "L": how to give the image back
+    icc: bytes | None = None  # ICC profile, carried through unchanged
 
     @property
     def height(self) -> int:
@@ -121,7 +124,7 @@ def read_image(source: ImageLike, max_pixels: int) -> SourceImage:
             raise ImageInputError("image has transparency (alpha channel); sccodec codes opaque "
                                   "images only — flatten it onto a background first")
     mode = "L" if img.mode in ("L", "LA", "La") else "RGB"
-    return SourceImage(np.asarray(img.convert("RGB")), mode)
+    return SourceImage(np.asarray(img.convert("RGB")), mode, img.info.get("icc_profile") or None)
 
 
 def to_image(pixels: np.ndarray, mode: str) -> Image.Image:

@@ -76,9 +76,28 @@ def test_all_zero_symbols() -> None:
 def test_symbols_outside_the_range_are_refused() -> None:
     tables = random_tables(4, 2, 3, seed=0)
     symbols = np.zeros((4, 2, 2), dtype=np.int32)
-    symbols[1, 1, 0] = -4
+    symbols[1, 1, 0] = -(tables.value_range + entropy.MAX_MAGNITUDE_OVER_RANGE + 1)
     with pytest.raises(ValueError, match="range"):
         entropy.encode(symbols, tables, 0)
+
+
+def test_magnitudes_beyond_the_tables_use_escape_codes() -> None:
+    tables = random_tables(4, 2, 3, seed=0)
+    r = tables.value_range
+    symbols = np.zeros((4, 3, 5), dtype=np.int32)
+    symbols[0, 0, :5] = [r, -r, r + 1, -(r + 1000), r + entropy.MAX_MAGNITUDE_OVER_RANGE]
+    symbols[3, 2, 4] = -(r + entropy.MAX_MAGNITUDE_OVER_RANGE)
+    words = entropy.encode(symbols, tables, 0)
+    np.testing.assert_array_equal(entropy.decode(words, tables, 0, symbols.shape), symbols)
+
+
+def test_trailing_words_are_detected() -> None:
+    tables = random_tables(4, 2, 3, seed=0)
+    symbols = np.zeros((4, 3, 5), dtype=np.int32)
+    symbols[1, 1, 1] = 2
+    words = entropy.encode(symbols, tables, 0)
+    with pytest.raises(ValueError, match="left over"):
+        entropy.decode(words, tables, 0, (4, 2, 5))  # a header claiming a smaller image
 
 
 def sample_from_tables(tables: SymbolTables, q: int, shape: tuple[int, int, int], seed: int) -> np.ndarray:
@@ -110,7 +129,8 @@ def information_bits(symbols: np.ndarray, tables: SymbolTables, q: int) -> float
     p_flag = tables.p_nonzero[q, atom, ctx]
     bits = -np.log2(np.where(nz, p_flag, 1 - p_flag)).sum()
     index = np.where(symbols < 0, symbols + r, symbols + r - 1)
-    return float(bits - np.log2(tables.values[q, atom[nz], ctx[nz] % NUM_ACTIVITY, index[nz]]).sum())
+    escapes = int((np.abs(symbols) == r).sum())  # |v| = R: escape class 0 follows, 1 bit each
+    return float(bits + escapes - np.log2(tables.values[q, atom[nz], ctx[nz] % NUM_ACTIVITY, index[nz]]).sum())
 
 
 @pytest.mark.parametrize("seed", [0, 1])

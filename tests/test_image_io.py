@@ -233,3 +233,18 @@ def test_padding_replicates_the_edges() -> None:
     assert padded.shape == (1, 3, 4, 4)
     np.testing.assert_array_equal(padded[0, 0].numpy(), [[0, 1, 2, 2], [3, 4, 5, 5], [3, 4, 5, 5], [3, 4, 5, 5]])
     assert pad_to_multiple(padded, 4) is padded
+
+
+def test_icc_profile_is_carried_through(codec, tmp_path):
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "icc.png"
+    Image.fromarray(gradient_image(24, 20)).save(src, icc_profile=profile)
+    data = codec.encode(src, quality=2)
+    assert b"iCCP" in data
+    decoded = codec.decode(data)
+    assert decoded.info["icc_profile"] == profile
+    out = tmp_path / "out.png"
+    decoded.save(out)
+    assert Image.open(out).info["icc_profile"] == profile

@@ -74,7 +74,8 @@ def repair_crcs(data: bytes) -> bytes:
     buf = bytearray(data)
     buf[hl - 4 : hl] = struct.pack(">I", zlib.crc32(bytes(buf[: hl - 4])))
     for pos, total in _chunks(bytes(buf), hl):
-        buf[pos + total - 4 : pos + total] = struct.pack(">I", zlib.crc32(bytes(buf[pos : pos + total - 4])))
+        covered = bytes(buf[pos : pos + 4]) + bytes(buf[pos + 8 : pos + total - 4])  # type + payload
+        buf[pos + total - 4 : pos + total] = struct.pack(">I", zlib.crc32(covered))
     return bytes(buf)
 
 

@@ -259,7 +259,9 @@ class SccodecAdapter(CodecAdapter):
     def version(self) -> str:
         import sccodec
 
-        return f"sccodec {getattr(sccodec, '__version__', '(no version)')}"
+        model = getattr(self._loaded(), "model_file", None)  # absent on test stand-ins
+        weights = f", model {model.name} (weights {model.digest.hex()})" if model else ""
+        return f"sccodec {sccodec.__version__}{weights}"
 
 
 _JPEG_SWEEP = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)

@@ -1,0 +1,25 @@
+"""The README's Python examples run as written (in a folder holding photo.png)."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+SAMPLE = Path(__file__).resolve().parent.parent / "sccodec" / "data" / "samples" / "coffee.jpg"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_has_python_examples():
+    assert len(BLOCKS) >= 3
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_example_runs(index, tmp_path, monkeypatch):
+    Image.open(SAMPLE).crop((0, 0, 96, 64)).save(tmp_path / "photo.png")
+    shutil.copy(SAMPLE, tmp_path / "photo2.jpg")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(BLOCKS[index], f"README block {index}", "exec"), {"__name__": "__readme__"})
