@@ -1,7 +1,8 @@
 """The ``sccodec`` command line: argument handling only; the work happens in ``sccodec.api``.
 
-Exit codes: 0 success · 1 bad or corrupt input (any ``SCVError``) · 2 usage error ·
-3 output problem (exists without --force, same as input, cannot be written).
+Exit codes: 0 success · 1 bad or corrupt input (an ``SCVError``) · 2 usage error (including
+an out-of-range parameter) · 3 output problem (exists without --force, same as input, cannot
+be written).
 """
 from __future__ import annotations
 
@@ -137,8 +138,6 @@ class Outcome:
 
 def _encode_job(job: Job) -> Outcome:
     quality, target_bpp, device, max_pixels = job.options
-    from sccodec.api import Codec
-
     try:
         data_in = read_input(job.source)
         result = _cached_codec(None, device, max_pixels).encode_with_info(data_in, quality, target_bpp=target_bpp)

@@ -301,7 +301,7 @@ _FACTORIES: Mapping[str, Callable[[], CodecAdapter]] = MappingProxyType(
             param="ratio",
             values=(200, 150, 100, 70, 50, 35, 25, 18, 12, 8),
             bounds=(1, 10000),
-            fixed={"quality_mode": "rates", "mct": 1},
+            fixed={"quality_mode": "rates", "mct": 1, "irreversible": True},  # 9/7 wavelet, as the reference
             quality_kwargs=lambda q: {"quality_layers": [float(q)]},
         ),
         "avif": lambda: _avif("avif", "AVIF (speed 6)", "4:2:0"),
