@@ -81,10 +81,11 @@ def _umask() -> int:
 
 def _version_message() -> str:
     from sccodec import __version__
-    from sccodec.weights import DEFAULT_MODEL, available_models
+    from sccodec.weights import DEFAULT_MODEL, available_models, load_model_file
 
+    models = ", ".join(f"{m} (weights {load_model_file(m).digest.hex()})" for m in available_models())
     return (f"sccodec {__version__} (.scv format {FORMAT_VERSION}; default model {DEFAULT_MODEL}; "
-            f"installed models: {', '.join(available_models()) or 'none'})")
+            f"installed models: {models or 'none'})")
 
 
 def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:

@@ -116,7 +116,14 @@ def bench(
     quiet: bool,
 ) -> None:
     """Rate-distortion and speed benchmark of sccodec against JPEG, WebP, JPEG 2000, AVIF,
-    HEIC and JPEG XL, with BD-rates against JPEG (see BENCHMARK.md for the protocol)."""
+    HEIC and JPEG XL, with BD-rates against JPEG (see BENCHMARK.md for the protocol).
+
+    \b
+    Examples:
+      sccodec bench                                   # bundled sample photos, all codecs
+      sccodec bench --images ../shared/data/kodak --codecs sccodec,jpeg,webp --out kodak/
+      sccodec bench --codecs sccodec,jpeg --reference ../shared/reference/compressai_kodak/jpeg.json
+    """
     from sccodec.bench.report import format_table, load_references, write_outputs
     from sccodec.bench.runner import BenchConfig, BenchError, find_images, resolve_sweeps, select_codecs
 
