@@ -287,3 +287,22 @@ def test_pillow_plugin_saves(small_rgb, tmp_path) -> None:
     Image.fromarray(small_rgb).save(path, quality=2)
     header = bitstream.parse_header(path.read_bytes())[0]
     assert (header.width, header.height, header.quality) == (16, 16, 2)
+
+
+def test_training_resumes_from_shipped_weights(tmp_path) -> None:
+    """A few steps of `sccodec train --resume weights/NAME.safetensors` on tiny generated photos."""
+    from click.testing import CliRunner
+    from sccodec.cli import main
+    from sccodec.weights import shipped_dir
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(gradient_image(40, 48, seed=i)).save(data / f"p{i}.png")
+    ckpt = tmp_path / "ckpt.pt"
+    result = CliRunner().invoke(main, ["train", "--data", str(data), "--resume",
+                                       str(shipped_dir() / "scvae-base.safetensors"), "--checkpoint",
+                                       str(ckpt), "--steps", "2", "--crop", "32", "--batch", "2"])
+    assert result.exit_code == 0, result.output
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert state["step"] >= 2 and "optimizer" in state and state["runs"][-1]["command"].startswith("sccodec train")

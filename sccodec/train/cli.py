@@ -13,7 +13,7 @@ from sccodec.train.loop import TrainConfig, command_line
               help="Folder of training photos (never the evaluation set).")
 @click.option("--checkpoint", default=TrainConfig.checkpoint, show_default=True,
               help="Where to write the checkpoint (model + optimiser + step), atomically.")
-@click.option("--resume", type=click.Path(dir_okay=False, exists=True), help="Checkpoint to continue from.")
+@click.option("--resume", type=click.Path(dir_okay=False, exists=True), help="Checkpoint to continue from, or shipped weights (weights/NAME.safetensors).")
 @click.option("--steps", type=click.IntRange(min=0), default=0, help="Stop after this many steps.")
 @click.option("--minutes", type=click.FloatRange(min=0), default=0.0, help="Stop after this much wall time.")
 @click.option("--crop", type=click.IntRange(min=16), default=TrainConfig.crop, show_default=True)

@@ -62,6 +62,20 @@ def _atomic_save(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _load_resume(path: str) -> dict:
+    """A checkpoint, or shipped weights (``.safetensors``: no optimiser state, which restarts)."""
+    if not path.endswith(".safetensors"):
+        return torch.load(path, map_location="cpu", weights_only=False)
+    from sccodec.weights import read_model_file
+
+    model_file = read_model_file(path)
+    sidecar = Path(path).with_suffix(".json")
+    training = json.loads(sidecar.read_text()).get("training", {}) if sidecar.is_file() else {}
+    return {"model": model_file.build().state_dict(), "model_config": model_file.config.to_dict(),
+            "step": training.get("iterations", 0), "wall_seconds": training.get("wall_seconds", 0.0),
+            "runs": training.get("runs", [])}
+
+
 def _param_groups(model: SCVAE, cfg: TrainConfig) -> list[dict]:
     fast_names = ("log_gain", "log_inv_gain", "log_step", "threshold_ratio", "entropy.")
     fast, slow = [], []
@@ -89,7 +103,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
     ckpt_path = Path(cfg.checkpoint)
     state = None
     if resume:
-        state = torch.load(resume, map_location="cpu", weights_only=False)
+        state = _load_resume(resume)
         model_config = ModelConfig.from_dict(state["model_config"])
     model = SCVAE(model_config or ModelConfig()).to(memory_format=torch.channels_last)
     model.bf16_transforms = cfg.bf16
@@ -104,6 +118,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
         history = state.get("history", [])
         runs = state.get("runs", [])
     start_step = step
+    fresh_optimizer = state is None or "optimizer" not in state  # warm up Adam's statistics
 
     train_paths, _ = split_holdout(list_images(cfg.data))
     sampler = PatchSampler(train_paths, cfg.crop, seed=cfg.seed + step)
@@ -128,7 +143,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
     n_acc, skipped = 0, 0
     while progress() < 1.0:
         frac = progress()
-        warm = min(1.0, (step - start_step + 1) / cfg.warmup) if start_step == 0 else 1.0
+        warm = min(1.0, (step - start_step + 1) / cfg.warmup) if fresh_optimizer else 1.0
         decay = 0.1 if frac > 1 - cfg.final_decay else 1.0
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * warm * decay
