@@ -17,13 +17,9 @@ import torch
 from PIL import Image
 
 from sccodec.api import DEFAULT_QUALITY, Codec
+from sccodec.bench.metrics import psnr_rgb as psnr
 
 HERE = Path(__file__).resolve().parent
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))
 
 
 def main() -> None:

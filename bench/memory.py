@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sccodec.bench.metrics import psnr_rgb as psnr
+
 HERE = Path(__file__).resolve().parent
 SIZES = ((1920, 1080), (3840, 2160), (7680, 4320))
 
@@ -43,10 +45,6 @@ def peak_rss_mb(cmd: list[str]) -> float:
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code, *cmd], check=True, capture_output=True, text=True)
     return int(out.stdout.split()[-1]) / 1024
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
 
 
 def main() -> None:

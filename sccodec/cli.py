@@ -381,9 +381,8 @@ def demo(quality: int | None, image: str, device: str) -> None:
     Example:
       sccodec demo --quality 3
     """
-    import numpy as np
-
     from sccodec.api import DEFAULT_QUALITY, Codec
+    from sccodec.bench.metrics import psnr_rgb
     from sccodec.image_io import read_image
 
     codec = Codec(device=device)
@@ -398,8 +397,7 @@ def demo(quality: int | None, image: str, device: str) -> None:
         t2 = time.perf_counter()
     except SCVError as e:
         _fail(e)
-    mse = np.mean((out.astype(np.float64) - src.pixels.astype(np.float64)) ** 2)
-    psnr = 10 * np.log10(255**2 / mse) if mse else float("inf")
+    psnr = psnr_rgb(src.pixels, out)
     click.echo(f"{Path(image).name}: {src.width}x{src.height}, quality {quality}: {len(data)} bytes, "
                f"{len(data) * 8 / (src.width * src.height):.3f} bpp, PSNR {psnr:.2f} dB, "
                f"encode {1000 * (t1 - t0):.0f} ms, decode {1000 * (t2 - t1):.0f} ms ({codec.device})")

@@ -12,7 +12,9 @@ keep it); the pixels themselves are coded as they are, not converted.
 """
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -50,15 +52,12 @@ def _open(source: ImageLike, max_pixels: int) -> Image.Image:
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     try:
-        # Pillow's own bomb guard uses a global; check our limit ourselves instead.
-        with _PillowLimit(max_pixels):
+        with _without_pillow_bomb_check():
             img = Image.open(source)  # lazy: reads the header only
             if img.width * img.height > max_pixels:
                 raise LimitError(f"image is {img.width}x{img.height}, above the pixel limit of {max_pixels}")
             img.load()
         return img
-    except Image.DecompressionBombError as e:
-        raise LimitError(f"image is above the pixel limit of {max_pixels}: {e}") from None
     except FileNotFoundError:
         raise ImageInputError(f"no such file: {source}") from None
     except Image.UnidentifiedImageError:
@@ -67,18 +66,16 @@ def _open(source: ImageLike, max_pixels: int) -> Image.Image:
         raise ImageInputError(f"cannot read image: {e}") from None
 
 
-class _PillowLimit:
-    """Temporarily sets Pillow's decompression-bomb limit (its only knob is module-level)."""
-
-    def __init__(self, max_pixels: int) -> None:
-        self.max_pixels = max_pixels
-
-    def __enter__(self) -> None:
-        self.saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None  # no Pillow check or warning: _open checks max_pixels itself
-
-    def __exit__(self, *exc: object) -> None:
-        Image.MAX_IMAGE_PIXELS = self.saved
+@contextlib.contextmanager
+def _without_pillow_bomb_check() -> Iterator[None]:
+    """Pillow's bomb guard is a module global (and warns below it); ``_open`` checks our own
+    limit from the header instead, before any pixel is decoded."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def _from_array(a: np.ndarray | torch.Tensor) -> SourceImage:
