@@ -1,6 +1,6 @@
 """Peak memory of large images, and what tiling costs.
 
-    python bench/memory.py [--kodak ../shared/data/kodak] [--quality 5]
+    python bench/memory.py [--kodak ../shared/data/kodak] [--quality Q]
 
 1. Peak RSS of ``sccodec encode`` and ``sccodec decode`` (whole CLI process, measured with
    getrusage on the child) for 1920x1080, 3840x2160 and 7680x4320 images made by tiling
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sccodec.api import DEFAULT_QUALITY
 from sccodec.bench.metrics import psnr_rgb as psnr
 
 HERE = Path(__file__).resolve().parent
@@ -50,7 +51,7 @@ def peak_rss_mb(cmd: list[str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kodak", type=Path, default=HERE.parent.parent / "shared" / "data" / "kodak")
-    ap.add_argument("--quality", type=int, default=5)
+    ap.add_argument("--quality", type=int, default=DEFAULT_QUALITY)
     args = ap.parse_args()
     sccodec_cli = [sys.executable, "-m", "sccodec.cli"]
     record: dict = {"quality": args.quality, "peak_rss_mb": {}}

@@ -20,12 +20,13 @@ from PIL import Image
 from sccodec import bitstream, entropy
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, Container, Header
 from sccodec.errors import CorruptFileError, FormatError, ParameterError
-from sccodec.image_io import ImageLike, pad_to_multiple, read_image, tile_boxes, to_image, to_pixels, to_tensor
+from sccodec.image_io import ImageLike, pad_to_multiple, read_image, to_image, to_pixels, to_tensor
 from sccodec.model.scvae import STRIDE, SCVAE
-from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file
+from sccodec.tiling import ANALYSIS_MARGIN, SYNTHESIS_MARGIN, Box, latent_box, tile_boxes
+from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
 
-QUALITIES: tuple[int, ...] = tuple(range(1, 9))  # of the default model; higher = better
-DEFAULT_QUALITY = 5
+QUALITIES: tuple[int, ...] = tuple(range(1, shipped_config().qualities + 1))  # of the default model; higher = better
+DEFAULT_QUALITY = 7  # λ = 0.025 in scvae-base: about 0.4 bpp on Kodak
 DEFAULT_TILE = 1024
 ICC_CHUNK = b"iCCP"  # ancillary chunk carrying the original's ICC profile unchanged
 
@@ -69,12 +70,12 @@ def parse_symbols(data: bytes, model_file: ModelFile | None = None,
         raise CorruptFileError(f"quality {h.quality} does not exist in model '{h.model}'")
     tables = model_file.tables
     tiles = []
-    for payload, (_, _, th, tw) in zip(container.tiles, tile_boxes(h.height, h.width, h.tile)):
+    for payload, box in zip(container.tiles, tile_boxes(h.height, h.width, h.tile)):
         if len(payload) % 4:
             raise CorruptFileError("tile chunk length is not a whole number of 32-bit words")
         words = np.frombuffer(payload, dtype="<u4")
         try:
-            tiles.append(entropy.decode(words, tables, h.quality - 1, latent_shape(model_file, th, tw)))
+            tiles.append(entropy.decode(words, tables, h.quality - 1, latent_shape(model_file, box.height, box.width)))
         except (ValueError, RuntimeError, IndexError) as e:
             raise CorruptFileError(f"tile {len(tiles)} cannot be entropy-decoded: {e}") from None
     return DecodedSymbols(h, tiles, container.ancillary)
@@ -137,10 +138,8 @@ class Codec:
             raise ParameterError(f"tile must be a multiple of {STRIDE} between {STRIDE} and 65520, got {tile}")
         src = read_image(image, self.max_pixels)
         ancillary = {ICC_CHUNK: src.icc} if src.icc else {}
-        boxes = tile_boxes(src.height, src.width, tile)
         # The analysis transform does not depend on the quality: run it once per tile.
-        latents = [self.network.analyze(pad_to_multiple(
-            to_tensor(src.pixels[t : t + th, l : l + tw], self.device), STRIDE)) for t, l, th, tw in boxes]
+        latents = [self._analyze_tile(src.pixels, box) for box in tile_boxes(src.height, src.width, tile)]
         mf = self.model_file
 
         def at(q: int) -> Encoded:
@@ -175,11 +174,39 @@ class Codec:
             return Codec(header.model, self.device, self.max_pixels)._decode(data)
         parsed = parse_symbols(data, mf, self.max_pixels)
         h = parsed.header
+        boxes = tile_boxes(h.height, h.width, h.tile)
+        grid = _assemble(parsed.tiles, [latent_box(b, STRIDE) for b in boxes])
         out = np.empty((h.height, h.width, 3), dtype=np.uint8)
-        for symbols, (top, left, th, tw) in zip(parsed.tiles, tile_boxes(h.height, h.width, h.tile)):
-            x_hat = self.network.decode_symbols(torch.from_numpy(symbols).to(self.device), h.quality - 1)
-            out[top : top + th, left : left + tw] = to_pixels(x_hat[..., :th, :tw])
+        for box in boxes:
+            out[box.top : box.top + box.height, box.left : box.left + box.width] = self._synthesize_tile(grid, box, h.quality - 1)
         return out, h, parsed.ancillary
+
+    def _analyze_tile(self, pixels: np.ndarray, box: Box) -> torch.Tensor:
+        """The tile's latents, computed with its neighbours' pixels in view (sccodec.tiling)."""
+        height, width = pixels.shape[:2]
+        ctx = box.grow(ANALYSIS_MARGIN, height, width)
+        x = to_tensor(pixels[ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width], self.device)
+        y = self.network.analyze(pad_to_multiple(x, STRIDE))
+        rows, cols = latent_box(box, STRIDE).within(latent_box(ctx, STRIDE))
+        return y[..., rows, cols]
+
+    def _synthesize_tile(self, grid: np.ndarray, box: Box, quality_index: int) -> np.ndarray:
+        """The tile's pixels, synthesised with its neighbours' symbols in view (sccodec.tiling)."""
+        own = latent_box(box, STRIDE)
+        ctx = own.grow(SYNTHESIS_MARGIN, *grid.shape[1:])
+        symbols = torch.from_numpy(grid[:, ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width])
+        x_hat = self.network.decode_symbols(symbols.to(self.device), quality_index)
+        rows, cols = box.within(ctx.scaled(STRIDE))
+        return to_pixels(x_hat[..., rows, cols])
+
+
+def _assemble(tiles: list[np.ndarray], boxes: list[Box]) -> np.ndarray:
+    """Per-tile symbols (K, h, w) -> one symbol grid for the whole image."""
+    last = boxes[-1]
+    grid = np.empty((tiles[0].shape[0], last.top + last.height, last.left + last.width), dtype=tiles[0].dtype)
+    for symbols, box in zip(tiles, boxes):
+        grid[:, box.top : box.top + box.height, box.left : box.left + box.width] = symbols
+    return grid
 
 
 @functools.lru_cache(maxsize=4)
@@ -191,7 +218,7 @@ def encode(image: ImageLike, quality: int | None = None, *, target_bpp: float | 
            device: str = "auto", model: str = DEFAULT_MODEL) -> bytes:
     """Encode an image (PIL image, uint8 HxWx3 array, float tensor, path or bytes) to .scv bytes.
 
-    Give ``quality`` (1..8, default 5) or ``target_bpp`` (the best quality that fits).
+    Give ``quality`` (one of ``QUALITIES``, default ``DEFAULT_QUALITY``) or ``target_bpp`` (the best quality that fits).
     """
     return _codec(model, str(resolve_device(device))).encode(image, quality, target_bpp=target_bpp)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from sccodec.api import DEFAULT_QUALITY, QUALITIES
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, FORMAT_VERSION
 from sccodec.errors import SCVError
 
@@ -102,7 +103,7 @@ def main() -> None:
 
     \b
     Examples:
-      sccodec encode photo.png -o photo.scv --quality 5
+      sccodec encode photo.png -o photo.scv --quality 8
       sccodec decode photo.scv -o photo.png
       sccodec info photo.scv
       sccodec bench --images ../shared/data/kodak
@@ -278,7 +279,7 @@ _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show
 @click.option("-o", "--output", help="Output .scv file ('-' for stdout) [default: INPUT with .scv].")
 @_out_dir
 @click.option("-q", "--quality", type=int, default=None,
-              help="Quality level 1 (smallest) ... 8 (best) [default: 5].")
+              help=f"Quality level {QUALITIES[0]} (smallest) ... {QUALITIES[-1]} (best) [default: {DEFAULT_QUALITY}].")
 @click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Instead of --quality: the best level whose file is at most this many bits per pixel.")
 @_workers
@@ -370,7 +371,7 @@ def info(input_path: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("-q", "--quality", type=int, default=None, help="Quality level [default: 5].")
+@click.option("-q", "--quality", type=int, default=None, help=f"Quality level [default: {DEFAULT_QUALITY}].")
 @click.option("--image", type=click.Path(dir_okay=False, exists=True), default=str(DEFAULT_SAMPLE),
               show_default=False, help="Image to use [default: the bundled astronaut photo].")
 @_device
@@ -381,7 +382,7 @@ def demo(quality: int | None, image: str, device: str) -> None:
     Example:
       sccodec demo --quality 3
     """
-    from sccodec.api import DEFAULT_QUALITY, Codec
+    from sccodec.api import Codec
     from sccodec.bench.metrics import psnr_rgb
     from sccodec.image_io import read_image
 

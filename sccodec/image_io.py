@@ -146,12 +146,6 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x
 
 
-def tile_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
-    """(top, left, height, width) of each tile, in raster order."""
-    return [(t, l, min(tile, height - t), min(tile, width - l))
-            for t in range(0, height, tile) for l in range(0, width, tile)]
-
-
 def save_image(img: Image.Image, path: Path) -> None:
     fmt = None if path.suffix else "PNG"
     img.save(path, format=fmt)

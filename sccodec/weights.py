@@ -59,6 +59,12 @@ def available_models() -> list[str]:
     return sorted(p.stem for p in shipped_dir().glob("*.safetensors"))
 
 
+def shipped_config(name: str = DEFAULT_MODEL) -> ModelConfig:
+    """A shipped model's architecture, from the file's header only (cheap: no tensors read)."""
+    with safe_open(str(shipped_dir() / f"{name}.safetensors"), framework="numpy") as f:
+        return ModelConfig.from_dict(json.loads(f.metadata()["config"]))
+
+
 def read_model_file(path: str | Path) -> ModelFile:
     path = Path(path)
     raw = path.read_bytes()

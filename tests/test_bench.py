@@ -288,7 +288,7 @@ def test_sccodec_adapter_with_stand_in(monkeypatch: pytest.MonkeyPatch, image_di
     )
     assert code == 0, output
     assert json.loads((tmp_path / "out" / "sccodec.json").read_text())["meta"]["quality"] == list(range(1, 9))
-    code, output = _invoke("--images", str(image_dir), "--codecs", "sccodec", "--qualities", "sccodec=9")
+    code, output = _invoke("--images", str(image_dir), "--codecs", "sccodec", "--qualities", "sccodec=99")
     assert code != 0 and "not one of sccodec.QUALITIES" in output
 
 

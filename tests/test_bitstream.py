@@ -168,8 +168,9 @@ def test_implausible_header_fields(small_scv, changes) -> None:
 
 
 def test_quality_the_model_does_not_have(small_scv, model_file) -> None:
-    with pytest.raises(CorruptFileError, match="quality 9"):
-        parse_symbols(rebuild(small_scv, quality=9), model_file)
+    missing = model_file.config.qualities + 1
+    with pytest.raises(CorruptFileError, match=f"quality {missing}"):
+        parse_symbols(rebuild(small_scv, quality=missing), model_file)
 
 
 def test_tile_payload_not_whole_words(small_scv, model_file) -> None:

@@ -226,7 +226,7 @@ def test_pixel_limit_is_exit_1(run, png, scv) -> None:
     assert_one_line_error(run("decode", scv, "--max-pixels", "100"), 1)
 
 
-@pytest.mark.parametrize("quality", ["0", "9", "abc"])
+@pytest.mark.parametrize("quality", ["0", str(max(sccodec.QUALITIES) + 1), "abc"])
 def test_bad_quality_is_a_usage_error(run, png, quality) -> None:
     result = run("encode", png, "-q", quality)
     assert result.exit_code == 2, result.output

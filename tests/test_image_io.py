@@ -12,7 +12,7 @@ from PIL import Image
 
 from helpers import encode_png, exif_rotated_jpeg, gradient_image
 from sccodec.errors import ImageInputError, LimitError
-from sccodec.image_io import pad_to_multiple, read_image, tile_boxes
+from sccodec.image_io import pad_to_multiple, read_image
 
 LIMIT = 1 << 27
 RGB = gradient_image(12, 10, seed=1)
@@ -211,20 +211,6 @@ def test_pixel_limit_leaves_pillow_global_alone() -> None:
     with pytest.raises(LimitError):
         read(encode_png(RGB), max_pixels=100)
     assert Image.MAX_IMAGE_PIXELS == before
-
-
-# ---------------------------------------------------------------- tiling helpers
-
-
-@pytest.mark.parametrize(("h", "w", "tile"), [(1, 1, 16), (40, 70, 32), (32, 64, 32), (17, 5, 16)])
-def test_tile_boxes_partition_the_image_in_raster_order(h, w, tile) -> None:
-    boxes = tile_boxes(h, w, tile)
-    cover = np.zeros((h, w), int)
-    for top, left, th, tw in boxes:
-        assert 1 <= th <= tile and 1 <= tw <= tile
-        cover[top : top + th, left : left + tw] += 1
-    np.testing.assert_array_equal(cover, 1)
-    assert boxes == sorted(boxes) and len(boxes) == -(-h // tile) * -(-w // tile)
 
 
 def test_padding_replicates_the_edges() -> None:

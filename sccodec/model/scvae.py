@@ -13,7 +13,6 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sccodec.context import contexts
@@ -23,6 +22,7 @@ from sccodec.model.lista import LISTA
 from sccodec.model.transforms import AnalysisTransform, SynthesisTransform
 
 STRIDE = 16
+MAX_THRESHOLD = 1.5  # LISTA threshold bound, in quantiser steps
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,8 @@ class SCVAE(nn.Module):
         self.log_gain = nn.Parameter(spread[:, None].repeat(1, c.latent) + math.log(30.0))
         self.log_inv_gain = nn.Parameter(-self.log_gain.detach().clone())
         self.log_step = nn.Parameter(torch.zeros(c.qualities, c.atoms))
-        self.threshold_ratio = nn.Parameter(torch.full((c.atoms,), -2.0))  # softplus -> ~0.13 step
+        # Per level and atom, as a fraction of that level's step (see _thresholds).
+        self.threshold_logit = nn.Parameter(torch.full((c.qualities, c.atoms), -2.0))
         self.entropy = ContextualZeroInflatedLaplace(c.qualities, c.atoms)
         self.bf16_transforms = False  # training speed switch; coding always runs in fp32
 
@@ -88,12 +89,18 @@ class SCVAE(nn.Module):
         """Image (B,3,H,W), H and W multiples of 16 -> (real-valued symbols s, y_q)."""
         gain, _, step = self._per_level(q)
         y_q = self._transform(self.g_a, x) * gain
-        z = self.lista(y_q, self._thresholds(step))
+        z = self.lista(y_q, self._thresholds(q, step))
         return z / step, y_q
 
-    def _thresholds(self, step: torch.Tensor) -> torch.Tensor:
-        """LISTA thresholds tied to the quantiser step (BENCHMARK.md calibration advice)."""
-        return F.softplus(self.threshold_ratio)[None, :, None, None] * step
+    def _thresholds(self, q: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """LISTA thresholds tied to the quantiser step (BENCHMARK.md calibration advice).
+
+        Bounded by MAX_THRESHOLD steps: with an unbounded threshold the rate term pushed 222 of
+        256 atoms past 3 steps, where they never fire, get no gradient and stay dead (measured on
+        the first shipped model, which became a dense 34-channel code). Per level, so that high
+        qualities may use more atoms than low ones.
+        """
+        return MAX_THRESHOLD * torch.sigmoid(self.threshold_logit[q])[:, :, None, None] * step
 
     def synthesize(self, symbols: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """(Possibly straight-through) symbols (B,K,h,w) -> image (B,3,16h,16w), unclamped."""
@@ -102,12 +109,15 @@ class SCVAE(nn.Module):
         return self._transform(self.g_s, y_hat)
 
     # -- training ------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, q: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, q: torch.Tensor, rate_grad: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``rate_grad`` (K,) scales, per atom, the rate term's gradient on the code (not its value,
+        nor the entropy model's gradient): 0 lets newly revived atoms learn to be useful first."""
         s, y_q = self.scaled_code(x, q)
         hard = torch.round(s)
         ctx_np = contexts(hard.detach().to(torch.int32).cpu().numpy(), self.config.groups)
         ctx = torch.from_numpy(ctx_np).to(x.device, torch.int64)
-        noisy = s + torch.empty_like(s).uniform_(-0.5, 0.5)
+        coded = s if rate_grad is None else torch.lerp(s.detach(), s, rate_grad[None, :, None, None])
+        noisy = coded + torch.empty_like(s).uniform_(-0.5, 0.5)
         likelihoods = self.entropy.likelihood(noisy, ctx, q)
         _, _, step = self._per_level(q)
         latent_error = (self.lista.reconstruct(s * step) - y_q).pow(2).mean(dim=(1, 2, 3))
@@ -126,7 +136,7 @@ class SCVAE(nn.Module):
         """Latent y (1,M,h,w) -> int32 symbols (K,h,w); |s| > R is coded with escapes."""
         q = torch.tensor([quality_index], device=y.device)
         gain, _, step = self._per_level(q)
-        s = self.lista(y * gain, self._thresholds(step)) / step
+        s = self.lista(y * gain, self._thresholds(q, step)) / step
         limit = self.config.value_range + MAX_MAGNITUDE_OVER_RANGE  # beyond: escape codes run out
         return torch.round(s[0]).clamp_(-limit, limit).to(torch.int32)
 

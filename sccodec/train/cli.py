@@ -1,6 +1,7 @@
 """``sccodec train`` and ``sccodec export``: argument handling for the training loop and export."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -18,26 +19,39 @@ from sccodec.train.loop import TrainConfig, command_line
 @click.option("--minutes", type=click.FloatRange(min=0), default=0.0, help="Stop after this much wall time.")
 @click.option("--crop", type=click.IntRange(min=16), default=TrainConfig.crop, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=TrainConfig.batch, show_default=True)
-@click.option("--lr", type=float, default=TrainConfig.lr, show_default=True)
+@click.option("--lr", type=float, default=TrainConfig.lr, show_default=True, help="Learning rate of the networks.")
+@click.option("--fast-lr", type=float, default=TrainConfig.fast_lr, show_default=True,
+              help="Learning rate of the per-level gains, steps, thresholds and entropy model.")
 @click.option("--latent-weight", type=click.FloatRange(min=0), default=TrainConfig.latent_weight,
               show_default=True, help="Weight of the SC-VAE latent term ||y_q - D z||^2.")
 @click.option("--log-every", type=click.IntRange(min=1), default=TrainConfig.log_every, show_default=True)
 @click.option("--bf16/--no-bf16", default=TrainConfig.bf16, show_default=True,
               help="bf16 autocast for the convolutions (faster on CPUs with AVX512-BF16/AMX).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=TrainConfig.device,
+              show_default=True, help="auto: this process's GPU when CUDA is available, else the CPU.")
+@click.option("--validate-minutes", type=click.FloatRange(min=0), default=TrainConfig.validate_minutes,
+              show_default=True, help="Validate on the held-out photos (every 40th of --data) this often; 0: never.")
 def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: float, crop: int,
-          batch: int, lr: float, latent_weight: float, log_every: int, bf16: bool) -> None:
+          batch: int, lr: float, fast_lr: float, latent_weight: float, log_every: int, bf16: bool,
+          device: str, validate_minutes: float) -> None:
     """Train (or keep training) the variable-rate SC-VAE.
 
+    Under torchrun the same command trains data-parallel (DDP; gloo on CPU, NCCL on GPU):
+    every process draws its own --batch crops, rank 0 logs, validates and checkpoints.
+
     \b
-    Example (what the shipped model ran, see weights/*.json for the exact record):
-      sccodec train --data ../shared/data/train --minutes 108 --checkpoint train_runs/run1.pt
+    Examples:
+      sccodec train --data ../shared/data/train --minutes 60 --resume weights/scvae-base.safetensors
+      sccodec train --data ../shared/data/train --minutes 60 --resume train_runs/run3.pt --crop 256
+      torchrun --nproc_per_node=4 -m sccodec train --data photos/ --steps 100000
     """
     from sccodec.train.loop import train as run
 
     if not steps and not minutes:
         raise click.UsageError("give --steps or --minutes")
     cfg = TrainConfig(data=data, checkpoint=checkpoint, steps=steps, minutes=minutes, crop=crop,
-                      batch=batch, lr=lr, latent_weight=latent_weight, log_every=log_every, bf16=bf16)
+                      batch=batch, lr=lr, fast_lr=fast_lr, latent_weight=latent_weight, log_every=log_every, bf16=bf16,
+                      device=device, validate_minutes=validate_minutes)
     path = run(cfg, resume=resume)
     click.echo(f"checkpoint written to {path}")
 
@@ -66,11 +80,20 @@ def export(checkpoint: str, name: str, out_dir: str, fit_dir: str | None, fit_im
     model = SCVAE(ModelConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["model"])
     runs = state.get("runs") or [{"command": command_line(state["train_config"], None)}]
+    cfg = state["train_config"]
+    export_command = ["sccodec", "export", checkpoint, "--name", name, "--out-dir", out_dir]
+    if fit_dir:
+        export_command += ["--fit-tables", fit_dir, "--fit-images", str(fit_images)]
     sidecar = {"training": {"runs": runs, "iterations": state["step"],
                             "wall_seconds": round(state["wall_seconds"], 1),
-                            "cpu": "2 cores (shared dev machine), torch CPU, bf16 autocast convs",
-                            "train_config": state["train_config"],
-                            "last_log": (state.get("history") or [None])[-1]}}
+                            "cpu_hours": round(_cpu_hours(runs), 2),
+                            "train_config": cfg,
+                            "data": f"{cfg['data']} (every 40th photo held out for validation), random crops "
+                                    f"({cfg['crop']} px in the last run), random downscale 0.5-1, flips; Kodak never used",
+                            "last_log": next((h for h in reversed(state.get("history") or []) if "loss" in h), None),
+                            "last_validation": next((h for h in reversed(state.get("history") or [])
+                                                     if "validation" in h), None),
+                            "export_command": shlex.join(export_command)}}
     tables = None
     if fit_dir:
         from sccodec.train.data import list_images, split_holdout
@@ -83,3 +106,9 @@ def export(checkpoint: str, name: str, out_dir: str, fit_dir: str | None, fit_im
                              "method": "counts + parametric prior (sccodec/train/tables.py)"}
     path = write(model, name, out_dir, sidecar, tables)
     click.echo(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB) and {Path(path).with_suffix('.json')}")
+
+
+def _cpu_hours(runs: list[dict]) -> float:
+    """Core-hours of all training runs (runs recorded before threads were logged used 2 cores)."""
+    return sum(r.get("wall_seconds", 0.0) * r.get("processes", 1) * r.get("threads_per_process", 2)
+               for r in runs if "command" in r) / 3600

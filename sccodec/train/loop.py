@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import shlex
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -18,6 +19,8 @@ import torch
 
 from sccodec.model.scvae import SCVAE, ModelConfig
 from sccodec.train.data import PatchSampler, list_images, split_holdout
+from sccodec.train.distributed import setup
+from sccodec.train.validate import load_validation, validate
 
 
 @dataclass
@@ -39,6 +42,53 @@ class TrainConfig:
     log_every: int = 100
     seed: int = 0
     bf16: bool = True
+    device: str = "auto"  # auto: this rank's GPU if CUDA is available, else CPU
+    validate_minutes: float = 10.0  # held-out validation (rank 0); 0 turns it off
+
+
+@dataclass(frozen=True)
+class RatePhaseIn:
+    """Revived atoms (bench/revive_atoms.py) first learn to be useful, free of rate pressure.
+
+    The rate term's gradient on their code is 0 for ``hold`` steps from ``start_step``, then
+    rises linearly to 1 over ``ramp`` steps. Measured why: with full rate pressure from the
+    start, Adam shrank the small new encoder rows to nothing within ~150 steps, before the
+    synthesis could learn to use them. Stored in the checkpoint so a resumed run keeps it.
+    """
+
+    atoms: list[int]
+    start_step: int
+    hold: int = 1000
+    ramp: int = 3000
+
+    def rate_grad(self, step: int, atoms: int) -> torch.Tensor | None:
+        """(atoms,) gradient scale of the rate term at this step; None once fully phased in."""
+        t = (step - self.start_step - self.hold) / self.ramp
+        if t >= 1:
+            return None
+        grad = torch.ones(atoms)
+        grad[self.atoms] = min(1.0, max(0.0, t))
+        return grad
+
+
+class _StopFlag(threading.Event):
+    """Set by SIGINT/SIGTERM: the loop finishes its step and writes a checkpoint, then returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._saved: dict[int, object] = {}
+
+    def restore(self) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+
+def _install_stop_handlers() -> _StopFlag:
+    flag = _StopFlag()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            flag._saved[sig] = signal.signal(sig, lambda *_: flag.set())
+    return flag
 
 
 def command_line(cfg: dict, resume: str | None) -> str:
@@ -77,7 +127,7 @@ def _load_resume(path: str) -> dict:
 
 
 def _param_groups(model: SCVAE, cfg: TrainConfig) -> list[dict]:
-    fast_names = ("log_gain", "log_inv_gain", "log_step", "threshold_ratio", "entropy.")
+    fast_names = ("log_gain", "log_inv_gain", "log_step", "threshold_logit", "entropy.")
     fast, slow = [], []
     for name, p in model.named_parameters():
         (fast if name.startswith(fast_names) else slow).append(p)
@@ -85,27 +135,30 @@ def _param_groups(model: SCVAE, cfg: TrainConfig) -> list[dict]:
             {"params": fast, "lr": cfg.fast_lr, "base_lr": cfg.fast_lr}]
 
 
-def rd_loss(model: SCVAE, x: torch.Tensor, q: torch.Tensor, latent_weight: float) -> dict[str, torch.Tensor]:
-    out = model(x, q)
+def rd_loss(model: torch.nn.Module, x: torch.Tensor, q: torch.Tensor, latent_weight: float,
+            rate_grad: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """``model`` may be the SCVAE or its DistributedDataParallel wrapper."""
+    out = model(x, q, rate_grad)
     pixels = x.shape[-2] * x.shape[-1]
     bpp = -torch.log2(out["likelihoods"]).sum(dim=(1, 2, 3)) / pixels
     mse = (out["x_hat"] - x).pow(2).mean(dim=(1, 2, 3))
-    lam = torch.tensor(model.config.lambdas, device=x.device)[q]
+    lam = torch.tensor(getattr(model, "module", model).config.lambdas, device=x.device)[q]
     loss = (bpp + lam * 255**2 * mse + latent_weight * out["latent_error"]).mean()
     psnr = (-10 * torch.log10(mse.detach().clamp_min(1e-10))).mean()
     return {"loss": loss, "bpp": bpp.mean().detach(), "psnr": psnr, "nonzero": out["nonzero"].mean().detach()}
 
 
 def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str | None = None) -> Path:
+    """Run (or continue) training; under torchrun every rank calls this with the same arguments."""
     torch.set_flush_denormal(True)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
+    dist = setup(cfg.device)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also syncs them)
     ckpt_path = Path(cfg.checkpoint)
     state = None
     if resume:
         state = _load_resume(resume)
         model_config = ModelConfig.from_dict(state["model_config"])
-    model = SCVAE(model_config or ModelConfig()).to(memory_format=torch.channels_last)
+    model = SCVAE(model_config or ModelConfig()).to(dist.device, memory_format=torch.channels_last)
     model.bf16_transforms = cfg.bf16
     opt = torch.optim.Adam(_param_groups(model, cfg))
     step, elapsed_before, history, runs = 0, 0.0, [], []
@@ -113,17 +166,25 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
         model.load_state_dict(state["model"])
         if "optimizer" in state:
             opt.load_state_dict(state["optimizer"])
+            for group, fresh in zip(opt.param_groups, _param_groups(model, cfg)):
+                group["base_lr"] = fresh["base_lr"]  # this run's --lr/--fast-lr, not the saved ones
         step = state.get("step", 0)
         elapsed_before = state.get("wall_seconds", 0.0)
         history = state.get("history", [])
         runs = state.get("runs", [])
+    phase_in = RatePhaseIn(**state["rate_phase_in"]) if state and "rate_phase_in" in state else None
+    net = dist.wrap(model)
     start_step = step
     fresh_optimizer = state is None or "optimizer" not in state  # warm up Adam's statistics
 
-    train_paths, _ = split_holdout(list_images(cfg.data))
-    sampler = PatchSampler(train_paths, cfg.crop, seed=cfg.seed + step)
+    train_paths, held_out = split_holdout(list_images(cfg.data))
+    # each rank (and each resumed run) draws its own crops, levels and noise
+    seed = cfg.seed + step + 7919 * dist.rank
+    torch.manual_seed(seed)
+    sampler = PatchSampler(train_paths, cfg.crop, seed=seed)
+    val_images = load_validation(held_out) if dist.is_main and cfg.validate_minutes > 0 else None
     t0 = time.time()
-    last_ckpt = t0
+    last_ckpt = last_val = t0
     budget_s = cfg.minutes * 60
 
     def progress() -> float:
@@ -131,50 +192,76 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
             return (step - start_step) / cfg.steps
         return (time.time() - t0) / budget_s
 
+    def report(line: dict) -> None:
+        print(json.dumps(line), flush=True)
+        history.append(line)
+
+    def run_validation() -> None:
+        if val_images is not None and len(val_images):
+            report({"step": step, "validation": validate(model, val_images)})
+
     def checkpoint() -> None:
+        if not dist.is_main:
+            return
         this_run = {"command": command_line(asdict(cfg), resume), "start_step": start_step, "end_step": step,
-                    "wall_seconds": round(time.time() - t0, 1)}
+                    "wall_seconds": round(time.time() - t0, 1), "processes": dist.world_size,
+                    "device": dist.device.type, "threads_per_process": torch.get_num_threads()}
         _atomic_save({"runs": runs + [this_run], "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                       "model_config": model.config.to_dict(), "train_config": asdict(cfg),
-                      "wall_seconds": elapsed_before + time.time() - t0, "history": history},
-                     ckpt_path)
+                      "wall_seconds": elapsed_before + time.time() - t0, "history": history}
+                     | ({"rate_phase_in": asdict(phase_in)} if phase_in else {}), ckpt_path)
 
     acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "nonzero": 0.0}
     n_acc, skipped = 0, 0
-    while progress() < 1.0:
-        frac = progress()
-        warm = min(1.0, (step - start_step + 1) / cfg.warmup) if fresh_optimizer else 1.0
-        decay = 0.1 if frac > 1 - cfg.final_decay else 1.0
-        for g in opt.param_groups:
-            g["lr"] = g["base_lr"] * warm * decay
-        x = sampler.batch(cfg.batch).contiguous(memory_format=torch.channels_last)
-        q = torch.randint(0, model.config.qualities, (cfg.batch,))
-        res = rd_loss(model, x, q, cfg.latent_weight)
-        if not torch.isfinite(res["loss"]):
-            skipped += 1
-            continue
-        opt.zero_grad(set_to_none=True)
-        res["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        if not math.isfinite(grad_norm.item()):
-            skipped += 1
-            continue
-        opt.step()
-        step += 1
-        for k in acc:
-            acc[k] += res[k].detach().item()
-        n_acc += 1
-        if step % cfg.log_every == 0:
-            rate = (step - start_step) / (time.time() - t0)
-            remaining = (1 - progress()) * (cfg.steps / max(rate, 1e-9) if cfg.steps else budget_s)
-            line = {k: round(v / n_acc, 4) for k, v in acc.items()}
-            line.update(step=step, it_s=round(rate, 2), eta_min=round(remaining / 60, 1), skipped=skipped)
-            print(json.dumps(line), flush=True)
-            history.append(line)
-            acc = {k: 0.0 for k in acc}
-            n_acc = 0
-        if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
-            checkpoint()
-            last_ckpt = time.time()
+    stop = _install_stop_handlers()
+    try:
+        while dist.agree(progress() < 1.0 and not stop.is_set()):
+            frac = progress()
+            warm = min(1.0, (step - start_step + 1) / cfg.warmup) if fresh_optimizer else 1.0
+            decay = 0.1 if frac > 1 - cfg.final_decay else 1.0
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * warm * decay
+            x = sampler.batch(cfg.batch).to(dist.device).contiguous(memory_format=torch.channels_last)
+            q = torch.randint(0, model.config.qualities, (cfg.batch,), device=dist.device)
+            rate_grad = phase_in.rate_grad(step, model.config.atoms) if phase_in else None
+            res = rd_loss(net, x, q, cfg.latent_weight, None if rate_grad is None else rate_grad.to(dist.device))
+            opt.zero_grad(set_to_none=True)
+            res["loss"].backward()  # even when not finite: DDP needs every rank in the all-reduce
+            # gradients are all-reduced by now, so every rank takes the same decision here
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            if not math.isfinite(grad_norm.item()):
+                skipped += 1
+                continue
+            opt.step()
+            step += 1
+            for k in acc:
+                acc[k] += res[k].detach().item()
+            n_acc += 1
+            if step % cfg.log_every == 0 and dist.is_main:
+                rate = (step - start_step) / (time.time() - t0)
+                remaining = (1 - progress()) * (cfg.steps / max(rate, 1e-9) if cfg.steps else budget_s)
+                line = {k: round(v / n_acc, 4) for k, v in acc.items()}
+                line.update(step=step, it_s=round(rate, 2), eta_min=round(remaining / 60, 1), skipped=skipped)
+                report(line)
+                acc = {k: 0.0 for k in acc}
+                n_acc = 0
+            if dist.is_main and time.time() - last_val > cfg.validate_minutes * 60 > 0:
+                run_validation()
+                last_val = time.time()
+            if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
+                checkpoint()
+                last_ckpt = time.time()
+    finally:
+        stop.restore()
+    if dist.is_main and not stop.is_set():
+        run_validation()
     checkpoint()
+    if stop.is_set() and dist.is_main:
+        print(json.dumps({"step": step, "stopped": "on a signal", "checkpoint": str(ckpt_path)}), flush=True)
+    digests = dist.digests(model)
+    print(json.dumps({"rank": dist.rank, "world_size": dist.world_size, "weights_digest": digests[dist.rank]}),
+          flush=True)
+    dist.shutdown()
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"ranks ended with different weights: {digests}")
     return ckpt_path

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Re-measure every committed result that depends on the shipped weights (run after an export).
+#   bash bench/refresh.sh [KODAK_DIR]        # about 12 minutes on the 2-core machine
+set -euo pipefail
+KODAK=${1:-../shared/data/kodak}
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=2
+REFS=()
+for f in bench/results/peers/{webp,avif,jpegxl,heic}.json \
+         ../shared/reference/compressai_kodak/compressai-bmshj2018-factorized_mse_cpu.json; do
+    REFS+=(--reference "$f")
+done
+sccodec bench --images "$KODAK" --codecs sccodec,jpeg --out bench/results/kodak "${REFS[@]}"
+python bench/record_rd.py bench/results/kodak
+python bench/speed.py
+python bench/memory.py --kodak "$KODAK"
+python bench/determinism.py
+python bench/target_bpp.py --targets 0.15,0.25,0.5
+python bench/fuzz.py --cases 100000

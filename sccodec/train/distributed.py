@@ -1,0 +1,94 @@
+"""Data-parallel training under ``torchrun``: one process per core group or GPU.
+
+    torchrun --nproc_per_node=K -m sccodec train …   (sets RANK, WORLD_SIZE, LOCAL_RANK)
+        rank r: own random crops and levels ─▶ forward/backward ─▶ all-reduce grads ─▶ same step
+        rank 0 alone: progress lines, validation, checkpoints
+
+Without those variables training runs as a single process and nothing here costs anything.
+gloo on CPU, NCCL on CUDA (PyTorch's recommendation for each). Every rank must take the same
+number of optimiser steps, so the stop decision of a time-bounded run is rank 0's, broadcast.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The module to call in training: DDP when distributed (its constructor syncs rank 0's weights)."""
+        if not self.enabled:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's decision, on every rank."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        dist.broadcast(t, src=0)
+        return bool(t.item())
+
+    def digests(self, model: nn.Module) -> list[str]:
+        """Every rank's weights digest (gathered on all ranks): they must all be equal."""
+        mine = weights_digest(model)
+        if not self.enabled:
+            return [mine]
+        out: list[str] = [""] * self.world_size
+        dist.all_gather_object(out, mine)
+        return out
+
+    def shutdown(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` picks this rank's GPU when CUDA is available, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda was asked for, but CUDA is not available")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def setup(device: str = "auto") -> Distributed:
+    """Join the process group torchrun describes in the environment, if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local_rank)
+    if world <= 1:
+        return Distributed(device=dev)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size(), device=dev)
+
+
+def weights_digest(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

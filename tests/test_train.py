@@ -1,0 +1,136 @@
+"""`sccodec train`: resuming, data-parallel training under torchrun, held-out validation.
+
+A few steps on tiny generated photos each: these check behaviour (steps counted, weights in
+sync, checkpoints readable), never how good the model gets.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from helpers import WEIGHTS, gradient_image
+from sccodec.cli import main
+from sccodec.model.scvae import SCVAE, ModelConfig
+from sccodec.train.loop import RatePhaseIn
+from sccodec.train.validate import validate
+
+TINY = ModelConfig(channels=8, latent=8, atoms=16, lambdas=(0.01, 0.1))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("photos")
+    for i in range(3):
+        Image.fromarray(gradient_image(40, 48, seed=i)).save(data / f"p{i}.png")
+    return data
+
+
+def _train(*args: str) -> None:
+    result = CliRunner().invoke(main, ["train", "--crop", "32", "--batch", "2", "--device", "cpu", *args])
+    assert result.exit_code == 0, result.output
+
+
+def test_training_resumes_from_shipped_weights(photos, tmp_path) -> None:
+    ckpt = tmp_path / "ckpt.pt"
+    _train("--data", str(photos), "--resume", str(WEIGHTS), "--checkpoint", str(ckpt), "--steps", "2")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert state["step"] >= 2 and "optimizer" in state and state["runs"][-1]["command"].startswith("sccodec train")
+
+
+def test_resumed_run_continues_step_count_and_history(photos, tmp_path) -> None:
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    _train("--data", str(photos), "--resume", str(WEIGHTS), "--checkpoint", str(first), "--steps", "2")
+    start = torch.load(first, map_location="cpu", weights_only=False)
+    _train("--data", str(photos), "--resume", str(first), "--checkpoint", str(second), "--steps", "1")
+    state = torch.load(second, map_location="cpu", weights_only=False)
+    assert state["step"] == start["step"] + 1
+    assert [r.get("start_step") for r in state["runs"][-2:]] == [start["step"] - 2, start["step"]]
+    assert state["wall_seconds"] > start["wall_seconds"]
+
+
+def test_torchrun_two_cpu_processes_end_with_identical_weights(photos, tmp_path) -> None:
+    ckpt = tmp_path / "ddp.pt"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "sccodec", "train", "--data", str(photos), "--resume", str(WEIGHTS), "--checkpoint", str(ckpt),
+           "--steps", "3", "--crop", "32", "--batch", "2", "--device", "cpu", "--no-bf16"]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    finals = [json.loads(line) for line in run.stdout.splitlines() if '"weights_digest"' in line]
+    assert sorted(f["rank"] for f in finals) == [0, 1]
+    assert {f["world_size"] for f in finals} == {2}
+    assert finals[0]["weights_digest"] == finals[1]["weights_digest"]
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert state["step"] - state["runs"][-1]["start_step"] == 3 and state["runs"][-1]["processes"] == 2
+
+
+def test_validation_reports_every_level() -> None:
+    torch.manual_seed(0)
+    model = SCVAE(TINY)
+    images = torch.rand(3, 3, 32, 32)
+    report = validate(model, images)
+    assert report["images"] == 3 and len(report["levels"]) == 2
+    assert all(level["bpp"] > 0 and 0 < level["psnr"] < 100 for level in report["levels"])
+    assert model.training, "validation must hand the model back in training mode"
+
+
+def test_rate_phase_in_schedule() -> None:
+    phase = RatePhaseIn(atoms=[1, 3], start_step=100, hold=10, ramp=20)
+    assert phase.rate_grad(105, 4).tolist() == [1, 0, 1, 0]
+    assert phase.rate_grad(120, 4).tolist() == [1, 0.5, 1, 0.5]
+    assert phase.rate_grad(130, 4) is None
+
+
+def test_rate_grad_scales_only_the_rate_gradient_of_chosen_atoms() -> None:
+    torch.manual_seed(0)
+    model = SCVAE(TINY)
+    with torch.no_grad():  # decouple atoms 0-7 from 8-15 in LISTA, as revive_atoms.py does
+        model.lista.s[:8, 8:] = 0
+        model.lista.s[8:, :8] = 0
+    x, q = torch.rand(2, 3, 32, 32), torch.tensor([0, 1])
+    grads = []
+    for rate_grad in (None, torch.tensor([0.0] * 8 + [1.0] * 8)):
+        model.zero_grad()
+        torch.manual_seed(1)  # same noise
+        out = model(x, q, rate_grad)
+        (-torch.log2(out["likelihoods"]).sum()).backward()
+        grads.append((out["likelihoods"].detach(), model.lista.w_e.grad.clone(), model.entropy.zero_logit.grad.clone()))
+    (lik_a, we_a, ent_a), (lik_b, we_b, ent_b) = grads
+    torch.testing.assert_close(lik_a, lik_b)  # same value
+    torch.testing.assert_close(ent_a, ent_b)  # the entropy model still learns every atom
+    assert we_b[:8].abs().sum() == 0 and we_a[:8].abs().sum() > 0  # no rate push on atoms 0-7
+    torch.testing.assert_close(we_a[8:], we_b[8:])
+
+
+def test_sigterm_checkpoints_and_resume_continues_from_it(photos, tmp_path) -> None:
+    """A killed run (SIGTERM, as a scheduler sends) leaves a checkpoint of its last step."""
+    ckpt = tmp_path / "killed.pt"
+    cmd = [sys.executable, "-m", "sccodec", "train", "--data", str(photos), "--resume", str(WEIGHTS),
+           "--checkpoint", str(ckpt), "--minutes", "10", "--crop", "32", "--batch", "2", "--device", "cpu",
+           "--log-every", "1", "--no-bf16"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        for line in proc.stdout:
+            if '"step"' in line and json.loads(line)["step"] >= 2:
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert '"stopped": "on a signal"' in out
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert state["step"] - state["runs"][-1]["start_step"] >= 2
+    resumed = tmp_path / "resumed.pt"
+    _train("--data", str(photos), "--resume", str(ckpt), "--checkpoint", str(resumed), "--steps", "1")
+    assert torch.load(resumed, map_location="cpu", weights_only=False)["step"] == state["step"] + 1
