@@ -97,8 +97,9 @@ class SCVAE(nn.Module):
 
         Bounded by MAX_THRESHOLD steps: with an unbounded threshold the rate term pushed 222 of
         256 atoms past 3 steps, where they never fire, get no gradient and stay dead (measured on
-        the first shipped model, which became a dense 34-channel code). Per level, so that high
-        qualities may use more atoms than low ones.
+        the first shipped model, which became a dense 34-channel code). The bound stops the
+        threshold alone from killing an atom; shrinking encoder rows still can (the atoms revived
+        in training run 5 died that way). Per level, so that high qualities may use more atoms.
         """
         return MAX_THRESHOLD * torch.sigmoid(self.threshold_logit[q])[:, :, None, None] * step
 
