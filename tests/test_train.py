@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -65,8 +66,9 @@ def test_torchrun_two_cpu_processes_end_with_identical_weights(photos, tmp_path)
            "--steps", "3", "--crop", "32", "--batch", "2", "--device", "cpu", "--no-bf16"]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    finals = [json.loads(line) for line in run.stdout.splitlines() if '"weights_digest"' in line]
-    assert sorted(f["rank"] for f in finals) == [0, 1]
+    # the ranks share one stdout: their lines may interleave, so pick the JSON objects out
+    finals = [json.loads(m) for m in re.findall(r'\{"rank"[^{}]*"weights_digest"[^{}]*\}', run.stdout)]
+    assert sorted(f["rank"] for f in finals) == [0, 1], run.stdout[-3000:] + run.stderr[-3000:]
     assert {f["world_size"] for f in finals} == {2}
     assert finals[0]["weights_digest"] == finals[1]["weights_digest"]
     state = torch.load(ckpt, map_location="cpu", weights_only=False)

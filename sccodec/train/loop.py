@@ -10,6 +10,7 @@ import math
 import os
 import shlex
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
@@ -259,8 +260,9 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
     if stop.is_set() and dist.is_main:
         print(json.dumps({"step": step, "stopped": "on a signal", "checkpoint": str(ckpt_path)}), flush=True)
     digests = dist.digests(model)
-    print(json.dumps({"rank": dist.rank, "world_size": dist.world_size, "weights_digest": digests[dist.rank]}),
-          flush=True)
+    final = json.dumps({"rank": dist.rank, "world_size": dist.world_size, "weights_digest": digests[dist.rank]})
+    sys.stdout.write(final + "\n")  # one write: the ranks share stdout under torchrun
+    sys.stdout.flush()
     dist.shutdown()
     if len(set(digests)) != 1:
         raise RuntimeError(f"ranks ended with different weights: {digests}")
