@@ -12,6 +12,7 @@ for f in bench/results/peers/{webp,avif,jpegxl,heic}.json \
 done
 sccodec bench --images "$KODAK" --codecs sccodec,jpeg --out bench/results/kodak "${REFS[@]}"
 python bench/record_rd.py bench/results/kodak
+python bench/head_to_head.py
 python bench/speed.py
 python bench/memory.py --kodak "$KODAK"
 python bench/determinism.py
