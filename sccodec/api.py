@@ -52,8 +52,6 @@ class DecodedSymbols:
     ancillary: dict[bytes, bytes]  # e.g. b"iCCP": the ICC profile of the original
 
 
-def latent_shape(model_file: ModelFile, height: int, width: int) -> tuple[int, int, int]:
-    return model_file.config.atoms, -(-height // STRIDE), -(-width // STRIDE)
 
 
 def parse_symbols(data: bytes, model_file: ModelFile | None = None,
@@ -74,8 +72,9 @@ def parse_symbols(data: bytes, model_file: ModelFile | None = None,
         if len(payload) % 4:
             raise CorruptFileError("tile chunk length is not a whole number of 32-bit words")
         words = np.frombuffer(payload, dtype="<u4")
+        own = latent_box(box, STRIDE)
         try:
-            tiles.append(entropy.decode(words, tables, h.quality - 1, latent_shape(model_file, box.height, box.width)))
+            tiles.append(entropy.decode(words, tables, h.quality - 1, (model_file.config.atoms, own.height, own.width)))
         except (ValueError, RuntimeError, IndexError) as e:
             raise CorruptFileError(f"tile {len(tiles)} cannot be entropy-decoded: {e}") from None
     return DecodedSymbols(h, tiles, container.ancillary)

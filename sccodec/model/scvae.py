@@ -115,16 +115,18 @@ class SCVAE(nn.Module):
         nor the entropy model's gradient): 0 lets newly revived atoms learn to be useful first."""
         s, y_q = self.scaled_code(x, q)
         hard = torch.round(s)
-        ctx_np = contexts(hard.detach().to(torch.int32).cpu().numpy(), self.config.groups)
-        ctx = torch.from_numpy(ctx_np).to(x.device, torch.int64)
         coded = s if rate_grad is None else torch.lerp(s.detach(), s, rate_grad[None, :, None, None])
-        noisy = coded + torch.empty_like(s).uniform_(-0.5, 0.5)
-        likelihoods = self.entropy.likelihood(noisy, ctx, q)
+        likelihoods = self.symbol_likelihoods(coded + torch.empty_like(s).uniform_(-0.5, 0.5), hard, q)
         _, _, step = self._per_level(q)
         latent_error = (self.lista.reconstruct(s * step) - y_q).pow(2).mean(dim=(1, 2, 3))
         x_hat = self.synthesize(s + (hard - s).detach(), q)
         return {"x_hat": x_hat, "likelihoods": likelihoods, "latent_error": latent_error,
                 "nonzero": (hard != 0).float().mean(dim=(1, 2, 3))}
+
+    def symbol_likelihoods(self, values: torch.Tensor, hard: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Likelihood of ``values`` (noisy or rounded symbols) in the integer contexts of ``hard``."""
+        ctx = contexts(hard.detach().to(torch.int32).cpu().numpy(), self.config.groups)
+        return self.entropy.likelihood(values, torch.from_numpy(ctx).to(values.device, torch.int64), q)
 
     # -- coding (batch 1) ------------------------------------------------------------------
     @torch.no_grad()

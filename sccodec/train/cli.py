@@ -90,9 +90,8 @@ def export(checkpoint: str, name: str, out_dir: str, fit_dir: str | None, fit_im
                             "train_config": cfg,
                             "data": f"{cfg['data']} (every 40th photo held out for validation), random crops "
                                     f"({cfg['crop']} px in the last run), random downscale 0.5-1, flips; Kodak never used",
-                            "last_log": next((h for h in reversed(state.get("history") or []) if "loss" in h), None),
-                            "last_validation": next((h for h in reversed(state.get("history") or [])
-                                                     if "validation" in h), None),
+                            "last_log": _last(state.get("history", []), "loss"),
+                            "last_validation": _last(state.get("history", []), "validation"),
                             "export_command": shlex.join(export_command)}}
     tables = None
     if fit_dir:
@@ -112,3 +111,8 @@ def _cpu_hours(runs: list[dict]) -> float:
     """Core-hours of all training runs (runs recorded before threads were logged used 2 cores)."""
     return sum(r.get("wall_seconds", 0.0) * r.get("processes", 1) * r.get("threads_per_process", 2)
                for r in runs if "command" in r) / 3600
+
+
+def _last(history: list[dict], key: str) -> dict | None:
+    """The newest history line that has ``key`` (progress lines and validations are interleaved)."""
+    return next((line for line in reversed(history) if key in line), None)

@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from sccodec.api import resolve_device
+
 
 @dataclass(frozen=True)
 class Distributed:
@@ -62,22 +64,13 @@ class Distributed:
             dist.destroy_process_group()
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks this rank's GPU when CUDA is available, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for, but CUDA is not available")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
 def setup(device: str = "auto") -> Distributed:
     """Join the process group torchrun describes in the environment, if any."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local_rank)
+    dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is None:  # one GPU per process on this node
+        dev = torch.device("cuda", local_rank % torch.cuda.device_count())
     if world <= 1:
         return Distributed(device=dev)
     if dev.type == "cuda":

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from sccodec.context import contexts
 from sccodec.model.scvae import SCVAE
 from sccodec.train.data import load_rgb
 
@@ -44,8 +43,7 @@ def validate(model: SCVAE, images: torch.Tensor) -> dict:
             q = torch.full((x.shape[0],), qi, device=device)
             s, _ = model.scaled_code(x, q)
             hard = torch.round(s)
-            ctx = torch.from_numpy(contexts(hard.to(torch.int32).cpu().numpy(), model.config.groups)).to(device)
-            bits = -torch.log2(model.entropy.likelihood(hard, ctx, q)).sum(dim=(1, 2, 3))
+            bits = -torch.log2(model.symbol_likelihoods(hard, hard, q)).sum(dim=(1, 2, 3))
             bpp = bits / (x.shape[-2] * x.shape[-1])
             mse = (model.synthesize(hard, q).clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
             bpp_sum += bpp.sum().item()
