@@ -25,6 +25,17 @@ atom that fires on fewer than 0.1% of positions at the top level (on a few train
 - a rate phase-in (``sccodec.train.loop.RatePhaseIn``): for ``--hold`` steps the rate term
   does not push on the revived atoms' codes, then its push returns over ``--ramp`` steps.
 
+With ``--keep-rows`` (for training with the dead-zone gradient, ``sccodec train
+--dead-zone-grad``): only the thresholds, steps and entropy parameters of the dead atoms are
+reset; their rows, columns and the Adam state of a ``.pt`` source are kept, and there is no
+rate phase-in. The leak keeps the distortion gradient on the silent atoms, so they no longer
+need protection from the rate term, only thresholds and steps they can fire under.
+
+Measured on 2026-11-23 (run 9 in bench/results/training_log.md), ``--keep-rows`` with
+``--dead-zone-grad 0.1`` from the shipped model's checkpoint: all 256 atoms fired at first, but
+the code shrank back within 25 minutes (6.8k steps) to 34 atoms at the low levels and 46 at the
+top one, with held-out PSNR 0.3 dB below the start at every level. Discarded.
+
 What did not work (each tried for a few hundred to 3k steps, recorded in the run history):
 without ``--preserve`` (row scale 0.05, threshold 0.2 steps) no revived atom came alive in 3k
 steps; with it but without resetting the quantiser steps, the revived atoms fired only as rare
@@ -58,7 +69,8 @@ def _load(src: str) -> tuple[dict[str, torch.Tensor], ModelConfig, dict]:
     """(state dict in the current format, config, training record) of a checkpoint or weights file."""
     if src.endswith(".pt"):
         ckpt = torch.load(src, map_location="cpu", weights_only=False)
-        record = {"runs": ckpt.get("runs", []), "iterations": ckpt["step"], "wall_seconds": ckpt["wall_seconds"]}
+        record = {"runs": ckpt.get("runs", []), "iterations": ckpt["step"], "wall_seconds": ckpt["wall_seconds"],
+                  "optimizer": ckpt.get("optimizer"), "history": ckpt.get("history", [])}
         return ckpt["model"], ModelConfig.from_dict(ckpt["model_config"]), record
     sidecar = json.loads(Path(src).with_suffix(".json").read_text())
     state = {k: v for k, v in load_file(src).items() if not k.startswith(TABLE_PREFIX)}
@@ -97,13 +109,38 @@ def _orthogonal_to(basis: torch.Tensor, n: int, gen: torch.Generator) -> torch.T
 @click.option("--hold", default=1000, show_default=True, help="Steps free of rate pressure (RatePhaseIn).")
 @click.option("--ramp", default=3000, show_default=True, help="Steps over which the rate pressure returns.")
 @click.option("--seed", default=0, show_default=True)
-def main(src: str, dst: str, data: str, row_scale: float, preserve: bool, hold: int, ramp: int, seed: int) -> None:
+@click.option("--keep-rows", is_flag=True, help="Reset only thresholds, steps and entropy parameters (see above).")
+def main(src: str, dst: str, data: str, row_scale: float, preserve: bool, hold: int, ramp: int, seed: int,
+         keep_rows: bool) -> None:
     state, config, record = _load(src)
     photos = split_holdout(list_images(data))[0][:8]
     dead = _usage(state, config, photos) < DEAD_USAGE
     live = ~dead
     n = int(dead.sum())
-    gen = torch.Generator().manual_seed(seed)
+    if not keep_rows:
+        _fresh_rows(state, dead, torch.Generator().manual_seed(seed), row_scale, preserve)
+    _reset_levels(state, config, dead)
+    model = SCVAE(config)
+    model.load_state_dict(state)  # strict: the repaired state must match the current architecture
+    step = record.get("iterations", 0)
+    repair = {"repair": "bench/revive_atoms.py", "at_step": step, "revived_atoms": n}
+    extra = {}
+    if keep_rows:
+        repair["keep_rows"] = True
+        extra = {"optimizer": record.get("optimizer"), "history": record.get("history", [])} if record.get("optimizer") else {}
+    else:
+        phase_in = RatePhaseIn(atoms=dead.nonzero()[:, 0].tolist(), start_step=step, hold=hold, ramp=ramp)
+        repair.update(row_scale=row_scale, preserve=preserve, rate_phase_in={"hold": hold, "ramp": ramp})
+        extra = {"rate_phase_in": asdict(phase_in)}
+    torch.save({"model": model.state_dict(), "model_config": config.to_dict(), "runs": record.get("runs", []) + [repair],
+                "step": step, "wall_seconds": record.get("wall_seconds", 0.0)} | extra, dst)
+    click.echo(f"revived {n} of {config.atoms} atoms ({'keep rows' if keep_rows else f'row scale {row_scale}, preserve {preserve}'}); wrote {dst}")
+
+
+def _fresh_rows(state: dict, dead: torch.Tensor, gen: torch.Generator, row_scale: float, preserve: bool) -> None:
+    """New encoder rows, dictionary columns and ISTA block for the dead atoms (in place)."""
+    live = ~dead
+    n = int(dead.sum())
 
     w_e = state["lista.w_e"]
     w_e[dead] = _orthogonal_to(w_e[live].T, n, gen).T * w_e[live].norm(dim=1).mean() * row_scale
@@ -126,23 +163,16 @@ def main(src: str, dst: str, data: str, row_scale: float, preserve: bool, hold: 
     block = torch.eye(n) - w_e[dead] @ d[:, dead]
     s[dead.nonzero()[:, 0][:, None], dead.nonzero()[:, 0][None, :]] = block
 
+
+def _reset_levels(state: dict, config: ModelConfig, dead: torch.Tensor) -> None:
+    """Thresholds, quantiser steps and entropy parameters the dead atoms can fire under (in place)."""
+    live = ~dead
     state["threshold_logit"][:, dead] = _logit(torch.tensor(REVIVED_THRESHOLD / MAX_THRESHOLD))
     # dead atoms' steps had drifted to 6-14x the live ones': they fired rarely, as huge spikes
     state["log_step"][:, dead] = state["log_step"][:, live].mean(dim=1, keepdim=True)
     fresh_entropy = SCVAE(config).entropy.state_dict()
     for name in ("zero_logit", "log_scale"):
         state[f"entropy.{name}"][:, dead] = fresh_entropy[name][:, dead]
-
-    model = SCVAE(config)
-    model.load_state_dict(state)  # strict: the repaired state must match the current architecture
-    runs = record.get("runs", []) + [{"repair": "bench/revive_atoms.py", "at_step": record.get("iterations", 0),
-                                      "revived_atoms": n, "row_scale": row_scale, "preserve": preserve}]
-    step = record.get("iterations", 0)
-    phase_in = RatePhaseIn(atoms=dead.nonzero()[:, 0].tolist(), start_step=step, hold=hold, ramp=ramp)
-    runs[-1]["rate_phase_in"] = {"hold": hold, "ramp": ramp}
-    torch.save({"model": model.state_dict(), "model_config": config.to_dict(), "runs": runs, "step": step,
-                "wall_seconds": record.get("wall_seconds", 0.0), "rate_phase_in": asdict(phase_in)}, dst)
-    click.echo(f"revived {n} of {config.atoms} atoms (row scale {row_scale}, preserve {preserve}); wrote {dst}")
 
 
 if __name__ == "__main__":

@@ -301,3 +301,16 @@ def test_bench_sccodec(image_dir: Path, tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "out" / "sccodec.json").read_text())
     assert len(doc["results"]["bpp"]) == len(sccodec.QUALITIES)  # type: ignore[attr-defined]
     assert all(b > 0 for b in doc["results"]["bpp"])
+
+
+def test_bench_named_model_runs_beside_the_default(image_dir: Path, tmp_path: Path) -> None:
+    """``sccodec@MODEL`` codes with that shipped model: the default's own name gives its exact files."""
+    pytest.importorskip("sccodec.api", reason="sccodec.api is not written yet")
+    out = tmp_path / "out"
+    code, output = _invoke("--images", str(image_dir), "--codecs", "sccodec,sccodec@scvae-base",
+                           "--qualities", "1,6", "--out", str(out), "--quiet")
+    assert code == 0, output
+    default, named = (json.loads((out / f"{n}.json").read_text()) for n in ("sccodec", "sccodec@scvae-base"))
+    assert named["results"]["bpp"] == default["results"]["bpp"] and len(named["results"]["bpp"]) == 2
+    code, output = _invoke("--images", str(image_dir), "--codecs", "sccodec@no-such-model", "--out", str(out))
+    assert code != 0 and "no shipped model 'no-such-model'" in output and "Traceback" not in output

@@ -136,3 +136,79 @@ def test_sigterm_checkpoints_and_resume_continues_from_it(photos, tmp_path) -> N
     resumed = tmp_path / "resumed.pt"
     _train("--data", str(photos), "--resume", str(ckpt), "--checkpoint", str(resumed), "--steps", "1")
     assert torch.load(resumed, map_location="cpu", weights_only=False)["step"] == state["step"] + 1
+
+
+def test_dead_zone_gradient_leaks_only_in_training_and_leaves_values_alone() -> None:
+    from sccodec.model.lista import soft_threshold
+
+    x = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0], requires_grad=True)
+    theta = torch.tensor(1.0)
+    exact, leaky = soft_threshold(x, theta), soft_threshold(x, theta, leak=0.1)
+    torch.testing.assert_close(exact, leaky)
+    (grad_exact,) = torch.autograd.grad(exact.sum(), x)
+    (grad_leaky,) = torch.autograd.grad(leaky.sum(), x)
+    assert grad_exact.tolist() == [1, 0, 0, 0, 1]
+    torch.testing.assert_close(grad_leaky, torch.tensor([1, 0.1, 0.1, 0.1, 1]))
+
+    torch.manual_seed(0)
+    model = SCVAE(TINY)
+    model.lista.dead_zone_grad = 0.1
+    y = torch.randn(1, TINY.latent, 2, 2)
+    theta = torch.full((1, TINY.atoms, 1, 1), 1e6)  # every atom silent
+    with torch.no_grad():
+        torch.testing.assert_close(model.lista(y, theta), model.lista.eval()(y, theta))
+    for training, expect_grad in ((True, True), (False, False)):
+        model.lista.train(training)
+        model.lista.w_e.grad = None
+        z = model.lista(y, theta)
+        if expect_grad:
+            z.sum().backward()
+            assert model.lista.w_e.grad.abs().sum() > 0
+        else:
+            assert not z.requires_grad or torch.autograd.grad(z.sum(), model.lista.w_e)[0].abs().sum() == 0
+
+
+def test_lambdas_set_a_new_models_levels_and_are_recorded(photos, tmp_path) -> None:
+    ckpt = tmp_path / "new.pt"
+    _train("--data", str(photos), "--lambdas", "0.01,0.1", "--nested-atoms", "--fixed-ladder",
+           "--checkpoint", str(ckpt), "--steps", "1")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    config = ModelConfig.from_dict(state["model_config"])
+    assert config.lambdas == (0.01, 0.1) and config.nested_atoms and config.fixed_ladder
+    assert "--lambdas 0.01,0.1 --nested-atoms --fixed-ladder" in state["runs"][-1]["command"]
+    model = SCVAE(config)
+    model.load_state_dict(state["model"])  # the ladder is stored (as buffers) but not learned
+    assert "log_step" in state["model"] and "log_step" not in dict(model.named_parameters())
+    torch.testing.assert_close(model.log_gain, SCVAE(config).log_gain)
+
+
+@pytest.mark.parametrize("extra", [["--lambdas", "0.1,0.01"], ["--lambdas", "0.1"], ["--lambdas", "a,b"],
+                                   ["--lambdas", "0.01,0.1", "--resume", str(WEIGHTS)],
+                                   ["--nested-atoms", "--resume", str(WEIGHTS)],
+                                   ["--fixed-ladder", "--resume", str(WEIGHTS)]])
+def test_bad_lambdas_are_usage_errors(photos, tmp_path, extra) -> None:
+    result = CliRunner().invoke(main, ["train", "--data", str(photos), "--steps", "1",
+                                       "--checkpoint", str(tmp_path / "x.pt"), *extra])
+    assert result.exit_code == 2 and ("lambdas" in result.output or "new model" in result.output)
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_nested_atoms_leave_closed_atoms_silent_and_without_gradient() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(channels=8, latent=8, atoms=16, lambdas=(0.01, 0.05, 0.1), nested_atoms=True)
+    model = SCVAE(config)
+    model.lista.dead_zone_grad = 0.1  # the leak must not reach closed atoms either
+    with torch.no_grad():
+        model.threshold_logit.fill_(-20.0)  # thresholds ~0: every open atom fires
+    x = torch.rand(3, 3, 32, 32)
+    q = torch.arange(3)
+    s, _ = model.scaled_code(x, q)
+    budgets = [6, 11, 16]  # ceil(16 * (q + 1) / 3)
+    for level, budget in enumerate(budgets):
+        fired = s[level].abs().sum(dim=(1, 2)) > 0
+        assert fired[:budget].all() and not fired[budget:].any()
+        symbols = model.encode_symbols(x[level : level + 1], level)
+        assert not symbols[budget:].any()
+    (grad,) = torch.autograd.grad(s[0].sum(), model.lista.w_e)
+    assert grad[budgets[0]:].abs().sum() == 0 and grad[: budgets[0]].abs().sum() > 0
+    assert SCVAE(ModelConfig(channels=8, latent=8, atoms=16)).atom_mask(q) is None

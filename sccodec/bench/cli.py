@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from sccodec.bench.peers import DEFAULT_CODECS, Quality, codec_names
+from sccodec.bench.peers import DEFAULT_CODECS, Quality, codec_names, is_codec_name
 
 if TYPE_CHECKING:
     from sccodec.bench.runner import BenchConfig, BenchResult
@@ -23,9 +23,9 @@ DEFAULT_IMAGES = Path(__file__).resolve().parent.parent / "data" / "samples"
 
 def _parse_codecs(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
     names = tuple(n.strip().lower() for n in value.split(",") if n.strip())
-    unknown = [n for n in names if n not in codec_names()]
+    unknown = [n for n in names if not is_codec_name(n)]
     if unknown:
-        raise click.BadParameter(f"unknown codec {unknown[0]!r} (known: {', '.join(codec_names())})")
+        raise click.BadParameter(f"unknown codec {unknown[0]!r} (known: {', '.join(codec_names())}, sccodec@MODEL)")
     if not names:
         raise click.BadParameter("no codec given")
     return names
@@ -44,7 +44,7 @@ def _parse_qualities(
     for text in values:
         prefix, _, numbers = text.rpartition("=")
         codec = prefix.strip().lower() or None
-        if codec is not None and codec not in codec_names():
+        if codec is not None and not is_codec_name(codec):
             raise click.BadParameter(f"unknown codec {codec!r} in {text!r}")
         try:
             overrides[codec] = tuple(_number(n) for n in numbers.split(",") if n.strip())
@@ -69,7 +69,7 @@ def _parse_qualities(
     show_default=True,
     callback=_parse_codecs,
     help=f"Comma-separated codecs to run; also available: "
-    f"{', '.join(n for n in codec_names() if n not in DEFAULT_CODECS)}.",
+    f"{', '.join(n for n in codec_names() if n not in DEFAULT_CODECS)}; sccodec@MODEL runs another shipped model.",
 )
 @click.option(
     "--qualities",

@@ -218,15 +218,19 @@ class SccodecAdapter(CodecAdapter):
     label = "sccodec"
     param = "quality"
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", model: str | None = None) -> None:
+        """``model``: a shipped model other than the default, run as codec ``sccodec@MODEL``."""
         self._device = device
+        self._model = model
         self._codec: Any = None
+        if model is not None:
+            self.name, self.label = f"sccodec{MODEL_SEPARATOR}{model}", f"sccodec ({model})"
 
     def _loaded(self) -> Any:
         if self._codec is None:
             from sccodec.api import Codec
 
-            self._codec = Codec(device=self._device)
+            self._codec = Codec(device=self._device) if self._model is None else Codec(self._model, self._device)
         return self._codec
 
     def encode(self, image: Image.Image, quality: Quality | None) -> bytes:
@@ -239,14 +243,21 @@ class SccodecAdapter(CodecAdapter):
     def sweep(self) -> tuple[Quality | None, ...]:
         import sccodec
 
-        return tuple(sorted(sccodec.QUALITIES))
+        if self._model is None:
+            return tuple(sorted(sccodec.QUALITIES))
+        from sccodec.weights import shipped_config
+
+        return tuple(range(1, shipped_config(self._model).qualities + 1))
 
     def unavailable(self) -> str | None:
         try:
             from sccodec import QUALITIES  # noqa: F401 - probing the interface
             from sccodec.api import Codec  # noqa: F401
+            from sccodec.weights import available_models
         except Exception as exc:  # any failure to import means "not ready", not a crash
             return f"sccodec.api is not usable yet ({type(exc).__name__}: {exc})"
+        if self._model is not None and self._model not in available_models():
+            return f"{self.name}: no shipped model {self._model!r} (shipped: {', '.join(available_models())})"
         return None
 
     def check_quality(self, quality: Quality) -> None:
@@ -263,6 +274,9 @@ class SccodecAdapter(CodecAdapter):
         weights = f", model {model.name} (weights {model.digest.hex()})" if model else ""
         return f"sccodec {sccodec.__version__}{weights}"
 
+
+#: ``sccodec@MODEL`` runs another shipped model than the default (compare two models in one run).
+MODEL_SEPARATOR = "@"
 
 _JPEG_SWEEP = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 _QUALITY_10_TO_90 = (10, 20, 30, 40, 50, 60, 70, 80, 90)
@@ -325,10 +339,15 @@ def codec_names() -> tuple[str, ...]:
     return tuple(_FACTORIES)
 
 
+def is_codec_name(name: str) -> bool:
+    """A registered codec, or ``sccodec@MODEL`` for a named sccodec model."""
+    base, sep, model = name.partition(MODEL_SEPARATOR)
+    return name in _FACTORIES or (base == SccodecAdapter.name and bool(sep) and bool(model))
+
+
 def get_codec(name: str) -> CodecAdapter:
     """A fresh adapter; raises ValueError naming the known codecs for an unknown name."""
-    try:
-        factory = _FACTORIES[name]
-    except KeyError:
-        raise ValueError(f"unknown codec {name!r} (known: {', '.join(_FACTORIES)})") from None
-    return factory()
+    if not is_codec_name(name):
+        raise ValueError(f"unknown codec {name!r} (known: {', '.join(_FACTORIES)}, sccodec@MODEL)")
+    base, _, model = name.partition(MODEL_SEPARATOR)
+    return SccodecAdapter(model=model) if model else _FACTORIES[name]()

@@ -35,9 +35,13 @@ class ModelConfig:
     lista_steps: int = 4  # T
     groups: int = 4  # atom groups in the coding order (sccodec.context)
     value_range: int = 31  # R: tables cover |symbol| <= R; larger values use escape codes
+    # Level q (0-based) may use only the first ceil(K·(q+1)/Q) atoms (see SCVAE.atom_mask).
+    nested_atoms: bool = False
+    # Per-level gains and steps fixed to the initial ladder instead of learned (see SCVAE.__init__).
+    fixed_ladder: bool = False
     # rate-distortion trade-off per quality level (loss = bpp + λ·255²·MSE), low to high
     lambdas: tuple[float, ...] = field(
-        default=(0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
+        default=(0.00045, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
     )
 
     @property
@@ -65,9 +69,19 @@ class SCVAE(nn.Module):
         # Levels start spread apart (step ratio sqrt(2) per level, as high-rate theory gives
         # for λ doubling); the calibration run found levels collapse together otherwise.
         spread = torch.tensor([0.5 * math.log(2) * (i - (c.qualities - 1)) for i in range(c.qualities)])
-        self.log_gain = nn.Parameter(spread[:, None].repeat(1, c.latent) + math.log(30.0))
-        self.log_inv_gain = nn.Parameter(-self.log_gain.detach().clone())
-        self.log_step = nn.Parameter(torch.zeros(c.qualities, c.atoms))
+        log_gain = spread[:, None].repeat(1, c.latent) + math.log(30.0)
+        ladder = {"log_gain": log_gain, "log_inv_gain": -log_gain, "log_step": torch.zeros(c.qualities, c.atoms)}
+        # fixed_ladder: buffers under the same names, so the weights file keeps its layout. Why:
+        # learned, the rate term pushed every level's steps up and its gains down (effective step
+        # ratio top/bottom fell from 22x to 2.4x in 7k steps of training run 11, so all levels
+        # coded at nearly the same PSNR) and inflated the steps of the atoms the top level had
+        # just opened (14x the others': they never fired). The straight-through rounding hides
+        # the distortion those coarser steps cause, so nothing pushed back.
+        for name, value in ladder.items():
+            if c.fixed_ladder:
+                self.register_buffer(name, value)
+            else:
+                setattr(self, name, nn.Parameter(value))
         # Per level and atom, as a fraction of that level's step (see _thresholds).
         self.threshold_logit = nn.Parameter(torch.full((c.qualities, c.atoms), -2.0))
         self.entropy = ContextualZeroInflatedLaplace(c.qualities, c.atoms)
@@ -87,10 +101,29 @@ class SCVAE(nn.Module):
 
     def scaled_code(self, x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image (B,3,H,W), H and W multiples of 16 -> (real-valued symbols s, y_q)."""
+        return self._code(self._transform(self.g_a, x), q)
+
+    def _code(self, y: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent y -> (real-valued symbols s, y_q = gain·y)."""
         gain, _, step = self._per_level(q)
-        y_q = self._transform(self.g_a, x) * gain
-        z = self.lista(y_q, self._thresholds(q, step))
+        y_q = y * gain
+        z = self.lista(y_q, self._thresholds(q, step), self.atom_mask(q))
         return z / step, y_q
+
+    def atom_mask(self, q: torch.Tensor) -> torch.Tensor | None:
+        """(B,K,1,1) 0/1: the atoms level q may use, or None when every level may use all.
+
+        Why nested: with every atom open at every level, the low levels' rate term shrank the
+        encoder rows of all but 34 atoms until they never fired, and the high levels were left
+        with a dense 34-channel code that saturated at 28.5 dB on Kodak (training_log.md). An
+        atom closed at the low levels is never coded there, so only the levels that can afford
+        it shape it. The coder needs no change: a closed atom's symbols are always 0.
+        """
+        c = self.config
+        if not c.nested_atoms:
+            return None
+        budget = ((q + 1) * c.atoms + c.qualities - 1) // c.qualities
+        return (torch.arange(c.atoms, device=q.device)[None, :] < budget[:, None]).float()[:, :, None, None]
 
     def _thresholds(self, q: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         """LISTA thresholds tied to the quantiser step (BENCHMARK.md calibration advice).
@@ -121,7 +154,8 @@ class SCVAE(nn.Module):
         latent_error = (self.lista.reconstruct(s * step) - y_q).pow(2).mean(dim=(1, 2, 3))
         x_hat = self.synthesize(s + (hard - s).detach(), q)
         return {"x_hat": x_hat, "likelihoods": likelihoods, "latent_error": latent_error,
-                "nonzero": (hard != 0).float().mean(dim=(1, 2, 3))}
+                "nonzero": (hard != 0).float().mean(dim=(1, 2, 3)),
+                "live_atoms": (hard != 0).any(dim=3).any(dim=2).any(dim=0).sum()}
 
     def symbol_likelihoods(self, values: torch.Tensor, hard: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """Likelihood of ``values`` (noisy or rounded symbols) in the integer contexts of ``hard``."""
@@ -137,9 +171,7 @@ class SCVAE(nn.Module):
     @torch.no_grad()
     def quantize(self, y: torch.Tensor, quality_index: int) -> torch.Tensor:
         """Latent y (1,M,h,w) -> int32 symbols (K,h,w); |s| > R is coded with escapes."""
-        q = torch.tensor([quality_index], device=y.device)
-        gain, _, step = self._per_level(q)
-        s = self.lista(y * gain, self._thresholds(q, step)) / step
+        s, _ = self._code(y, torch.tensor([quality_index], device=y.device))
         limit = self.config.value_range + MAX_MAGNITUDE_OVER_RANGE  # beyond: escape codes run out
         return torch.round(s[0]).clamp_(-limit, limit).to(torch.int32)
 

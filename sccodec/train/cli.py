@@ -31,9 +31,19 @@ from sccodec.train.loop import TrainConfig, command_line
               show_default=True, help="auto: this process's GPU when CUDA is available, else the CPU.")
 @click.option("--validate-minutes", type=click.FloatRange(min=0), default=TrainConfig.validate_minutes,
               show_default=True, help="Validate on the held-out photos (every 40th of --data) this often; 0: never.")
+@click.option("--dead-zone-grad", type=click.FloatRange(min=0, max=1), default=TrainConfig.dead_zone_grad,
+              show_default=True, help="Gradient slope below the LISTA thresholds, so silent atoms can revive; 0: exact.")
+@click.option("--lambdas", callback=lambda ctx, param, v: _lambdas(v), metavar="L1,L2,...",
+              help="A new model's quality levels (λ of loss = bpp + λ·255²·MSE, low to high); "
+                   "default: the shipped ladder. A resumed run keeps its model's.")
+@click.option("--nested-atoms", is_flag=True,
+              help="A new model's level q may use only its first K·q/Q atoms (keeps high-rate atoms alive).")
+@click.option("--fixed-ladder", is_flag=True,
+              help="A new model's per-level gains and quantiser steps stay at their initial ladder.")
 def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: float, crop: int,
           batch: int, lr: float, fast_lr: float, latent_weight: float, log_every: int, bf16: bool,
-          device: str, validate_minutes: float) -> None:
+          device: str, validate_minutes: float, dead_zone_grad: float, lambdas: tuple[float, ...] | None,
+          nested_atoms: bool, fixed_ladder: bool) -> None:
     """Train (or keep training) the variable-rate SC-VAE.
 
     Under torchrun the same command trains data-parallel (DDP; gloo on CPU, NCCL on GPU):
@@ -49,9 +59,14 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
 
     if not steps and not minutes:
         raise click.UsageError("give --steps or --minutes")
+    if (lambdas or nested_atoms or fixed_ladder) and resume:
+        raise click.UsageError("--lambdas, --nested-atoms and --fixed-ladder shape a new model; "
+                               "a resumed run keeps its model's")
     cfg = TrainConfig(data=data, checkpoint=checkpoint, steps=steps, minutes=minutes, crop=crop,
                       batch=batch, lr=lr, fast_lr=fast_lr, latent_weight=latent_weight, log_every=log_every, bf16=bf16,
-                      device=device, validate_minutes=validate_minutes)
+                      device=device, validate_minutes=validate_minutes, dead_zone_grad=dead_zone_grad,
+                      lambdas=lambdas, nested_atoms=nested_atoms,
+                      fixed_ladder=fixed_ladder)
     path = run(cfg, resume=resume)
     click.echo(f"checkpoint written to {path}")
 
@@ -105,6 +120,19 @@ def export(checkpoint: str, name: str, out_dir: str, fit_dir: str | None, fit_im
                              "method": "counts + parametric prior (sccodec/train/tables.py)"}
     path = write(model, name, out_dir, sidecar, tables)
     click.echo(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB) and {Path(path).with_suffix('.json')}")
+
+
+def _lambdas(text: str | None) -> tuple[float, ...] | None:
+    """'0.001,0.01,0.1' -> (0.001, 0.01, 0.1): positive and increasing, at least two."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"not a comma-separated list of numbers: {text!r}") from None
+    if len(values) < 2 or values[0] <= 0 or any(b <= a for a, b in zip(values, values[1:])):
+        raise click.BadParameter("give at least two positive λ in increasing order")
+    return values
 
 
 def _cpu_hours(runs: list[dict]) -> float:

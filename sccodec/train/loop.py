@@ -45,6 +45,10 @@ class TrainConfig:
     bf16: bool = True
     device: str = "auto"  # auto: this rank's GPU if CUDA is available, else CPU
     validate_minutes: float = 10.0  # held-out validation (rank 0); 0 turns it off
+    dead_zone_grad: float = 0.0  # gradient slope below the LISTA thresholds (lista.soft_threshold)
+    lambdas: tuple[float, ...] | None = None  # a new model's quality levels; None: ModelConfig's
+    nested_atoms: bool = False  # a new model's levels use nested atom sets (SCVAE.atom_mask)
+    fixed_ladder: bool = False  # a new model's per-level gains and steps are fixed (ModelConfig)
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,10 @@ def command_line(cfg: dict, resume: str | None) -> str:
         value = cfg.get(name, default)
         if value != default:
             flag = name.replace("_", "-")
-            parts += [f"--{flag}" if value else f"--no-{flag}"] if isinstance(value, bool) else [f"--{flag}", str(value)]
+            if isinstance(value, bool):
+                parts.append(f"--{flag}" if value else f"--no-{flag}")
+            else:
+                parts += [f"--{flag}", ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
     if resume:
         parts += ["--resume", resume]
     return shlex.join(parts)
@@ -146,7 +153,8 @@ def rd_loss(model: torch.nn.Module, x: torch.Tensor, q: torch.Tensor, latent_wei
     lam = torch.tensor(getattr(model, "module", model).config.lambdas, device=x.device)[q]
     loss = (bpp + lam * 255**2 * mse + latent_weight * out["latent_error"]).mean()
     psnr = (-10 * torch.log10(mse.detach().clamp_min(1e-10))).mean()
-    return {"loss": loss, "bpp": bpp.mean().detach(), "psnr": psnr, "nonzero": out["nonzero"].mean().detach()}
+    return {"loss": loss, "bpp": bpp.mean().detach(), "psnr": psnr, "nonzero": out["nonzero"].mean().detach(),
+            "live_atoms": out["live_atoms"].float()}
 
 
 def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str | None = None) -> Path:
@@ -159,8 +167,13 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
     if resume:
         state = _load_resume(resume)
         model_config = ModelConfig.from_dict(state["model_config"])
+    else:
+        new = {"lambdas": cfg.lambdas} if cfg.lambdas else {}
+        new |= {name: True for name in ("nested_atoms", "fixed_ladder") if getattr(cfg, name)}
+        model_config = ModelConfig.from_dict((model_config or ModelConfig()).to_dict() | new)
     model = SCVAE(model_config or ModelConfig()).to(dist.device, memory_format=torch.channels_last)
     model.bf16_transforms = cfg.bf16
+    model.lista.dead_zone_grad = cfg.dead_zone_grad
     opt = torch.optim.Adam(_param_groups(model, cfg))
     step, elapsed_before, history, runs = 0, 0.0, [], []
     if state is not None:
@@ -212,7 +225,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
                       "wall_seconds": elapsed_before + time.time() - t0, "history": history}
                      | ({"rate_phase_in": asdict(phase_in)} if phase_in else {}), ckpt_path)
 
-    acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "nonzero": 0.0}
+    acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "nonzero": 0.0, "live_atoms": 0.0}
     n_acc, skipped = 0, 0
     stop = _install_stop_handlers()
     try:

@@ -31,18 +31,23 @@ def load_validation(paths: list[Path], crop: int = 256) -> torch.Tensor:
 
 @torch.no_grad()
 def validate(model: SCVAE, images: torch.Tensor) -> dict:
-    """Mean bpp and PSNR per level, and the mean RD loss over levels (lower is better)."""
+    """Mean bpp, PSNR and atoms in use (firing at >= 0.1% of positions) per level, and the mean
+    RD loss over levels (lower is better)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     levels, losses = [], []
     for qi, lam in enumerate(model.config.lambdas):
         bpp_sum = psnr_sum = loss_sum = 0.0
+        fired = torch.zeros(model.config.atoms)
+        positions = 0
         for x in images.split(4):
             x = x.to(device)
             q = torch.full((x.shape[0],), qi, device=device)
             s, _ = model.scaled_code(x, q)
             hard = torch.round(s)
+            fired += (hard != 0).sum(dim=(0, 2, 3)).cpu()
+            positions += hard[:, 0].numel()
             bits = -torch.log2(model.symbol_likelihoods(hard, hard, q)).sum(dim=(1, 2, 3))
             bpp = bits / (x.shape[-2] * x.shape[-1])
             mse = (model.synthesize(hard, q).clamp(0, 1) - x).pow(2).mean(dim=(1, 2, 3))
@@ -50,7 +55,8 @@ def validate(model: SCVAE, images: torch.Tensor) -> dict:
             psnr_sum += (-10 * torch.log10(mse.clamp_min(1e-10))).sum().item()
             loss_sum += (bpp + lam * 255**2 * mse).sum().item()
         n = max(1, images.shape[0])
-        levels.append({"bpp": round(bpp_sum / n, 4), "psnr": round(psnr_sum / n, 3)})
+        atoms = int((fired >= 0.001 * max(1, positions)).sum())
+        levels.append({"bpp": round(bpp_sum / n, 4), "psnr": round(psnr_sum / n, 3), "atoms": atoms})
         losses.append(loss_sum / n)
     model.train(was_training)
     return {"images": images.shape[0], "loss": round(sum(losses) / len(losses), 4), "levels": levels}
