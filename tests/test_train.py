@@ -171,11 +171,12 @@ def test_dead_zone_gradient_leaks_only_in_training_and_leaves_values_alone() -> 
 def test_lambdas_set_a_new_models_levels_and_are_recorded(photos, tmp_path) -> None:
     ckpt = tmp_path / "new.pt"
     _train("--data", str(photos), "--lambdas", "0.01,0.1", "--nested-atoms", "--fixed-ladder",
-           "--checkpoint", str(ckpt), "--steps", "1")
+           "--nonlinearity", "gdn", "--checkpoint", str(ckpt), "--steps", "1")
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     config = ModelConfig.from_dict(state["model_config"])
     assert config.lambdas == (0.01, 0.1) and config.nested_atoms and config.fixed_ladder
-    assert "--lambdas 0.01,0.1 --nested-atoms --fixed-ladder" in state["runs"][-1]["command"]
+    assert config.nonlinearity == "gdn" and any(k.endswith("gamma_root") for k in state["model"])
+    assert "--lambdas 0.01,0.1 --nested-atoms --fixed-ladder --nonlinearity gdn" in state["runs"][-1]["command"]
     model = SCVAE(config)
     model.load_state_dict(state["model"])  # the ladder is stored (as buffers) but not learned
     assert "log_step" in state["model"] and "log_step" not in dict(model.named_parameters())
@@ -185,7 +186,8 @@ def test_lambdas_set_a_new_models_levels_and_are_recorded(photos, tmp_path) -> N
 @pytest.mark.parametrize("extra", [["--lambdas", "0.1,0.01"], ["--lambdas", "0.1"], ["--lambdas", "a,b"],
                                    ["--lambdas", "0.01,0.1", "--resume", str(WEIGHTS)],
                                    ["--nested-atoms", "--resume", str(WEIGHTS)],
-                                   ["--fixed-ladder", "--resume", str(WEIGHTS)]])
+                                   ["--fixed-ladder", "--resume", str(WEIGHTS)],
+                                   ["--nonlinearity", "gdn", "--resume", str(WEIGHTS)]])
 def test_bad_lambdas_are_usage_errors(photos, tmp_path, extra) -> None:
     result = CliRunner().invoke(main, ["train", "--data", str(photos), "--steps", "1",
                                        "--checkpoint", str(tmp_path / "x.pt"), *extra])

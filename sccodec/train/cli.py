@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from sccodec.model.transforms import NONLINEARITIES
 from sccodec.train.loop import TrainConfig, command_line
 
 
@@ -40,10 +41,12 @@ from sccodec.train.loop import TrainConfig, command_line
               help="A new model's level q may use only its first K·q/Q atoms (keeps high-rate atoms alive).")
 @click.option("--fixed-ladder", is_flag=True,
               help="A new model's per-level gains and quantiser steps stay at their initial ladder.")
+@click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default=TrainConfig.nonlinearity,
+              show_default=True, help="A new model's transforms: LeakyReLU, or GDN (train it with --lr 1e-4).")
 def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: float, crop: int,
           batch: int, lr: float, fast_lr: float, latent_weight: float, log_every: int, bf16: bool,
           device: str, validate_minutes: float, dead_zone_grad: float, lambdas: tuple[float, ...] | None,
-          nested_atoms: bool, fixed_ladder: bool) -> None:
+          nested_atoms: bool, fixed_ladder: bool, nonlinearity: str) -> None:
     """Train (or keep training) the variable-rate SC-VAE.
 
     Under torchrun the same command trains data-parallel (DDP; gloo on CPU, NCCL on GPU):
@@ -59,14 +62,14 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
 
     if not steps and not minutes:
         raise click.UsageError("give --steps or --minutes")
-    if (lambdas or nested_atoms or fixed_ladder) and resume:
-        raise click.UsageError("--lambdas, --nested-atoms and --fixed-ladder shape a new model; "
+    if (lambdas or nested_atoms or fixed_ladder or nonlinearity != TrainConfig.nonlinearity) and resume:
+        raise click.UsageError("--lambdas, --nested-atoms, --fixed-ladder and --nonlinearity shape a new model; "
                                "a resumed run keeps its model's")
     cfg = TrainConfig(data=data, checkpoint=checkpoint, steps=steps, minutes=minutes, crop=crop,
                       batch=batch, lr=lr, fast_lr=fast_lr, latent_weight=latent_weight, log_every=log_every, bf16=bf16,
                       device=device, validate_minutes=validate_minutes, dead_zone_grad=dead_zone_grad,
                       lambdas=lambdas, nested_atoms=nested_atoms,
-                      fixed_ladder=fixed_ladder)
+                      fixed_ladder=fixed_ladder, nonlinearity=nonlinearity)
     path = run(cfg, resume=resume)
     click.echo(f"checkpoint written to {path}")
 

@@ -49,6 +49,7 @@ class TrainConfig:
     lambdas: tuple[float, ...] | None = None  # a new model's quality levels; None: ModelConfig's
     nested_atoms: bool = False  # a new model's levels use nested atom sets (SCVAE.atom_mask)
     fixed_ladder: bool = False  # a new model's per-level gains and steps are fixed (ModelConfig)
+    nonlinearity: str = "leaky"  # a new model's transforms (ModelConfig.nonlinearity)
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
     else:
         new = {"lambdas": cfg.lambdas} if cfg.lambdas else {}
         new |= {name: True for name in ("nested_atoms", "fixed_ladder") if getattr(cfg, name)}
+        new |= {"nonlinearity": cfg.nonlinearity} if cfg.nonlinearity != TrainConfig.nonlinearity else {}
         model_config = ModelConfig.from_dict((model_config or ModelConfig()).to_dict() | new)
     model = SCVAE(model_config or ModelConfig()).to(dist.device, memory_format=torch.channels_last)
     model.bf16_transforms = cfg.bf16
