@@ -62,14 +62,14 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
 
     if not steps and not minutes:
         raise click.UsageError("give --steps or --minutes")
-    if (lambdas or nested_atoms or fixed_ladder or nonlinearity != TrainConfig.nonlinearity) and resume:
-        raise click.UsageError("--lambdas, --nested-atoms, --fixed-ladder and --nonlinearity shape a new model; "
-                               "a resumed run keeps its model's")
     cfg = TrainConfig(data=data, checkpoint=checkpoint, steps=steps, minutes=minutes, crop=crop,
                       batch=batch, lr=lr, fast_lr=fast_lr, latent_weight=latent_weight, log_every=log_every, bf16=bf16,
                       device=device, validate_minutes=validate_minutes, dead_zone_grad=dead_zone_grad,
                       lambdas=lambdas, nested_atoms=nested_atoms,
                       fixed_ladder=fixed_ladder, nonlinearity=nonlinearity)
+    if resume and cfg.new_model_options():
+        flags = ", ".join("--" + name.replace("_", "-") for name in cfg.new_model_options())
+        raise click.UsageError(f"{flags} shape a new model; a resumed run keeps its model's")
     path = run(cfg, resume=resume)
     click.echo(f"checkpoint written to {path}")
 

@@ -51,6 +51,15 @@ class TrainConfig:
     fixed_ladder: bool = False  # a new model's per-level gains and steps are fixed (ModelConfig)
     nonlinearity: str = "leaky"  # a new model's transforms (ModelConfig.nonlinearity)
 
+    def new_model_options(self) -> dict:
+        """The ModelConfig fields this run sets away from their defaults (a new model's shape)."""
+        return {name: getattr(self, name) for name in NEW_MODEL_FIELDS
+                if getattr(self, name) != getattr(TrainConfig, name)}
+
+
+#: TrainConfig fields that are ModelConfig fields of the same name: they shape a new model only.
+NEW_MODEL_FIELDS = ("lambdas", "nested_atoms", "fixed_ladder", "nonlinearity")
+
 
 @dataclass(frozen=True)
 class RatePhaseIn:
@@ -169,10 +178,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
         state = _load_resume(resume)
         model_config = ModelConfig.from_dict(state["model_config"])
     else:
-        new = {"lambdas": cfg.lambdas} if cfg.lambdas else {}
-        new |= {name: True for name in ("nested_atoms", "fixed_ladder") if getattr(cfg, name)}
-        new |= {"nonlinearity": cfg.nonlinearity} if cfg.nonlinearity != TrainConfig.nonlinearity else {}
-        model_config = ModelConfig.from_dict((model_config or ModelConfig()).to_dict() | new)
+        model_config = ModelConfig.from_dict((model_config or ModelConfig()).to_dict() | cfg.new_model_options())
     model = SCVAE(model_config or ModelConfig()).to(dist.device, memory_format=torch.channels_last)
     model.bf16_transforms = cfg.bf16
     model.lista.dead_zone_grad = cfg.dead_zone_grad
