@@ -71,7 +71,8 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
         flags = ", ".join("--" + name.replace("_", "-") for name in cfg.new_model_options())
         raise click.UsageError(f"{flags} shape a new model; a resumed run keeps its model's")
     path = run(cfg, resume=resume)
-    click.echo(f"checkpoint written to {path}")
+    if path is not None:  # rank 0 alone writes it
+        click.echo(f"checkpoint written to {path}")
 
 
 @click.command()

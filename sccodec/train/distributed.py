@@ -10,6 +10,7 @@ number of optimiser steps, so the stop decision of a time-bounded run is rank 0'
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from dataclasses import dataclass
@@ -60,7 +61,11 @@ class Distributed:
         return out
 
     def shutdown(self) -> None:
+        """Leave the group together: a rank that tears gloo down while its peer is still sending
+        can abort the peer at exit ("terminate called without an active exception")."""
         if self.enabled and dist.is_initialized():
+            gc.collect()  # DDP wrappers in reference cycles still hold the group
+            dist.barrier()
             dist.destroy_process_group()
 
 

@@ -167,8 +167,11 @@ def rd_loss(model: torch.nn.Module, x: torch.Tensor, q: torch.Tensor, latent_wei
             "live_atoms": out["live_atoms"].float()}
 
 
-def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str | None = None) -> Path:
-    """Run (or continue) training; under torchrun every rank calls this with the same arguments."""
+def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str | None = None) -> Path | None:
+    """Run (or continue) training; under torchrun every rank calls this with the same arguments.
+
+    Returns the checkpoint path on rank 0 (the only writer), None on the other ranks.
+    """
     torch.set_flush_denormal(True)
     dist = setup(cfg.device)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also syncs them)
@@ -284,7 +287,8 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
     final = json.dumps({"rank": dist.rank, "world_size": dist.world_size, "weights_digest": digests[dist.rank]})
     sys.stdout.write(final + "\n")  # one write: the ranks share stdout under torchrun
     sys.stdout.flush()
+    del net  # DDP's reducer holds the process group; free it now, not during interpreter teardown
     dist.shutdown()
     if len(set(digests)) != 1:
         raise RuntimeError(f"ranks ended with different weights: {digests}")
-    return ckpt_path
+    return ckpt_path if dist.is_main else None
