@@ -19,7 +19,7 @@ from PIL import Image
 
 from sccodec import bitstream, entropy
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, Container, Header
-from sccodec.errors import CorruptFileError, FormatError, ParameterError
+from sccodec.errors import CorruptFileError, FormatError, ImageInputError, ParameterError
 from sccodec.image_io import ImageLike, pad_to_multiple, read_image, to_image, to_pixels, to_tensor
 from sccodec.model.scvae import STRIDE, SCVAE
 from sccodec.tiling import ANALYSIS_MARGIN, SYNTHESIS_MARGIN, Box, latent_box, tile_boxes
@@ -209,30 +209,37 @@ def _assemble(tiles: list[np.ndarray], boxes: list[Box]) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def _codec(model: str, device: str) -> Codec:
-    return Codec(model, device)
+def _codec(model: str, device: str, max_pixels: int) -> Codec:
+    return Codec(model, device, max_pixels)
 
 
 def encode(image: ImageLike, quality: int | None = None, *, target_bpp: float | None = None,
-           device: str = "auto", model: str = DEFAULT_MODEL) -> bytes:
+           device: str = "auto", model: str = DEFAULT_MODEL, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """Encode an image (PIL image, uint8 HxWx3 array, float tensor, path or bytes) to .scv bytes.
 
     Give ``quality`` (one of ``QUALITIES``, default ``DEFAULT_QUALITY``) or ``target_bpp`` (the best quality that fits).
     """
-    return _codec(model, str(resolve_device(device))).encode(image, quality, target_bpp=target_bpp)
+    return _codec(model, str(resolve_device(device)), max_pixels).encode(image, quality, target_bpp=target_bpp)
 
 
-def decode(data: bytes, device: str = "auto", *, as_array: bool = False) -> Image.Image | np.ndarray:
+def decode(data: bytes, device: str = "auto", *, as_array: bool = False,
+           max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image | np.ndarray:
     """Decode .scv bytes to a PIL image (mode RGB, or L for grey originals).
 
-    With ``as_array=True``: a uint8 (H,W,3) RGB NumPy array instead.
+    With ``as_array=True``: a uint8 (H,W,3) RGB NumPy array instead. For a path, use ``open``.
     """
-    header, _ = bitstream.parse_header(data)
-    codec = _codec(header.model, str(resolve_device(device)))
+    if isinstance(data, (str, Path)):
+        raise ParameterError("decode() takes the file's bytes; use sccodec.open(path) to read a file")
+    header, _ = bitstream.parse_header(data, max_pixels)
+    codec = _codec(header.model, str(resolve_device(device)), max_pixels)
     return codec.decode_array(data)[0] if as_array else codec.decode(data)
 
 
-def open(fp: str | Path | BinaryIO, device: str = "auto") -> Image.Image:  # noqa: A001 (like PIL.Image.open)
+def open(fp: str | Path | BinaryIO, device: str = "auto", *,  # noqa: A001 (like PIL.Image.open)
+         max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Read and decode an .scv file (a path or a binary file object)."""
-    data = fp.read() if hasattr(fp, "read") else Path(fp).read_bytes()
-    return decode(data, device)
+    try:
+        data = fp.read() if hasattr(fp, "read") else Path(fp).read_bytes()
+    except OSError as e:
+        raise ImageInputError(f"cannot read {fp}: {e.strerror or e}") from None
+    return decode(data, device, max_pixels=max_pixels)

@@ -139,17 +139,20 @@ class Outcome:
 
 
 def _encode_job(job: Job) -> Outcome:
-    quality, target_bpp, device, max_pixels = job.options
-    try:
-        data_in = read_input(job.source)
-        result = _cached_codec(None, device, max_pixels).encode_with_info(data_in, quality, target_bpp=target_bpp)
-        write_output(job.output, result.data, job.force, job.source)
-    except (SCVError, click.ClickException) as e:
-        return Outcome(job.source, job.output, _message(e), _code(e))
+    quality, target_bpp, device, max_pixels, model = job.options
     from sccodec.bitstream import parse_header
 
-    h, _ = parse_header(result.data)
-    return Outcome(job.source, job.output, f"quality {result.quality}, {result.bpp:.3f} bpp", 0,
+    try:
+        data_in = read_input(job.source)
+        result = _cached_codec(model, device, max_pixels).encode_with_info(data_in, quality, target_bpp=target_bpp)
+        write_output(job.output, result.data, job.force, job.source)
+        h, _ = parse_header(result.data, max_pixels)
+    except Exception as e:  # noqa: BLE001 (a batch reports every file's failure and goes on)
+        return _failed(job, e)
+    note = ""
+    if target_bpp is not None and result.bpp > target_bpp:
+        note = f" (above the {target_bpp:g} bpp target: quality {result.quality} is the lowest level)"
+    return Outcome(job.source, job.output, f"quality {result.quality}, {result.bpp:.3f} bpp{note}", 0,
                    len(data_in), len(result.data), h.width * h.height)
 
 
@@ -168,8 +171,8 @@ def _decode_job(job: Job) -> Outcome:
         except (KeyError, ValueError, OSError) as e:
             raise OutputError(f"cannot write {job.output}: {e}") from None
         write_output(job.output, buf.getvalue(), job.force, job.source)
-    except (SCVError, click.ClickException) as e:
-        return Outcome(job.source, job.output, _message(e), _code(e))
+    except Exception as e:  # noqa: BLE001 (a batch reports every file's failure and goes on)
+        return _failed(job, e)
     return Outcome(job.source, job.output, f"{header.width}x{header.height} {header.mode}", 0,
                    len(data), len(buf.getvalue()), header.width * header.height)
 
@@ -183,12 +186,14 @@ def _cached_codec(model: str | None, device: str, max_pixels: int):
     return Codec(model or DEFAULT_MODEL, device=device, max_pixels=max_pixels)
 
 
-def _message(e: Exception) -> str:
-    return e.format_message() if isinstance(e, click.ClickException) else str(e)
-
-
-def _code(e: Exception) -> int:
-    return e.exit_code if isinstance(e, (SCVError, click.ClickException)) else 1
+def _failed(job: Job, e: Exception) -> Outcome:
+    """One line for the user: ours are self-explanatory; anything else (out of memory, a torch
+    error) is named by its type, and counts as a bad input (exit 1)."""
+    if isinstance(e, click.ClickException):
+        return Outcome(job.source, job.output, e.format_message(), e.exit_code)
+    if isinstance(e, SCVError):
+        return Outcome(job.source, job.output, str(e), e.exit_code)
+    return Outcome(job.source, job.output, f"unexpected {type(e).__name__}: {e}", 1)
 
 
 def _output_for(source: str, output: str | None, out_dir: str | None, suffix: str, many: bool) -> str:
@@ -209,7 +214,7 @@ def _run(fn, jobs: list[Job], workers: int, verb: str) -> None:
         if j.output != "-" and (first := claimed.setdefault(Path(j.output).resolve(), j.source)) != j.source:
             raise click.UsageError(f"{first} and {j.source} would both be written to {j.output}")
     if out_dir_missing := {str(Path(j.output).parent) for j in jobs if j.output != "-"
-                           and not Path(j.output).parent.exists()}:
+                           and not Path(j.output).parent.is_dir()}:
         raise OutputError(f"output folder does not exist: {sorted(out_dir_missing)[0]}")
     if len(jobs) == 1:
         outcome = fn(jobs[0])
@@ -268,8 +273,8 @@ def _worker_init(threads: int) -> None:
 
 
 _inputs = click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
-_out_dir = click.option("--out-dir", type=click.Path(file_okay=False),
-                        help="Folder for the outputs (batch mode) [default: next to each input].")
+_out_dir = click.option("--out-dir", type=click.Path(file_okay=False), callback=lambda ctx, param, v: _make_dir(v),
+                        help="Folder for the outputs, created if missing [default: next to each input].")
 _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
                         help="Files coded in parallel (each worker loads the model once).")
 
@@ -281,13 +286,18 @@ _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show
 @click.option("-q", "--quality", type=int, default=None,
               help=f"Quality level {QUALITIES[0]} (smallest) ... {QUALITIES[-1]} (best) [default: {DEFAULT_QUALITY}].")
 @click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Instead of --quality: the best level whose file is at most this many bits per pixel.")
+              help="Instead of --quality: the best level whose file is at most this many bits per pixel "
+                   "(the lowest level, with a note, if none is that small).")
+@click.option("--model", default=None, metavar="NAME",
+              help="Installed model to code with (see sccodec --version) [default: the shipped default]. "
+                   "Decoding finds the model from the file.")
 @_workers
 @_device
 @_force
 @_max_pixels
 def encode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, quality: int | None,
-           target_bpp: float | None, workers: int, device: str, force: bool, max_pixels: int) -> None:
+           target_bpp: float | None, model: str | None, workers: int, device: str, force: bool,
+           max_pixels: int) -> None:
     """Encode images (PNG, JPEG, ...) to .scv.
 
     \b
@@ -300,7 +310,7 @@ def encode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, qua
         raise click.UsageError("give --quality or --target-bpp, not both")
     many = len(inputs) > 1
     jobs = [Job(src, _output_for(src, output, out_dir, ".scv", many), force,
-                (quality, target_bpp, device, max_pixels)) for src in inputs]
+                (quality, target_bpp, device, max_pixels, model)) for src in inputs]
     _run(_encode_job, jobs, workers, "encoding")
 
 
@@ -328,6 +338,15 @@ def decode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, wor
     _run(_decode_job, jobs, workers, "decoding")
 
 
+def _make_dir(folder: str | None) -> str | None:
+    if folder is not None:
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create output folder {folder}: {e.strerror or e}") from None
+    return folder
+
+
 def _pil_format(suffix: str) -> str:
     from PIL import Image
 
@@ -340,7 +359,8 @@ def _pil_format(suffix: str) -> str:
 @main.command()
 @click.argument("input_path", metavar="FILE")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info(input_path: str, as_json: bool) -> None:
+@_max_pixels
+def info(input_path: str, as_json: bool, max_pixels: int) -> None:
     """Show the header and chunk layout of an .scv file (nothing is decoded).
 
     \b
@@ -351,7 +371,7 @@ def info(input_path: str, as_json: bool) -> None:
 
     data = read_input(input_path)
     try:
-        c = bitstream.parse(data)
+        c = bitstream.parse(data, max_pixels)
     except SCVError as e:
         _fail(e)
     h = c.header
@@ -386,9 +406,9 @@ def demo(quality: int | None, image: str, device: str) -> None:
     from sccodec.bench.metrics import psnr_rgb
     from sccodec.image_io import read_image
 
-    codec = Codec(device=device)
     quality = DEFAULT_QUALITY if quality is None else quality
     try:
+        codec = Codec(device=device)
         src = read_image(image, codec.max_pixels)
         codec.network  # load outside the timed region
         t0 = time.perf_counter()

@@ -75,9 +75,16 @@ def read_model_file(path: str | Path) -> ModelFile:
                      tensors=st_load_numpy(raw))
 
 
+MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # ASCII: it is written into every .scv header
+
+
+def is_model_name(name: str) -> bool:
+    return re.fullmatch(MODEL_NAME_PATTERN, name) is not None
+
+
 def load_model_file(name: str = DEFAULT_MODEL, digest: bytes | None = None) -> ModelFile:
     """A shipped model by name; with ``digest``, insist on exactly those weights."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+    if not is_model_name(name):
         raise ModelMismatchError(f"model {name!r} is not installed (not a valid model name)")
     path = shipped_dir() / f"{name}.safetensors"
     if not path.is_file():

@@ -314,3 +314,10 @@ def test_bench_named_model_runs_beside_the_default(image_dir: Path, tmp_path: Pa
     assert named["results"]["bpp"] == default["results"]["bpp"] and len(named["results"]["bpp"]) == 2
     code, output = _invoke("--images", str(image_dir), "--codecs", "sccodec@no-such-model", "--out", str(out))
     assert code != 0 and "no shipped model 'no-such-model'" in output and "Traceback" not in output
+
+
+def test_codec_names_fold_case_but_model_names_keep_it(image_dir: Path, tmp_path: Path) -> None:
+    """Model names are file names (case-sensitive): ``SCCODEC@My-Model`` looks for My-Model."""
+    code, output = _invoke("--images", str(image_dir), "--codecs", "SCCODEC@My-Model", "--out",
+                           str(tmp_path / "out"))
+    assert code != 0 and "no shipped model 'My-Model'" in output and "Traceback" not in output

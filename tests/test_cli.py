@@ -280,8 +280,31 @@ def test_batch_usage_errors(run, pngs, tmp_path) -> None:
     assert not list(tmp_path.glob("*.scv"))
 
 
-def test_batch_into_a_missing_folder(run, pngs, tmp_path) -> None:
-    assert_one_line_error(run("encode", *pngs, "--out-dir", tmp_path / "missing"), 3)
+def test_batch_creates_a_missing_out_dir(run, pngs, tmp_path) -> None:
+    assert run("encode", *pngs, "--out-dir", tmp_path / "new" / "scv").exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "new" / "scv").iterdir()) == ["in0.scv", "in1.scv"]
+
+
+def test_out_dir_that_cannot_be_created(run, pngs, tmp_path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    assert_one_line_error(run("encode", *pngs, "--out-dir", tmp_path / "file" / "sub"), 3)
+
+
+def test_unexpected_failure_is_one_line_and_the_batch_goes_on(run, pngs, tmp_path, monkeypatch) -> None:
+    """Not an SCVError (e.g. out of memory in torch): still a per-file line, exit 1, no traceback."""
+    real = sccodec.cli._cached_codec(None, "cpu", bitstream.DEFAULT_MAX_PIXELS)
+
+    class Flaky:
+        def encode_with_info(self, data, *args, **kwargs):
+            if data == pngs[0].read_bytes():
+                raise RuntimeError("boom")
+            return real.encode_with_info(data, *args, **kwargs)
+
+    monkeypatch.setattr(sccodec.cli, "_cached_codec", lambda *a: Flaky())
+    result = run("encode", *pngs, "--out-dir", tmp_path / "out", "--device", "cpu")
+    assert result.exit_code == 1
+    assert "unexpected RuntimeError: boom" in result.stderr and "1 of 2 files done" in result.stderr
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["in1.scv"]
 
 
 def test_batch_never_writes_two_inputs_to_one_output(run, tmp_path) -> None:
@@ -300,6 +323,29 @@ def test_target_bpp_option(run, png, tmp_path) -> None:
     out = tmp_path / "fit.scv"
     assert run("encode", png, "-o", out, "--target-bpp", "100").exit_code == 0
     assert len(out.read_bytes()) * 8 / (28 * 20) <= 100
+
+
+def test_unreachable_target_bpp_says_so(run, png, tmp_path) -> None:
+    out = tmp_path / "small.scv"
+    result = run("encode", png, "-o", out, "--target-bpp", "0.001")
+    assert result.exit_code == 0
+    assert "above the 0.001 bpp target" in result.stderr and bitstream.parse_header(out.read_bytes())[0].quality == 1
+
+
+def test_encode_with_a_named_model(run, png, tmp_path) -> None:
+    out = tmp_path / "m.scv"
+    assert run("encode", png, "-o", out, "--model", "scvae-base", "-q", "2").exit_code == 0
+    assert bitstream.parse_header(out.read_bytes())[0].model == "scvae-base"
+    assert_one_line_error(run("encode", png, "-o", tmp_path / "n.scv", "--model", "no-such-model"), 1)
+    assert not (tmp_path / "n.scv").exists()
+
+
+def test_info_honours_max_pixels(run, tmp_path) -> None:
+    path = tmp_path / "wide.png"
+    path.write_bytes(encode_png(gradient_image(16, 48)))
+    assert run("encode", path, "--max-pixels", "800", "-q", "1").exit_code == 0
+    assert_one_line_error(run("info", tmp_path / "wide.scv", "--max-pixels", "100"), 1)
+    assert run("info", tmp_path / "wide.scv", "--max-pixels", "800").exit_code == 0
 
 
 # ---------------------------------------------------------------- info, version, demo
@@ -333,6 +379,10 @@ def test_version(run) -> None:
     assert result.exit_code == 0
     assert sccodec.__version__ in result.output
     assert "format 1" in result.output and "scvae-base" in result.output
+
+
+def test_demo_with_a_bad_device_is_a_usage_error(run) -> None:
+    assert_one_line_error(run("demo", "--device", "tpu"), 2)
 
 
 def test_demo_on_a_small_image(run, tmp_path) -> None:

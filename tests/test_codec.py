@@ -192,6 +192,23 @@ def test_limit_on_encode_and_decode(codec, small_rgb, small_scv, monkeypatch) ->
     assert codec.decode(small_scv).size == (16, 16)
 
 
+def test_one_call_api_takes_a_pixel_limit(small_scv, tmp_path) -> None:
+    with pytest.raises(LimitError):
+        sccodec.decode(small_scv, device="cpu", max_pixels=16 * 16 - 1)
+    path = tmp_path / "small.scv"
+    path.write_bytes(small_scv)
+    with pytest.raises(LimitError):
+        sccodec.open(path, device="cpu", max_pixels=100)
+    assert sccodec.open(path, device="cpu", max_pixels=16 * 16).size == (16, 16)
+
+
+def test_api_misuse_is_an_scverror(tmp_path) -> None:
+    with pytest.raises(SCVError, match="cannot read"):
+        sccodec.open(tmp_path / "missing.scv")
+    with pytest.raises(ParameterError, match="sccodec.open"):
+        sccodec.decode(str(tmp_path / "photo.scv"))
+
+
 @pytest.mark.parametrize("changes", [{"model": "no-such-model"}, {"weights_hash": b"\x01" * 8}])
 def test_decoding_needs_the_exact_model(codec, small_scv, changes) -> None:
     data = rebuild(small_scv, **changes)

@@ -23,3 +23,22 @@ def test_readme_example_runs(index, tmp_path, monkeypatch):
     shutil.copy(SAMPLE, tmp_path / "photo2.jpg")
     monkeypatch.chdir(tmp_path)
     exec(compile(BLOCKS[index], f"README block {index}", "exec"), {"__name__": "__readme__"})
+
+
+COMMANDS = [line.split("  #")[0].split() for line in
+            re.search(r"## Command line\n\n```bash\n(.*?)```", README.read_text(), flags=re.S)[1].splitlines()
+            if re.match(r"sccodec (encode|decode|info) ", line) and not re.search(r"[*\[…]", line.split("#")[0])]
+
+
+def test_readme_command_line_walkthrough_runs_in_order(tmp_path, monkeypatch):
+    """The shell examples, run one after the other in a folder holding photo.png, all succeed."""
+    from click.testing import CliRunner
+
+    from sccodec.cli import main
+
+    assert len(COMMANDS) >= 3
+    Image.open(SAMPLE).crop((0, 0, 96, 64)).save(tmp_path / "photo.png")
+    monkeypatch.chdir(tmp_path)
+    for argv in COMMANDS:
+        result = CliRunner().invoke(main, argv[1:])
+        assert result.exit_code == 0, (argv, result.output)

@@ -214,3 +214,67 @@ def test_nested_atoms_leave_closed_atoms_silent_and_without_gradient() -> None:
     (grad,) = torch.autograd.grad(s[0].sum(), model.lista.w_e)
     assert grad[budgets[0]:].abs().sum() == 0 and grad[: budgets[0]].abs().sum() > 0
     assert SCVAE(ModelConfig(channels=8, latent=8, atoms=16)).atom_mask(q) is None
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(photos, tmp_path_factory) -> Path:
+    ckpt = tmp_path_factory.mktemp("ckpt") / "one.pt"
+    _train("--data", str(photos), "--lambdas", "0.01,0.1", "--checkpoint", str(ckpt), "--steps", "1")
+    return ckpt
+
+
+def test_export_writes_a_loadable_model_and_never_replaces_one_silently(checkpoint, tmp_path) -> None:
+    from sccodec.weights import read_model_file
+
+    out = tmp_path / "models"
+    assert _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", out).exit_code == 0
+    model_file = read_model_file(out / "Tiny-1.safetensors")
+    assert model_file.name == "Tiny-1" and model_file.config.lambdas == (0.01, 0.1)
+    sidecar = json.loads((out / "Tiny-1.json").read_text())
+    assert sidecar["weights_hash"] == model_file.digest.hex() and sidecar["training"]["iterations"] == 1
+    before = (out / "Tiny-1.safetensors").read_bytes()
+    again = _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", out)
+    assert again.exit_code == 1 and "--force" in again.output
+    assert (out / "Tiny-1.safetensors").read_bytes() == before
+    assert _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", out, "--force").exit_code == 0
+
+
+@pytest.mark.parametrize("source,name", [("weights", "ok"), ("junk", "ok"), ("ckpt", "bad name"),
+                                         ("ckpt", "-lead"), ("ckpt", "é")])
+def test_export_refuses_bad_inputs_in_one_line(checkpoint, tmp_path, source, name) -> None:
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    path = {"weights": WEIGHTS, "junk": junk, "ckpt": checkpoint}[source]
+    result = _cli("export", path, "--name", name, "--out-dir", tmp_path / "out")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_training_errors_are_one_line(photos, tmp_path) -> None:
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    Image.fromarray(gradient_image(20, 20)).save(tiny / "a.png")
+    (tiny / "b.jpg").write_bytes(b"not a jpeg")
+    bad_crop = _cli("train", "--data", photos, "--crop", "40", "--steps", "1", "--checkpoint", tmp_path / "x.pt")
+    assert bad_crop.exit_code == 2 and "multiple of 16" in bad_crop.output
+    unreadable = _cli("train", "--data", tiny, "--steps", "1", "--checkpoint", tmp_path / "x.pt")
+    assert unreadable.exit_code == 1 and "b.jpg" in unreadable.output
+    assert isinstance(unreadable.exception, SystemExit)  # not an uncaught error
+    (tiny / "b.jpg").unlink()
+    too_small = _cli("train", "--data", tiny, "--steps", "1", "--crop", "32", "--checkpoint", tmp_path / "x.pt")
+    assert too_small.exit_code == 1 and "at least 32 px" in too_small.output
+    assert isinstance(too_small.exception, SystemExit)
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_minutes_bound_a_run_that_also_has_steps(photos, tmp_path) -> None:
+    """With --steps and --minutes the first bound reached ends the run."""
+    ckpt = tmp_path / "t.pt"
+    _train("--data", str(photos), "--resume", str(WEIGHTS), "--checkpoint", str(ckpt),
+           "--steps", "1000000", "--minutes", "0.001", "--validate-minutes", "0")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert 1 <= state["step"] - state["runs"][-1]["start_step"] < 1000

@@ -1,1 +1,1 @@
-"""Shipped model weights (installed as the ``sccodec.weights`` package; data only)."""
+"""Shipped model weights (installed as the ``sccodec_weights`` package; data only)."""

@@ -21,8 +21,14 @@ if TYPE_CHECKING:
 DEFAULT_IMAGES = Path(__file__).resolve().parent.parent / "data" / "samples"
 
 
+def _codec_name(text: str) -> str:
+    """Codec names are case-insensitive; a model name after '@' is a file name and keeps its case."""
+    codec, at, model = text.strip().partition("@")
+    return codec.strip().lower() + at + model.strip()
+
+
 def _parse_codecs(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
-    names = tuple(n.strip().lower() for n in value.split(",") if n.strip())
+    names = tuple(_codec_name(n) for n in value.split(",") if n.strip())
     unknown = [n for n in names if not is_codec_name(n)]
     if unknown:
         raise click.BadParameter(f"unknown codec {unknown[0]!r} (known: {', '.join(codec_names())}, sccodec@MODEL)")
@@ -43,7 +49,7 @@ def _parse_qualities(
     overrides: dict[str | None, tuple[Quality, ...]] = {}
     for text in values:
         prefix, _, numbers = text.rpartition("=")
-        codec = prefix.strip().lower() or None
+        codec = _codec_name(prefix) or None
         if codec is not None and not is_codec_name(codec):
             raise click.BadParameter(f"unknown codec {codec!r} in {text!r}")
         try:
@@ -116,11 +122,11 @@ def bench(
     quiet: bool,
 ) -> None:
     """Rate-distortion and speed benchmark of sccodec against JPEG, WebP, JPEG 2000, AVIF,
-    HEIC and JPEG XL, with BD-rates against JPEG (see BENCHMARK.md for the protocol).
+    HEIC and JPEG XL, with BD-rates against JPEG (protocol: the README's Results section).
 
     \b
     Examples:
-      sccodec bench                                   # bundled sample photos, all codecs
+      sccodec bench                                   # bundled sample photos, the default codecs
       sccodec bench --images ../shared/data/kodak --codecs sccodec,jpeg,webp --out kodak/
       sccodec bench --codecs sccodec,jpeg --reference ../shared/reference/compressai_kodak/jpeg.json
     """

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from pathlib import Path
 
 import click
 
+from sccodec.errors import SCVError
+from sccodec.model.scvae import STRIDE
 from sccodec.model.transforms import NONLINEARITIES
 from sccodec.train.loop import TrainConfig, command_line
 
@@ -16,16 +19,20 @@ from sccodec.train.loop import TrainConfig, command_line
 @click.option("--checkpoint", default=TrainConfig.checkpoint, show_default=True,
               help="Where to write the checkpoint (model + optimiser + step), atomically.")
 @click.option("--resume", type=click.Path(dir_okay=False, exists=True), help="Checkpoint to continue from, or shipped weights (weights/NAME.safetensors).")
-@click.option("--steps", type=click.IntRange(min=0), default=0, help="Stop after this many steps.")
-@click.option("--minutes", type=click.FloatRange(min=0), default=0.0, help="Stop after this much wall time.")
-@click.option("--crop", type=click.IntRange(min=16), default=TrainConfig.crop, show_default=True)
+@click.option("--steps", type=click.IntRange(min=0), default=0,
+              help="Stop after this many steps of this run (a resumed run counts from its checkpoint).")
+@click.option("--minutes", type=click.FloatRange(min=0), default=0.0,
+              help="Stop after this much wall time (with --steps too: whichever comes first).")
+@click.option("--crop", type=click.IntRange(min=16), default=TrainConfig.crop, show_default=True,
+              callback=lambda ctx, param, v: _crop(v), help=f"Training crop side in px, a multiple of {STRIDE}.")
 @click.option("--batch", type=click.IntRange(min=1), default=TrainConfig.batch, show_default=True)
 @click.option("--lr", type=float, default=TrainConfig.lr, show_default=True, help="Learning rate of the networks.")
 @click.option("--fast-lr", type=float, default=TrainConfig.fast_lr, show_default=True,
               help="Learning rate of the per-level gains, steps, thresholds and entropy model.")
 @click.option("--latent-weight", type=click.FloatRange(min=0), default=TrainConfig.latent_weight,
               show_default=True, help="Weight of the SC-VAE latent term ||y_q - D z||^2.")
-@click.option("--log-every", type=click.IntRange(min=1), default=TrainConfig.log_every, show_default=True)
+@click.option("--log-every", type=click.IntRange(min=1), default=TrainConfig.log_every, show_default=True,
+              help="Print a progress line (loss, bpp, PSNR, it/s, ETA) every this many steps.")
 @click.option("--bf16/--no-bf16", default=TrainConfig.bf16, show_default=True,
               help="bf16 autocast for the convolutions (faster on CPUs with AVX512-BF16/AMX).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=TrainConfig.device,
@@ -70,37 +77,53 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
     if resume and cfg.new_model_options():
         flags = ", ".join("--" + name.replace("_", "-") for name in cfg.new_model_options())
         raise click.UsageError(f"{flags} shape a new model; a resumed run keeps its model's")
-    path = run(cfg, resume=resume)
+    try:
+        path = run(cfg, resume=resume)
+    except SCVError as e:  # a bad device, unreadable or too small training photos
+        click.echo(f"sccodec: error: {e}", err=True)
+        sys.exit(e.exit_code)
     if path is not None:  # rank 0 alone writes it
         click.echo(f"checkpoint written to {path}")
 
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True))
-@click.option("--name", default="scvae-base", show_default=True, help="Model name (goes into every file).")
-@click.option("--out-dir", default="weights", show_default=True, type=click.Path(file_okay=False))
+@click.option("--name", required=True, callback=lambda ctx, param, v: _model_name(v),
+              help="Model name: letters, digits, '.', '_', '-' (written into every .scv file).")
+@click.option("--out-dir", type=click.Path(file_okay=False),
+              help="Folder to write to [default: the installed models folder, where encode/decode/bench look].")
 @click.option("--fit-tables", "fit_dir", type=click.Path(file_okay=False, exists=True),
               help="Fit the entropy tables to the encoder's symbols on these training photos.")
 @click.option("--fit-images", type=click.IntRange(min=1), default=64, show_default=True,
               help="How many photos (evenly spaced over the sorted folder) to fit on.")
-def export(checkpoint: str, name: str, out_dir: str, fit_dir: str | None, fit_images: int) -> None:
-    """Export a checkpoint to <out-dir>/<name>.safetensors + .json (weights + entropy tables).
+@click.option("--force", "-f", is_flag=True, help="Replace an existing model of that name (files coded with it "
+                                                  "will no longer decode).")
+def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None, fit_images: int,
+           force: bool) -> None:
+    """Export a training checkpoint to <out-dir>/<name>.safetensors + .json (weights + entropy tables).
+
+    A model exported to the installed models folder (the default) is usable at once:
+    ``sccodec bench --codecs sccodec@NAME``, ``sccodec encode --model NAME``.
 
     \b
     Example:
-      sccodec export train_runs/run1.pt --name scvae-base --fit-tables ../shared/data/train
+      sccodec export train_runs/run1.pt --name my-model --fit-tables ../shared/data/train
     """
-    import torch
-
     from sccodec.model.scvae import SCVAE, ModelConfig
     from sccodec.weights import export as write
+    from sccodec.weights import shipped_dir
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    folder = Path(out_dir) if out_dir else shipped_dir()
+    target = folder / f"{name}.safetensors"
+    if target.exists() and not force:
+        raise click.ClickException(f"{target} exists; use --force to replace it (files coded with it will no "
+                                   "longer decode)")
+    state = _load_checkpoint(checkpoint)
     model = SCVAE(ModelConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["model"])
     runs = state.get("runs") or [{"command": command_line(state["train_config"], None)}]
     cfg = state["train_config"]
-    export_command = ["sccodec", "export", checkpoint, "--name", name, "--out-dir", out_dir]
+    export_command = ["sccodec", "export", checkpoint, "--name", name] + (["--out-dir", out_dir] if out_dir else [])
     if fit_dir:
         export_command += ["--fit-tables", fit_dir, "--fit-images", str(fit_images)]
     sidecar = {"training": {"runs": runs, "iterations": state["step"],
@@ -122,8 +145,34 @@ def export(checkpoint: str, name: str, out_dir: str, fit_dir: str | None, fit_im
         tables = fitted_tables(model, chosen)
         sidecar["tables"] = {"fitted_on": f"{len(chosen)} photos of {fit_dir} (training split)",
                              "method": "counts + parametric prior (sccodec/train/tables.py)"}
-    path = write(model, name, out_dir, sidecar, tables)
+    path = write(model, name, folder, sidecar, tables)
     click.echo(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB) and {Path(path).with_suffix('.json')}")
+
+
+def _load_checkpoint(path: str) -> dict:
+    from sccodec.train.loop import load_checkpoint
+
+    if path.endswith(".safetensors"):
+        raise click.BadParameter("that is an exported model; export reads a training checkpoint (.pt)",
+                                 param_hint="CHECKPOINT")
+    try:
+        return load_checkpoint(path)
+    except SCVError as e:
+        raise click.BadParameter(str(e), param_hint="CHECKPOINT") from None
+
+
+def _crop(crop: int) -> int:
+    if crop % STRIDE:
+        raise click.BadParameter(f"{crop} is not a multiple of {STRIDE} (the transforms' stride)")
+    return crop
+
+
+def _model_name(name: str) -> str:
+    from sccodec.weights import is_model_name
+
+    if not is_model_name(name):
+        raise click.BadParameter(f"{name!r}: use 1-64 ASCII letters, digits, '.', '_' or '-' (not first)")
+    return name
 
 
 def _lambdas(text: str | None) -> tuple[float, ...] | None:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from sccodec.errors import ImageInputError
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -28,15 +30,18 @@ def split_holdout(paths: list[Path], every: int = 40) -> tuple[list[Path], list[
 
 
 def load_rgb(path: Path) -> torch.Tensor:
-    with Image.open(path) as im:
-        return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).contiguous()
+    try:
+        with Image.open(path) as im:
+            return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).contiguous()
+    except (OSError, Image.DecompressionBombError) as e:
+        raise ImageInputError(f"cannot read training photo {path}: {e}") from None
 
 
 class PatchSampler:
     def __init__(self, paths: list[Path], crop: int, seed: int = 0) -> None:
         self.images = [im for im in map(load_rgb, paths) if min(im.shape[1:]) >= crop]
         if not self.images:
-            raise ValueError(f"no training image is at least {crop} px on its short side")
+            raise ImageInputError(f"no training photo in the folder is at least {crop} px on its short side")
         self.crop = crop
         self.rng = random.Random(seed)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import shlex
 import signal
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from sccodec.errors import ParameterError
 from sccodec.model.scvae import SCVAE, ModelConfig
 from sccodec.train.data import PatchSampler, list_images, split_holdout
 from sccodec.train.distributed import setup
@@ -28,8 +30,8 @@ from sccodec.train.validate import load_validation, validate
 class TrainConfig:
     data: str
     checkpoint: str = "train_runs/latest.pt"
-    steps: int = 0  # 0: bounded by minutes
-    minutes: float = 0.0
+    steps: int = 0  # this run's steps, counted from the resume point; 0: no step bound
+    minutes: float = 0.0  # wall-time bound; 0: none. With both bounds the first one reached ends the run
     crop: int = 128
     batch: int = 8
     lr: float = 1e-3
@@ -130,10 +132,21 @@ def _atomic_save(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def load_checkpoint(path: str) -> dict:
+    """A training checkpoint written by ``checkpoint()`` below; ParameterError if it is not one."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ParameterError(f"{path} is not a training checkpoint ({e})") from None
+    if not isinstance(state, dict) or not {"model", "model_config", "step"} <= state.keys():
+        raise ParameterError(f"{path} is not a training checkpoint (no model, model_config and step)")
+    return state
+
+
 def _load_resume(path: str) -> dict:
     """A checkpoint, or shipped weights (``.safetensors``: no optimiser state, which restarts)."""
     if not path.endswith(".safetensors"):
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return load_checkpoint(path)
     from sccodec.weights import read_model_file
 
     model_file = read_model_file(path)
@@ -212,10 +225,21 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
     last_ckpt = last_val = t0
     budget_s = cfg.minutes * 60
 
-    def progress() -> float:
+    def seconds_left() -> float:
+        """Until the first of --steps (at the current speed) and --minutes runs out."""
+        elapsed = time.time() - t0
+        left = [budget_s - elapsed] if cfg.minutes else []
         if cfg.steps:
-            return (step - start_step) / cfg.steps
-        return (time.time() - t0) / budget_s
+            done = step - start_step
+            left.append((cfg.steps - done) * elapsed / done if done else float("inf"))
+        return max(0.0, min(left))
+
+    def progress() -> float:
+        """Fraction of the run done: whichever of --steps and --minutes is nearer its end."""
+        fractions = [(step - start_step) / cfg.steps] if cfg.steps else []
+        if cfg.minutes:
+            fractions.append((time.time() - t0) / budget_s)
+        return max(fractions)
 
     def report(line: dict) -> None:
         print(json.dumps(line), flush=True)
@@ -264,7 +288,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
             n_acc += 1
             if step % cfg.log_every == 0 and dist.is_main:
                 rate = (step - start_step) / (time.time() - t0)
-                remaining = (1 - progress()) * (cfg.steps / max(rate, 1e-9) if cfg.steps else budget_s)
+                remaining = seconds_left()
                 line = {k: round(v / n_acc, 4) for k, v in acc.items()}
                 line.update(step=step, it_s=round(rate, 2), eta_min=round(remaining / 60, 1), skipped=skipped)
                 report(line)
