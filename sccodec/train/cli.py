@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 import click
@@ -80,8 +79,9 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
     try:
         path = run(cfg, resume=resume)
     except SCVError as e:  # a bad device, unreadable or too small training photos
-        click.echo(f"sccodec: error: {e}", err=True)
-        sys.exit(e.exit_code)
+        from sccodec.cli import _fail
+
+        _fail(e)
     if path is not None:  # rank 0 alone writes it
         click.echo(f"checkpoint written to {path}")
 
@@ -152,9 +152,6 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
 def _load_checkpoint(path: str) -> dict:
     from sccodec.train.loop import load_checkpoint
 
-    if path.endswith(".safetensors"):
-        raise click.BadParameter("that is an exported model; export reads a training checkpoint (.pt)",
-                                 param_hint="CHECKPOINT")
     try:
         return load_checkpoint(path)
     except SCVError as e:

@@ -134,6 +134,8 @@ def _atomic_save(obj: object, path: Path) -> None:
 
 def load_checkpoint(path: str) -> dict:
     """A training checkpoint written by ``checkpoint()`` below; ParameterError if it is not one."""
+    if path.endswith(".safetensors"):
+        raise ParameterError(f"{path} is an exported model, not a training checkpoint (.pt)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
