@@ -1,6 +1,6 @@
 """The public Python API: image -> .scv bytes -> image.
 
-    encode:  image ─read_image─▶ tiles ─SCVAE.encode_symbols─▶ symbols ─entropy.encode─▶ chunks ─▶ bytes
+    encode:  image ─read_image─▶ tiles ─SCVAE.analyze, .quantize─▶ symbols ─entropy.encode─▶ chunks ─▶ bytes
     decode:  bytes ─bitstream.parse─▶ chunks ─entropy.decode─▶ symbols ─SCVAE.decode_symbols─▶ tiles ─▶ image
 
 ``Codec`` keeps one model loaded for batch work; ``encode``/``decode`` are one-call shortcuts.

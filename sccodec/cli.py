@@ -167,7 +167,9 @@ def _decode_job(job: Job) -> Outcome:
         buf = io.BytesIO()
         suffix = Path(job.output).suffix.lower() if job.output != "-" else ""
         try:
-            image.save(buf, format=_pil_format(suffix) if suffix else "PNG")
+            # Pillow's JPEG/WebP writers take the profile only as an argument, not from info.
+            icc = {"icc_profile": image.info["icc_profile"]} if image.info.get("icc_profile") else {}
+            image.save(buf, format=_pil_format(suffix) if suffix else "PNG", **icc)
         except (KeyError, ValueError, OSError) as e:
             raise OutputError(f"cannot write {job.output}: {e}") from None
         write_output(job.output, buf.getvalue(), job.force, job.source)

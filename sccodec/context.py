@@ -1,6 +1,6 @@
 """Integer contexts for the sparse-code symbols: which probability table codes which symbol.
 
-Principle 1 of DESIGN.md: the table choice depends only on integers (already-decoded
+Principle 1 of ../shared/DESIGN.md: the table choice depends only on integers (already-decoded
 symbols and the header), never on floating point, so a file decodes identically on any
 device. One NumPy implementation serves the entropy coder and training (which moves the small
 integer array to the host: cheaper than keeping two implementations in step).

@@ -4,9 +4,9 @@
 
 No neural network is involved: the tables are data (computed at export and stored in the
 weights file) and the contexts are integer functions of already-decoded symbols, so a file
-parses identically on every device (DESIGN.md principle 1). Coding runs in ``2·G`` steps
+parses identically on every device (../shared/DESIGN.md principle 1). Coding runs in ``2·G`` steps
 (``sccodec.context``); in each step one vectorised call codes the significance flags and one
-codes the values of the non-zero symbols (DESIGN.md principle 5).
+codes the values of the non-zero symbols (../shared/DESIGN.md principle 5).
 """
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def _models():
 
 
 def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int) -> np.ndarray:
-    """Integer symbols (K,h,w) with |s| <= R -> compressed uint32 words."""
+    """Integer symbols (K,h,w), |s| <= R + MAX_MAGNITUDE_OVER_RANGE (escapes) -> uint32 words."""
     r = tables.value_range
     if np.abs(symbols).max(initial=0) > r + MAX_MAGNITUDE_OVER_RANGE:
         raise ValueError(f"symbol magnitude above the codable range {r + MAX_MAGNITUDE_OVER_RANGE}")

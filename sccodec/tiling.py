@@ -1,6 +1,6 @@
 """Tiles: bounded memory for any image size, without visible seams and without extra bits.
 
-Each tile is an independent chunk of symbols (DESIGN.md §2.4), but neither transform stops at
+Each tile is an independent chunk of symbols (../shared/DESIGN.md §2.4), but neither transform stops at
 a tile edge:
 
     encode: pixels of the tile + ANALYSIS_MARGIN px of its neighbours ─g_a─▶ latents ─crop─▶ tile's latents

@@ -98,6 +98,19 @@ def test_decode_format_follows_the_extension(run, scv, tmp_path, name, fmt) -> N
         assert (img.format, img.size) == (fmt, (16, 16))
 
 
+@pytest.mark.parametrize("name", ["out.png", "out.jpg", "out.webp", "out.tif"])
+def test_decode_keeps_the_icc_profile_in_every_output_format(run, tmp_path, name) -> None:
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "icc.png"
+    Image.fromarray(gradient_image(20, 28)).save(src, icc_profile=profile)
+    assert run("encode", src, "-o", tmp_path / "icc.scv", "-q", "1").exit_code == 0
+    assert run("decode", tmp_path / "icc.scv", "-o", tmp_path / name).exit_code == 0
+    with Image.open(tmp_path / name) as img:
+        assert img.info.get("icc_profile") == profile
+
+
 def test_decode_unknown_extension(run, scv, tmp_path) -> None:
     result = run("decode", scv, "-o", tmp_path / "out.nosuchformat")
     assert_one_line_error(result, 3)

@@ -238,7 +238,7 @@ def test_export_writes_a_loadable_model_and_never_replaces_one_silently(checkpoi
     assert sidecar["weights_hash"] == model_file.digest.hex() and sidecar["training"]["iterations"] == 1
     before = (out / "Tiny-1.safetensors").read_bytes()
     again = _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", out)
-    assert again.exit_code == 1 and "--force" in again.output
+    assert again.exit_code == 3 and "--force" in again.output
     assert (out / "Tiny-1.safetensors").read_bytes() == before
     assert _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", out, "--force").exit_code == 0
 
@@ -269,6 +269,18 @@ def test_training_errors_are_one_line(photos, tmp_path) -> None:
     assert too_small.exit_code == 1 and "at least 32 px" in too_small.output
     assert isinstance(too_small.exception, SystemExit)
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_train_never_replaces_a_checkpoint_it_does_not_resume(photos, tmp_path) -> None:
+    ckpt = tmp_path / "hours_of_work.pt"
+    ckpt.write_bytes(b"precious")
+    refused = _cli("train", "--data", photos, "--steps", "1", "--checkpoint", ckpt)
+    assert refused.exit_code == 3 and "--resume" in refused.output and "--force" in refused.output
+    assert ckpt.read_bytes() == b"precious"
+    _train("--data", str(photos), "--steps", "1", "--checkpoint", str(ckpt), "--force")
+    step = torch.load(ckpt, map_location="cpu", weights_only=False)["step"]
+    _train("--data", str(photos), "--resume", str(ckpt), "--checkpoint", str(ckpt), "--steps", "1")
+    assert torch.load(ckpt, map_location="cpu", weights_only=False)["step"] == step + 1
 
 
 def test_minutes_bound_a_run_that_also_has_steps(photos, tmp_path) -> None:

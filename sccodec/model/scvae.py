@@ -3,7 +3,7 @@
     x ─g_a─▶ y ─×gain[q]─▶ y_q ─LISTA(θ[q])─▶ z ─÷step[q]─▶ s ─round─▶ symbols
     symbols ─×step[q]─▶ ẑ ─D─▶ ŷ_q ─×inv_gain[q]─▶ ŷ ─g_s─▶ x̂
 
-One model serves every quality level q (DESIGN.md principle 6): a level only selects a gain
+One model serves every quality level q (../shared/DESIGN.md principle 6): a level only selects a gain
 vector on the latent, per-atom quantiser steps (to which the LISTA thresholds are tied) and
 its own entropy tables.
 """

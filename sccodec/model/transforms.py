@@ -1,7 +1,7 @@
 """Analysis and synthesis transforms (image <-> latent y, stride 16).
 
 Why these choices: conv + PixelShuffle upsampling in the synthesis because transposed
-convolutions measured about 3x slower on our CPUs (DESIGN.md section 3). The nonlinearity is
+convolutions measured about 3x slower on our CPUs (../shared/DESIGN.md section 3). The nonlinearity is
 a model option. LeakyReLU (the shipped model's) was chosen over a GDN-lite on a one-batch
 overfitting probe (64x64 crops, 300 Adam steps: 25.3 vs 20.9 dB). On the probe that matters
 for a training budget, learning natural crops from scratch (``bench/probe_transforms.py``,

@@ -49,10 +49,12 @@ from sccodec.train.loop import TrainConfig, command_line
               help="A new model's per-level gains and quantiser steps stay at their initial ladder.")
 @click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default=TrainConfig.nonlinearity,
               show_default=True, help="A new model's transforms: LeakyReLU, or GDN (train it with --lr 1e-4).")
+@click.option("--force", "-f", is_flag=True,
+              help="Replace an existing --checkpoint that this run does not resume from.")
 def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: float, crop: int,
           batch: int, lr: float, fast_lr: float, latent_weight: float, log_every: int, bf16: bool,
           device: str, validate_minutes: float, dead_zone_grad: float, lambdas: tuple[float, ...] | None,
-          nested_atoms: bool, fixed_ladder: bool, nonlinearity: str) -> None:
+          nested_atoms: bool, fixed_ladder: bool, nonlinearity: str, force: bool) -> None:
     """Train (or keep training) the variable-rate SC-VAE.
 
     Under torchrun the same command trains data-parallel (DDP; gloo on CPU, NCCL on GPU):
@@ -76,6 +78,9 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
     if resume and cfg.new_model_options():
         flags = ", ".join("--" + name.replace("_", "-") for name in cfg.new_model_options())
         raise click.UsageError(f"{flags} shape a new model; a resumed run keeps its model's")
+    continues_itself = resume is not None and Path(resume).resolve() == Path(checkpoint).resolve()
+    if Path(checkpoint).exists() and not force and not continues_itself:
+        _output_error(f"{checkpoint} exists; continue it with --resume {checkpoint}, or use --force to replace it")
     try:
         path = run(cfg, resume=resume)
     except SCVError as e:  # a bad device, unreadable or too small training photos
@@ -116,8 +121,7 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
     folder = Path(out_dir) if out_dir else shipped_dir()
     target = folder / f"{name}.safetensors"
     if target.exists() and not force:
-        raise click.ClickException(f"{target} exists; use --force to replace it (files coded with it will no "
-                                   "longer decode)")
+        _output_error(f"{target} exists; use --force to replace it (files coded with it will no longer decode)")
     state = _load_checkpoint(checkpoint)
     model = SCVAE(ModelConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["model"])
@@ -194,3 +198,10 @@ def _cpu_hours(runs: list[dict]) -> float:
 def _last(history: list[dict], key: str) -> dict | None:
     """The newest history line that has ``key`` (progress lines and validations are interleaved)."""
     return next((line for line in reversed(history) if key in line), None)
+
+
+def _output_error(message: str) -> None:
+    """Exit 3 (an output problem), as encode and decode do for an existing output."""
+    from sccodec.cli import OutputError  # lazy: sccodec.cli imports this module
+
+    raise OutputError(message)
