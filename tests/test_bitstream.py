@@ -167,6 +167,25 @@ def test_implausible_header_fields(small_scv, changes) -> None:
     assert_one_line(err)
 
 
+def _patch_header(data: bytes, offset: int, new: bytes) -> bytes:
+    """Overwrite header bytes and re-seal the header CRC, so that only the change is wrong."""
+    name_len = data[11]
+    out = bytearray(data)
+    out[offset : offset + len(new)] = new
+    out[33 + name_len : 37 + name_len] = struct.pack(">I", zlib.crc32(bytes(out[: 33 + name_len])))
+    return bytes(out)
+
+
+def test_bad_model_names_and_colour_modes_are_implausible(small_scv) -> None:
+    name_len = small_scv[11]
+    bad_name = _patch_header(small_scv, 12, b"scvae\x07")  # a non-printable byte in the name
+    bad_mode = _patch_header(small_scv, 29 + name_len, b"\x09")
+    for data, match in ((bad_name, "model name"), (bad_mode, "colour mode")):
+        with pytest.raises(CorruptFileError, match=match) as err:
+            bitstream.parse(data)
+        assert_one_line(err)
+
+
 def test_quality_the_model_does_not_have(small_scv, model_file) -> None:
     missing = model_file.config.qualities + 1
     with pytest.raises(CorruptFileError, match=f"quality {missing}"):

@@ -182,4 +182,4 @@ def test_garbage_words_decode_to_something_or_valueerror_quickly(n_words) -> Non
         result = _decode_with_timeout(words, tables, shape)
         if result is not None:
             assert result.shape == shape
-            assert np.abs(result).max(initial=0) <= r
+            assert np.abs(result).max(initial=0) <= r + entropy.MAX_MAGNITUDE_OVER_RANGE  # escapes

@@ -44,7 +44,9 @@ def test_training_resumes_from_shipped_weights(photos, tmp_path) -> None:
     ckpt = tmp_path / "ckpt.pt"
     _train("--data", str(photos), "--resume", str(WEIGHTS), "--checkpoint", str(ckpt), "--steps", "2")
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    assert state["step"] >= 2 and "optimizer" in state and state["runs"][-1]["command"].startswith("sccodec train")
+    shipped = json.loads(WEIGHTS.with_suffix(".json").read_text())["training"]["iterations"]
+    assert state["step"] == shipped + 2 and state["runs"][-1]["start_step"] == shipped
+    assert "optimizer" in state and state["runs"][-1]["command"].startswith("sccodec train")
 
 
 def test_resumed_run_continues_step_count_and_history(photos, tmp_path) -> None:
