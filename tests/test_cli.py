@@ -112,6 +112,18 @@ def test_decode_keeps_the_icc_profile_in_every_output_format(run, tmp_path, name
         assert img.info.get("icc_profile") == profile
 
 
+def test_decode_from_stdin(run, scv, tmp_path) -> None:
+    out = tmp_path / "from_stdin.png"
+    assert run("decode", "-", "-o", out, input=scv.read_bytes()).exit_code == 0
+    with Image.open(out) as img:
+        assert img.size == (16, 16)
+
+
+def test_output_that_is_a_directory_is_an_output_error(run, scv, tmp_path) -> None:
+    (tmp_path / "taken.png").mkdir()
+    assert_one_line_error(run("decode", scv, "-o", tmp_path / "taken.png", "--force"), 3)
+
+
 def test_decode_unknown_extension(run, scv, tmp_path) -> None:
     result = run("decode", scv, "-o", tmp_path / "out.nosuchformat")
     assert_one_line_error(result, 3)
@@ -276,6 +288,14 @@ def test_batch_encode_and_decode_into_folders(run, pngs, tmp_path) -> None:
     assert "2 of 2" in result.stderr
     with Image.open(tmp_path / "png" / "in1.png") as img:
         assert img.size == (12, 20)
+
+
+def test_batch_with_worker_processes_matches_one_process(run, pngs, tmp_path) -> None:
+    for folder, workers in (("one", "1"), ("two", "2")):
+        assert run("encode", *pngs, "--out-dir", tmp_path / folder, "-q", "2", "--workers", workers).exit_code == 0
+    for p in pngs:
+        name = p.with_suffix(".scv").name
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
 
 
 def test_batch_goes_on_after_a_bad_file(run, pngs, tmp_path) -> None:
