@@ -65,8 +65,16 @@ def test_opaque_alpha_is_dropped(mode, expected_mode) -> None:
     src = read(img)
     assert src.mode == expected_mode
     assert src.pixels.shape == (12, 10, 3) and src.pixels.dtype == np.uint8
-    if mode == "RGBA":
-        np.testing.assert_array_equal(src.pixels, RGB)
+    # the colour is kept exactly: what the mode holds without its alpha band
+    if mode == "La":
+        expected = np.dstack([RGB[..., 0]] * 3)
+    elif mode == "LA":
+        expected = np.dstack([np.asarray(Image.fromarray(RGB).convert("L"))] * 3)
+    elif mode == "PA":
+        expected = np.asarray(img.convert("RGB"))  # the palette's colours
+    else:
+        expected = RGB
+    np.testing.assert_array_equal(src.pixels, expected)
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "RGBa", "La"])
