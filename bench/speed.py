@@ -1,6 +1,6 @@
 """Encode/decode speed of sccodec vs JPEG (Pillow) in the same run, model already loaded.
 
-    python bench/speed.py [--kodak ../shared/data/kodak] [--threads 2] [--runs 5]
+    python bench/speed.py [--kodak ../shared/data/kodak] [--threads 2] [--runs 5] [--model NAME]
 
 Times the 768x512 Kodak image kodim01 (or the bundled astronaut photo resized to 768x512
 when Kodak is absent), plus 1920x1080 and 3840x2160 versions made by resizing it; median of
@@ -25,6 +25,7 @@ from PIL import Image
 
 import sccodec
 from sccodec.api import Codec
+from sccodec.weights import DEFAULT_MODEL
 
 HERE = Path(__file__).resolve().parent
 SIZES = ((768, 512), (1920, 1080), (3840, 2160))
@@ -54,11 +55,12 @@ def jpeg_roundtrip(img: Image.Image) -> tuple[callable, callable]:
     return (lambda: img.save(io.BytesIO(), "JPEG", quality=75)), (lambda: Image.open(io.BytesIO(data)).load())
 
 
-def cli_times(img: Image.Image, quality: int, runs: int) -> dict[str, float]:
+def cli_times(img: Image.Image, quality: int, runs: int, model: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as d:
         src, scv, out = Path(d) / "in.png", Path(d) / "in.scv", Path(d) / "out.png"
         img.save(src)
-        enc = [sys.executable, "-m", "sccodec.cli", "encode", str(src), "-o", str(scv), "-q", str(quality), "--force"]
+        enc = [sys.executable, "-m", "sccodec.cli", "encode", str(src), "-o", str(scv), "-q", str(quality),
+               "--model", model, "--force"]
         dec = [sys.executable, "-m", "sccodec.cli", "decode", str(scv), "-o", str(out), "--force"]
         return {"cli_encode_s": median_time(lambda: subprocess.run(enc, check=True), runs),
                 "cli_decode_s": median_time(lambda: subprocess.run(dec, check=True), runs)}
@@ -70,10 +72,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quality", type=int, default=sccodec.DEFAULT_QUALITY)
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "speed.json")
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="a shipped model's name")
+    ap.add_argument("--out", type=Path, help="default: bench/results/speed.json (speed-MODEL.json for another model)")
     args = ap.parse_args()
+    out = args.out or HERE / "results" / ("speed.json" if args.model == DEFAULT_MODEL else f"speed-{args.model}.json")
     torch.set_num_threads(args.threads)
-    codec = Codec(device="cpu")
+    codec = Codec(args.model, device="cpu")
     codec.network  # load before timing
     img, source = base_image(args.kodak)
     rows = []
@@ -86,11 +90,12 @@ def main() -> None:
         jenc, jdec = (median_time(f, args.runs) for f in jpeg_roundtrip(im))
         rows.append({"size": f"{w}x{h}", "encode_s": enc, "decode_s": dec, "bpp": len(data) * 8 / (w * h),
                      "jpeg_q75_encode_s": jenc, "jpeg_q75_decode_s": jdec})
-    record = {"threads": args.threads, "runs": args.runs, "quality": args.quality, "source": source,
-              "torch": torch.__version__, "sizes": rows, **cli_times(img, args.quality, args.runs)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"threads={args.threads}, quality {args.quality}, median of {args.runs} runs, model loaded")
+    record = {"model": args.model, "threads": args.threads, "runs": args.runs, "quality": args.quality,
+              "source": source, "torch": torch.__version__, "sizes": rows,
+              **cli_times(img, args.quality, args.runs, args.model)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"{args.model}, threads={args.threads}, quality {args.quality}, median of {args.runs} runs, model loaded")
     print("| size | encode ms | decode ms | JPEG q75 enc / dec ms | sccodec/JPEG decode |")
     print("|---|---|---|---|---|")
     for r in rows:
