@@ -11,6 +11,7 @@ import pytest
 from helpers import WEIGHTS, rebuild, weights_hash
 from sccodec import bitstream
 from sccodec.api import parse_symbols
+from sccodec.bench.fuzz import repair_crcs
 from sccodec.errors import CorruptFileError, FormatError, LimitError, ModelMismatchError, SCVError
 
 def read_by_hand(data: bytes) -> tuple[dict, list[tuple[bytes, bytes]]]:
@@ -168,12 +169,8 @@ def test_implausible_header_fields(small_scv, changes) -> None:
 
 
 def _patch_header(data: bytes, offset: int, new: bytes) -> bytes:
-    """Overwrite header bytes and re-seal the header CRC, so that only the change is wrong."""
-    name_len = data[11]
-    out = bytearray(data)
-    out[offset : offset + len(new)] = new
-    out[33 + name_len : 37 + name_len] = struct.pack(">I", zlib.crc32(bytes(out[: 33 + name_len])))
-    return bytes(out)
+    """Overwrite header bytes and re-seal the CRCs, so that only the change is wrong."""
+    return repair_crcs(data[:offset] + new + data[offset + len(new) :])
 
 
 def test_bad_model_names_and_colour_modes_are_implausible(small_scv) -> None:
