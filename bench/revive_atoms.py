@@ -115,7 +115,6 @@ def main(src: str, dst: str, data: str, row_scale: float, preserve: bool, hold: 
     state, config, record = _load(src)
     photos = split_holdout(list_images(data))[0][:8]
     dead = _usage(state, config, photos) < DEAD_USAGE
-    live = ~dead
     n = int(dead.sum())
     if not keep_rows:
         _fresh_rows(state, dead, torch.Generator().manual_seed(seed), row_scale, preserve)

@@ -19,6 +19,7 @@ from safetensors import safe_open
 from safetensors.numpy import load as st_load_numpy
 from safetensors.torch import save as st_save
 
+from sccodec import atomic
 from sccodec.entropy import SymbolTables
 from sccodec.errors import ModelMismatchError
 from sccodec.model.scvae import SCVAE, ModelConfig
@@ -112,12 +113,9 @@ def export(model: SCVAE, name: str, out_dir: str | Path, sidecar: dict,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.safetensors"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(st_save(tensors, metadata=meta))
-    tmp.replace(path)
+    atomic.write_bytes(path, st_save(tensors, metadata=meta))
     digest = hashlib.sha256(path.read_bytes()).digest()[:8]
     side = {"name": name, "weights_hash": digest.hex(), "config": model.config.to_dict(), **sidecar}
     side_path = path.with_suffix(".json")
-    side_path.with_suffix(".json.tmp").write_text(json.dumps(side, indent=2) + "\n")
-    side_path.with_suffix(".json.tmp").replace(side_path)
+    atomic.write_text(side_path, json.dumps(side, indent=2) + "\n")
     return path

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from matplotlib.figure import Figure
 from PIL import Image
 
 from sccodec.bench import metrics, peers
 from sccodec.bench.bdrate import bd_rate
 from sccodec.bench.cli import bench
-from sccodec.bench.report import load_reference
+from sccodec.bench.report import load_reference, write_outputs
 from sccodec.bench.runner import BenchConfig, Curve, run_bench, select_codecs
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
@@ -192,6 +193,25 @@ def test_bench_jpeg_png(image_dir: Path, tmp_path: Path) -> None:
     with Image.open(out / "rd.png") as plot:
         assert plot.width > 1000
     assert (out / "summary.txt").read_text().startswith("sccodec bench")
+    assert sorted(p.name for p in out.iterdir()) == ["jpeg.json", "png.json", "rd.png", "results.csv", "summary.txt"]
+
+
+def test_interrupted_report_keeps_the_previous_files_whole(image_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """A run killed while writing its plot leaves the last run's plot, not half a PNG, and no temp file."""
+    config = BenchConfig(images=tuple(sorted(image_dir.iterdir())), sweeps={"jpeg": (20, 80)})
+    result, out = run_bench(config), tmp_path / "out"
+    write_outputs(result, [], out, per_image=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def killed_mid_write(self, path, **kwargs):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        write_outputs(result, [], out, per_image=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()}.keys() == before.keys()
+    assert (out / "rd.png").read_bytes() == before["rd.png"]
 
 
 def test_bench_workers_match_serial(image_dir: Path) -> None:

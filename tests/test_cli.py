@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import sccodec
+import sccodec.atomic
 import sccodec.cli
 from helpers import encode_png, gradient_image, rebuild, weights_hash
 from sccodec import bitstream
@@ -187,10 +188,11 @@ def test_failed_write_is_exit_3_and_leaves_nothing(run, scv, tmp_path, monkeypat
     def replace_fails(src, dst):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(sccodec.cli.os, "replace", replace_fails)
+    monkeypatch.setattr(sccodec.atomic.os, "replace", replace_fails)
     result = run("decode", scv, "-o", target, "--force")
     assert_one_line_error(result, 3)
     assert target.read_bytes() == b"old"
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_output_permissions_follow_the_umask(run, png, tmp_path) -> None:

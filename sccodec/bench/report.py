@@ -22,6 +22,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from sccodec import atomic
 from sccodec.bench.bdrate import BDRate, bd_rate
 from sccodec.bench.peers import ANCHOR, Quality
 from sccodec.bench.runner import BenchError, BenchResult, Curve, Measurement, RatePoint
@@ -330,7 +331,7 @@ def write_csv(result: BenchResult, path: Path, per_image: bool = False) -> None:
                 for m in result.measurements
                 if m.codec == curve.name
             ]
-    with open(path, "w", newline="") as f:
+    with atomic.atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for row in rows:
@@ -407,7 +408,8 @@ def plot_rd(result: BenchResult, references: Sequence[Curve], path: Path) -> Non
         notes += " Dashed: reference curves from files (their BD-rates are meaningful only on the same image set)."
     notes += " BD-rate: Bjontegaard delta rate; negative = fewer bits than JPEG at equal quality."
     fig.text(0.5, -0.01, notes, ha="center", va="top", fontsize=9, color="0.3")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
 def _draw_curve(ax: Any, s: CurveSummary, index: int, metric: str, color: str, x_max: float | None) -> int:
@@ -448,10 +450,10 @@ def write_outputs(result: BenchResult, references: Sequence[Curve], out_dir: Pat
     """Everything a run writes; returns the paths, table first."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "summary.txt"]
-    written[0].write_text(format_table(result, references) + "\n")
+    atomic.write_text(written[0], format_table(result, references) + "\n")
     for curve in result.curves:
         path = out_dir / f"{curve.name}.json"
-        path.write_text(json.dumps(curve_to_json(curve, result), indent=2, allow_nan=False) + "\n")
+        atomic.write_text(path, json.dumps(curve_to_json(curve, result), indent=2, allow_nan=False) + "\n")
         written.append(path)
     write_csv(result, out_dir / "results.csv", per_image)
     plot_rd(result, references, out_dir / "rd.png")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
 import shlex
 import signal
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from sccodec.atomic import atomic_path
 from sccodec.errors import ParameterError
 from sccodec.model.scvae import SCVAE, ModelConfig
 from sccodec.train.data import PatchSampler, list_images, split_holdout
@@ -127,9 +127,8 @@ def command_line(cfg: dict, resume: str | None) -> str:
 
 def _atomic_save(obj: object, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path: str) -> dict:
