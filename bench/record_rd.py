@@ -1,10 +1,12 @@
 """Copy a Kodak bench result into the weights sidecar (the model's measured RD record).
 
-    python bench/record_rd.py bench/results/kodak [weights/scvae-base.json]
+    python bench/record_rd.py bench/results/kodak              # -> weights/scvae-base.json
+    python bench/record_rd.py bench/results/kodak-scvae-gdn    # -> weights/scvae-gdn.json
 
-Reads ``sccodec.json`` and ``jpeg.json`` written by ``sccodec bench --out DIR`` and stores the
-per-quality points, the BD-rate vs the JPEG measured in the same run and the bench command
-in the sidecar under ``kodak``. Refuses if the results were made with other weights.
+Reads the one ``sccodec*.json`` and the ``jpeg.json`` that ``sccodec bench --out DIR`` wrote
+there, and stores under ``kodak`` in the model's sidecar: the per-quality points, the BD-rates
+vs the JPEG measured in the same run (PSNR and MS-SSIM dB) and the bench command. Refuses if
+the results were made with other weights.
 """
 from __future__ import annotations
 
@@ -13,28 +15,43 @@ import sys
 from pathlib import Path
 
 from sccodec.bench.bdrate import bd_rate
+from sccodec.weights import DEFAULT_MODEL
+
+HERE = Path(__file__).resolve().parent
 
 
-def main(results_dir: str, sidecar: str = "weights/scvae-base.json") -> None:
-    res = json.loads((Path(results_dir) / "sccodec.json").read_text())
+def _percent(bd) -> float | None:
+    return None if bd.percent != bd.percent else round(bd.percent, 2)
+
+
+def main(results_dir: str, sidecar: str | None = None) -> None:
+    found = sorted(Path(results_dir).glob("sccodec*.json"))
+    if len(found) != 1:
+        raise SystemExit(f"{results_dir}: expected one sccodec*.json, found {[p.name for p in found]}")
+    codec = found[0].stem  # "sccodec" (the default model) or "sccodec@NAME"
+    model = codec.partition("@")[2] or DEFAULT_MODEL
+    res = json.loads(found[0].read_text())
     jpeg = json.loads((Path(results_dir) / "jpeg.json").read_text())
-    side_path = Path(sidecar)
+    side_path = Path(sidecar) if sidecar else HERE.parent / "weights" / f"{model}.json"
     side = json.loads(side_path.read_text())
     version = str(res["meta"].get("version", ""))
     if side["weights_hash"] not in version:
         raise SystemExit(f"results are for '{version}', not weights {side['weights_hash']}")
     r, j = res["results"], jpeg["results"]
     bd = bd_rate(j["bpp"], j["psnr-rgb"], r["bpp"], r["psnr-rgb"])
+    bd_ms = bd_rate(j["bpp"], j["ms-ssim-db-rgb"], r["bpp"], r["ms-ssim-db-rgb"])
     side["kodak"] = {
         "protocol": "../shared/BENCHMARK.md (24 images, bpp from file bytes, PSNR-RGB averaged per point)",
-        "command": f"sccodec bench --images ../shared/data/kodak --codecs sccodec,jpeg --out {results_dir}",
+        "command": f"sccodec bench --images ../shared/data/kodak --codecs {codec},jpeg --out {results_dir}",
         "points": [{"quality": q, "bpp": round(b, 4), "psnr": round(p, 3), "ms_ssim": round(m, 5)}
                    for q, b, p, m in zip(res["meta"]["quality"], r["bpp"], r["psnr-rgb"], r["ms-ssim-rgb"])],
-        "bd_rate_vs_jpeg_percent": None if bd.percent != bd.percent else round(bd.percent, 2),
+        "bd_rate_vs_jpeg_percent": _percent(bd),
         "bd_rate_note": str(bd),
+        "bd_rate_vs_jpeg_ms_ssim_db_percent": _percent(bd_ms),
     }
     side_path.write_text(json.dumps(side, indent=2) + "\n")
-    print(f"recorded {len(side['kodak']['points'])} Kodak points, BD-rate vs JPEG {bd}")
+    print(f"recorded {len(side['kodak']['points'])} Kodak points in {side_path}: "
+          f"BD-rate vs JPEG {bd} (PSNR), {bd_ms} (MS-SSIM dB)")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ done
 sccodec bench --images "$KODAK" --codecs sccodec,jpeg --out bench/results/kodak "${REFS[@]}"
 python bench/record_rd.py bench/results/kodak
 sccodec bench --images "$KODAK" --codecs sccodec@scvae-gdn,jpeg --out bench/results/kodak-scvae-gdn
+python bench/record_rd.py bench/results/kodak-scvae-gdn
 python bench/head_to_head.py
 python bench/speed.py
 python bench/speed.py --model scvae-gdn
