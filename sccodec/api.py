@@ -7,9 +7,12 @@
 """
 from __future__ import annotations
 
+import bisect
 import functools
+import math
 import numbers
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -85,21 +88,13 @@ class Encoded:
     data: bytes
     quality: int
     bpp: float
+    psnr: float | None = None  # PSNR-RGB (dB) of the decoded file, measured when a target asked for it
 
 
-def _search_rate(encode_at, qualities: tuple[int, ...], target_bpp: float) -> Encoded:
-    """Highest quality whose file is <= target_bpp (the lowest if none fits): binary search,
-    since the rate grows with the quality level."""
-    lo, hi = 0, len(qualities) - 1
-    best = None
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        result = encode_at(qualities[mid])
-        if result.bpp <= target_bpp:
-            best, lo = result, mid + 1
-        else:
-            hi = mid - 1
-    return best or encode_at(qualities[0])
+def _lowest_level_past(qualities: tuple[int, ...], past: Callable[[int], bool]) -> int:
+    """Index of the lowest level for which ``past(level)`` holds (len(qualities) if none):
+    binary search, since rate and quality both grow with the level."""
+    return bisect.bisect_left(range(len(qualities)), True, key=lambda i: past(qualities[i]))
 
 
 class Codec:
@@ -120,19 +115,27 @@ class Codec:
         return tuple(range(1, self.model_file.config.qualities + 1))
 
     def encode(self, image: ImageLike, quality: int | None = None, *, target_bpp: float | None = None,
-               tile: int = DEFAULT_TILE) -> bytes:
-        """Encode at a quality level, or at the best level whose file fits ``target_bpp``."""
-        return self.encode_with_info(image, quality, target_bpp=target_bpp, tile=tile).data
+               target_psnr: float | None = None, tile: int = DEFAULT_TILE) -> bytes:
+        """Encode at a quality level, at the best level whose file fits ``target_bpp``, or at
+        the smallest level whose decoded image reaches ``target_psnr`` dB (PSNR-RGB)."""
+        return self.encode_with_info(image, quality, target_bpp=target_bpp, target_psnr=target_psnr, tile=tile).data
 
-    def encode_with_info(self, image: ImageLike, quality: int | None = None, *,
-                         target_bpp: float | None = None, tile: int = DEFAULT_TILE) -> "Encoded":
-        if quality is not None and target_bpp is not None:
-            raise ParameterError("give quality or target_bpp, not both")
+    def encode_with_info(self, image: ImageLike, quality: int | None = None, *, target_bpp: float | None = None,
+                         target_psnr: float | None = None, tile: int = DEFAULT_TILE) -> "Encoded":
+        """Like ``encode``, with the level chosen and the rate (and PSNR, for ``target_psnr``).
+
+        A target that no level meets gives the nearest level: the lowest for ``target_bpp``, the
+        highest for ``target_psnr`` (compare the result's ``bpp`` or ``psnr`` with the target).
+        """
+        if sum(v is not None for v in (quality, target_bpp, target_psnr)) > 1:
+            raise ParameterError("give one of quality, target_bpp and target_psnr")
         if quality is not None and (isinstance(quality, bool) or not isinstance(quality, numbers.Integral)
                                     or quality not in self.qualities):
             raise ParameterError(f"quality must be one of {self.qualities}, got {quality!r}")
-        if target_bpp is not None and not target_bpp > 0:
-            raise ParameterError(f"target_bpp must be a positive number, got {target_bpp!r}")
+        for name, target in (("target_bpp", target_bpp), ("target_psnr", target_psnr)):
+            if target is not None and (isinstance(target, bool) or not isinstance(target, numbers.Real)
+                                       or not 0 < target < math.inf):
+                raise ParameterError(f"{name} must be a positive number, got {target!r}")
         if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or not STRIDE <= tile <= 65520 or tile % STRIDE:
             raise ParameterError(f"tile must be a multiple of {STRIDE} between {STRIDE} and 65520, got {tile}")
         src = read_image(image, self.max_pixels)
@@ -141,6 +144,7 @@ class Codec:
         latents = [self._analyze_tile(src.pixels, box) for box in tile_boxes(src.height, src.width, tile)]
         mf = self.model_file
 
+        @functools.cache
         def at(q: int) -> Encoded:
             header = Header(model=mf.name, weights_hash=mf.digest, quality=q, width=src.width,
                             height=src.height, mode=src.mode, tile=tile, coder_version=entropy.CODER_VERSION)
@@ -149,9 +153,20 @@ class Codec:
             data = bitstream.pack(Container(header, chunks, ancillary))
             return Encoded(data, q, len(data) * 8 / (src.width * src.height))
 
-        if target_bpp is None:
-            return at(DEFAULT_QUALITY if quality is None else quality)
-        return _search_rate(at, self.qualities, target_bpp)
+        @functools.cache
+        def measured(q: int) -> Encoded:
+            from sccodec.bench.metrics import psnr_rgb  # scipy: imported only when a target needs it
+
+            return replace(at(q), psnr=psnr_rgb(src.pixels, self.decode_array(at(q).data)[0]))
+
+        levels = self.qualities
+        if target_bpp is not None:
+            too_big = _lowest_level_past(levels, lambda q: at(q).bpp > target_bpp)
+            return at(levels[max(too_big - 1, 0)])
+        if target_psnr is not None:
+            good = _lowest_level_past(levels, lambda q: measured(q).psnr >= target_psnr)
+            return measured(levels[min(good, len(levels) - 1)])
+        return at(DEFAULT_QUALITY if quality is None else quality)
 
     def decode_array(self, data: bytes) -> tuple[np.ndarray, str]:
         """.scv bytes -> ((H,W,3) uint8 RGB pixels, original colour mode)."""
@@ -214,12 +229,15 @@ def _codec(model: str, device: str, max_pixels: int) -> Codec:
 
 
 def encode(image: ImageLike, quality: int | None = None, *, target_bpp: float | None = None,
-           device: str = "auto", model: str = DEFAULT_MODEL, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+           target_psnr: float | None = None, device: str = "auto", model: str = DEFAULT_MODEL,
+           max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """Encode an image (PIL image, uint8 HxWx3 array, float tensor, path or bytes) to .scv bytes.
 
-    Give ``quality`` (one of ``QUALITIES``, default ``DEFAULT_QUALITY``) or ``target_bpp`` (the best quality that fits).
+    Give ``quality`` (one of ``QUALITIES``, default ``DEFAULT_QUALITY``), ``target_bpp`` (the best
+    quality that fits) or ``target_psnr`` (the smallest file whose PSNR-RGB reaches it, in dB).
     """
-    return _codec(model, str(resolve_device(device)), max_pixels).encode(image, quality, target_bpp=target_bpp)
+    return _codec(model, str(resolve_device(device)), max_pixels).encode(image, quality, target_bpp=target_bpp,
+                                                                          target_psnr=target_psnr)
 
 
 def decode(data: bytes, device: str = "auto", *, as_array: bool = False,

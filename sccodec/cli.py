@@ -122,19 +122,22 @@ class Outcome:
 
 
 def _encode_job(job: Job) -> Outcome:
-    quality, target_bpp, device, max_pixels, model = job.options
+    quality, target_bpp, target_psnr, device, max_pixels, model = job.options
     from sccodec.bitstream import parse_header
 
     try:
         data_in = read_input(job.source)
-        result = _cached_codec(model, device, max_pixels).encode_with_info(data_in, quality, target_bpp=target_bpp)
+        result = _cached_codec(model, device, max_pixels).encode_with_info(data_in, quality, target_bpp=target_bpp,
+                                                                           target_psnr=target_psnr)
         write_output(job.output, result.data, job.force, job.source)
         h, _ = parse_header(result.data, max_pixels)
     except Exception as e:  # noqa: BLE001 (a batch reports every file's failure and goes on)
         return _failed(job, e)
-    note = ""
+    note = "" if result.psnr is None else f", {result.psnr:.2f} dB"
     if target_bpp is not None and result.bpp > target_bpp:
-        note = f" (above the {target_bpp:g} bpp target: quality {result.quality} is the lowest level)"
+        note += f" (above the {target_bpp:g} bpp target: quality {result.quality} is the lowest level)"
+    if target_psnr is not None and result.psnr < target_psnr:
+        note += f" (below the {target_psnr:g} dB target: quality {result.quality} is the highest level)"
     return Outcome(job.source, job.output, f"quality {result.quality}, {result.bpp:.3f} bpp{note}", 0,
                    len(data_in), len(result.data), h.width * h.height)
 
@@ -273,6 +276,10 @@ _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show
 @click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Instead of --quality: the best level whose file is at most this many bits per pixel "
                    "(the lowest level, with a note, if none is that small).")
+@click.option("--target-psnr", type=click.FloatRange(min=0, min_open=True), default=None, metavar="DB",
+              help="Instead of --quality: the smallest file whose decoded image reaches this PSNR "
+                   "(RGB, dB) against the input (the highest level, with a note, if none does). "
+                   "Decodes each level it tries: slower.")
 @click.option("--model", default=None, metavar="NAME",
               help="Installed model to code with (see sccodec --version) [default: the shipped default]. "
                    "Decoding finds the model from the file.")
@@ -281,21 +288,22 @@ _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show
 @_force
 @_max_pixels
 def encode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, quality: int | None,
-           target_bpp: float | None, model: str | None, workers: int, device: str, force: bool,
-           max_pixels: int) -> None:
+           target_bpp: float | None, target_psnr: float | None, model: str | None, workers: int, device: str,
+           force: bool, max_pixels: int) -> None:
     """Encode images (PNG, JPEG, ...) to .scv.
 
     \b
     Examples:
       sccodec encode photo.png -o photo.scv --quality 6
       sccodec encode photo.png --target-bpp 0.5
+      sccodec encode photo.png --target-psnr 32
       sccodec encode *.png --out-dir scv/ --workers 2
     """
-    if quality is not None and target_bpp is not None:
-        raise click.UsageError("give --quality or --target-bpp, not both")
+    if sum(v is not None for v in (quality, target_bpp, target_psnr)) > 1:
+        raise click.UsageError("give one of --quality, --target-bpp and --target-psnr")
     many = len(inputs) > 1
     jobs = [Job(src, _output_for(src, output, out_dir, ".scv", many), force,
-                (quality, target_bpp, device, max_pixels, model)) for src in inputs]
+                (quality, target_bpp, target_psnr, device, max_pixels, model)) for src in inputs]
     _run(_encode_job, jobs, workers, "encoding")
 
 

@@ -1,4 +1,5 @@
-"""Pillow plugin: ``Image.open("x.scv")`` decodes and ``img.save("y.scv", quality=5)`` encodes.
+"""Pillow plugin: ``Image.open("x.scv")`` decodes and ``img.save("y.scv", quality=5)`` encodes
+(or ``target_bpp=``, ``target_psnr=`` instead of ``quality``).
 
 Registered on ``import sccodec`` the way Pillow's own format plugins register themselves
 (open/save/extension/MIME). Decoding is deferred to ``load()``, so ``Image.open`` only
@@ -48,7 +49,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from sccodec.api import encode
 
     options = im.encoderinfo
-    fp.write(encode(im, options.get("quality"), target_bpp=options.get("target_bpp")))
+    fp.write(encode(im, options.get("quality"), target_bpp=options.get("target_bpp"),
+                    target_psnr=options.get("target_psnr")))
 
 
 def register() -> None:

@@ -18,7 +18,7 @@ from PIL import Image
 import sccodec
 import sccodec.atomic
 import sccodec.cli
-from helpers import encode_png, gradient_image, rebuild, weights_hash
+from helpers import encode_png, gradient_image, psnr, rebuild, weights_hash
 from sccodec import bitstream
 from sccodec.cli import main
 
@@ -367,6 +367,33 @@ def test_unreachable_target_bpp_says_so(run, png, tmp_path) -> None:
     result = run("encode", png, "-o", out, "--target-bpp", "0.001")
     assert result.exit_code == 0
     assert "above the 0.001 bpp target" in result.stderr and bitstream.parse_header(out.read_bytes())[0].quality == 1
+
+
+def test_target_psnr_option(run, png, tmp_path) -> None:
+    out = tmp_path / "psnr.scv"
+    result = run("encode", png, "-o", out, "--target-psnr", "10")
+    assert result.exit_code == 0, result.stderr
+    decoded = sccodec.decode(out.read_bytes(), as_array=True)
+    with Image.open(png) as im:
+        reached = psnr(np.asarray(im.convert("RGB")), decoded)
+    assert reached >= 10 and f"{reached:.2f} dB" in result.stderr
+    assert "below the" not in result.stderr
+
+
+def test_unreachable_target_psnr_says_so(run, png, tmp_path) -> None:
+    out = tmp_path / "best.scv"
+    result = run("encode", png, "-o", out, "--target-psnr", "99")
+    assert result.exit_code == 0
+    assert "below the 99 dB target" in result.stderr
+    assert bitstream.parse_header(out.read_bytes())[0].quality == max(sccodec.QUALITIES)
+
+
+@pytest.mark.parametrize("args", [["-q", "3", "--target-psnr", "30"], ["--target-bpp", "1", "--target-psnr", "30"],
+                                  ["--target-psnr", "0"], ["--target-psnr", "x"]])
+def test_target_psnr_usage_errors(run, png, tmp_path, args) -> None:
+    result = run("encode", png, "-o", tmp_path / "x.scv", *args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert not (tmp_path / "x.scv").exists()
 
 
 def test_encode_with_a_named_model(run, png, tmp_path) -> None:

@@ -151,9 +151,30 @@ def test_target_bpp(codec) -> None:
     assert codec.encode_with_info(pixels, target_bpp=sizes[1] / 100).quality == 1
     with pytest.raises(ParameterError):
         codec.encode(pixels, 3, target_bpp=1.0)
-    for bad in (0, -1.0, float("nan")):
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "1"):
         with pytest.raises(ParameterError):
             codec.encode(pixels, target_bpp=bad)
+
+
+def test_target_psnr_picks_the_smallest_level_that_reaches_it(codec) -> None:
+    pixels = gradient_image(32, 48)
+    reached = {q: psnr(codec.decode_array(codec.encode(pixels, q))[0], pixels) for q in codec.qualities}
+    levels = sorted(reached)
+    assert reached[levels[0]] < reached[levels[-1]]
+    for target in (reached[levels[2]], (reached[levels[3]] + reached[levels[-1]]) / 2):
+        hit = codec.encode_with_info(pixels, target_psnr=target)
+        # the smallest file that reaches the target, not merely one that does
+        assert hit.quality == min(q for q in levels if reached[q] >= target)
+        assert hit.psnr == pytest.approx(reached[hit.quality], abs=1e-9) and hit.psnr >= target
+        assert hit.bpp == codec.encode_with_info(pixels, hit.quality).bpp
+    unreachable = codec.encode_with_info(pixels, target_psnr=reached[levels[-1]] + 20)
+    assert unreachable.quality == levels[-1] and unreachable.psnr < reached[levels[-1]] + 20  # the best it can
+    assert codec.encode_with_info(pixels, 3).psnr is None  # measured only when a target asks for it
+    with pytest.raises(ParameterError, match="one of"):
+        codec.encode(pixels, target_bpp=1.0, target_psnr=30)
+    for bad in (0, -3, float("nan"), float("inf")):
+        with pytest.raises(ParameterError, match="target_psnr"):
+            codec.encode(pixels, target_psnr=bad)
 
 
 # ---------------------------------------------------------------- parsing without the network
@@ -340,3 +361,6 @@ def test_pillow_plugin_saves(small_rgb, tmp_path) -> None:
     Image.fromarray(small_rgb).save(path, quality=2)
     header = bitstream.parse_header(path.read_bytes())[0]
     assert (header.width, header.height, header.quality) == (16, 16, 2)
+    for target, level in (({"target_bpp": 1e-3}, 1), ({"target_psnr": 99.0}, max(sccodec.QUALITIES))):
+        Image.fromarray(small_rgb).save(path, **target)  # unreachable: the nearest level
+        assert bitstream.parse_header(path.read_bytes())[0].quality == level
