@@ -1,7 +1,7 @@
 """Copy a Kodak bench result into the weights sidecar (the model's measured RD record).
 
-    python bench/record_rd.py bench/results/kodak              # -> weights/scvae-base.json
-    python bench/record_rd.py bench/results/kodak-scvae-gdn    # -> weights/scvae-gdn.json
+    python bench/record_rd.py bench/results/kodak              # -> the default model's sidecar (weights/scvae-gdn.json)
+    python bench/record_rd.py bench/results/kodak-scvae-base   # -> weights/scvae-base.json
 
 Reads the one ``sccodec*.json`` and the ``jpeg.json`` that ``sccodec bench --out DIR`` wrote
 there, and stores under ``kodak`` in the model's sidecar: the per-quality points, the BD-rates
@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from sccodec import atomic
 from sccodec.bench.bdrate import bd_rate
 from sccodec.weights import DEFAULT_MODEL
 
@@ -37,6 +38,9 @@ def main(results_dir: str, sidecar: str | None = None) -> None:
     version = str(res["meta"].get("version", ""))
     if side["weights_hash"] not in version:
         raise SystemExit(f"results are for '{version}', not weights {side['weights_hash']}")
+    meta = res["meta"]
+    if (meta.get("dataset"), meta.get("n_images")) != ("kodak", 24):
+        raise SystemExit(f"{found[0]} is a run on {meta.get('n_images')} images of '{meta.get('dataset')}', not Kodak's 24")
     r, j = res["results"], jpeg["results"]
     bd = bd_rate(j["bpp"], j["psnr-rgb"], r["bpp"], r["psnr-rgb"])
     bd_ms = bd_rate(j["bpp"], j["ms-ssim-db-rgb"], r["bpp"], r["ms-ssim-db-rgb"])
@@ -49,7 +53,7 @@ def main(results_dir: str, sidecar: str | None = None) -> None:
         "bd_rate_note": str(bd),
         "bd_rate_vs_jpeg_ms_ssim_db_percent": _percent(bd_ms),
     }
-    side_path.write_text(json.dumps(side, indent=2) + "\n")
+    atomic.write_text(side_path, json.dumps(side, indent=2) + "\n")
     print(f"recorded {len(side['kodak']['points'])} Kodak points in {side_path}: "
           f"BD-rate vs JPEG {bd} (PSNR), {bd_ms} (MS-SSIM dB)")
 

@@ -12,11 +12,11 @@ for f in bench/results/peers/{webp,avif,jpegxl,heic}.json \
 done
 sccodec bench --images "$KODAK" --codecs sccodec,jpeg --out bench/results/kodak "${REFS[@]}"
 python bench/record_rd.py bench/results/kodak
-sccodec bench --images "$KODAK" --codecs sccodec@scvae-gdn,jpeg --out bench/results/kodak-scvae-gdn
-python bench/record_rd.py bench/results/kodak-scvae-gdn
+sccodec bench --images "$KODAK" --codecs sccodec@scvae-base,jpeg --out bench/results/kodak-scvae-base
+python bench/record_rd.py bench/results/kodak-scvae-base
 python bench/head_to_head.py
 python bench/speed.py
-python bench/speed.py --model scvae-gdn
+python bench/speed.py --model scvae-base
 python bench/memory.py --kodak "$KODAK"
 python bench/determinism.py
 python bench/target_bpp.py --targets 0.15,0.25,0.5

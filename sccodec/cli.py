@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -261,6 +262,12 @@ def _worker_init(threads: int) -> None:
 
 
 _inputs = click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 _out_dir = click.option("--out-dir", type=click.Path(file_okay=False), callback=lambda ctx, param, v: _make_dir(v),
                         help="Folder for the outputs, created if missing [default: next to each input].")
 _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -273,10 +280,11 @@ _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show
 @_out_dir
 @click.option("-q", "--quality", type=int, default=None,
               help=f"Quality level {QUALITIES[0]} (smallest) ... {QUALITIES[-1]} (best) [default: {DEFAULT_QUALITY}].")
-@click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True), default=None, callback=_finite,
               help="Instead of --quality: the best level whose file is at most this many bits per pixel "
                    "(the lowest level, with a note, if none is that small).")
 @click.option("--target-psnr", type=click.FloatRange(min=0, min_open=True), default=None, metavar="DB",
+              callback=_finite,
               help="Instead of --quality: the smallest file whose decoded image reaches this PSNR "
                    "(RGB, dB) against the input (the highest level, with a note, if none does). "
                    "Decodes each level it tries: slower.")

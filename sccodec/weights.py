@@ -24,7 +24,7 @@ from sccodec.entropy import SymbolTables
 from sccodec.errors import ModelMismatchError
 from sccodec.model.scvae import SCVAE, ModelConfig
 
-DEFAULT_MODEL = "scvae-base"
+DEFAULT_MODEL = "scvae-gdn"
 TABLE_PREFIX = "tables."
 
 

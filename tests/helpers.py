@@ -12,10 +12,11 @@ from PIL import Image
 import sccodec
 import sccodec_weights
 from sccodec import bitstream
+from sccodec.weights import DEFAULT_MODEL
 
 ASTRONAUT = Path(sccodec.__file__).resolve().parent / "data" / "samples" / "astronaut.jpg"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-WEIGHTS = Path(sccodec_weights.__file__).resolve().parent / "scvae-base.safetensors"
+WEIGHTS = Path(sccodec_weights.__file__).resolve().parent / f"{DEFAULT_MODEL}.safetensors"
 
 
 def weights_hash() -> bytes:

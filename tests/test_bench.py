@@ -21,6 +21,7 @@ from sccodec.bench.bdrate import bd_rate
 from sccodec.bench.cli import bench
 from sccodec.bench.report import load_reference, write_outputs
 from sccodec.bench.runner import BenchConfig, Curve, run_bench, select_codecs
+from sccodec.weights import DEFAULT_MODEL
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 JPEG_POINTS = "jpeg=10,30,50,70,90"
@@ -214,6 +215,15 @@ def test_interrupted_report_keeps_the_previous_files_whole(image_dir: Path, tmp_
     assert (out / "rd.png").read_bytes() == before["rd.png"]
 
 
+def test_unwritable_out_is_exit_3_before_the_sweep(image_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr("sccodec.bench.cli._run_with_progress", lambda *a, **k: pytest.fail("swept first"))
+    code, output = _invoke("--images", str(image_dir), "--codecs", "jpeg", "--out", str(blocker / "out"))
+    assert code == 3 and "cannot write the report" in output and "Traceback" not in output
+    assert len(output.strip().splitlines()) == 1
+
+
 def test_bench_workers_match_serial(image_dir: Path) -> None:
     config = BenchConfig(images=tuple(sorted(image_dir.iterdir())), sweeps={"jpeg": (20, 80), "png": (None,)})
     serial = run_bench(config)
@@ -327,10 +337,10 @@ def test_bench_named_model_runs_beside_the_default(image_dir: Path, tmp_path: Pa
     """``sccodec@MODEL`` codes with that shipped model: the default's own name gives its exact files."""
     pytest.importorskip("sccodec.api", reason="sccodec.api is not written yet")
     out = tmp_path / "out"
-    code, output = _invoke("--images", str(image_dir), "--codecs", "sccodec,sccodec@scvae-base",
+    code, output = _invoke("--images", str(image_dir), "--codecs", f"sccodec,sccodec@{DEFAULT_MODEL}",
                            "--qualities", "1,6", "--out", str(out), "--quiet")
     assert code == 0, output
-    default, named = (json.loads((out / f"{n}.json").read_text()) for n in ("sccodec", "sccodec@scvae-base"))
+    default, named = (json.loads((out / f"{n}.json").read_text()) for n in ("sccodec", f"sccodec@{DEFAULT_MODEL}"))
     assert named["results"]["bpp"] == default["results"]["bpp"] and len(named["results"]["bpp"]) == 2
     code, output = _invoke("--images", str(image_dir), "--codecs", "sccodec@no-such-model", "--out", str(out))
     assert code != 0 and "no shipped model 'no-such-model'" in output and "Traceback" not in output

@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from helpers import WEIGHTS, rebuild, weights_hash
+from helpers import DEFAULT_MODEL, WEIGHTS, rebuild, weights_hash
 from sccodec import bitstream
 from sccodec.api import parse_symbols
 from sccodec.bench.fuzz import repair_crcs
@@ -51,7 +51,7 @@ def test_writer_follows_the_spec(request, name, quality, size, mode, tile, grid)
     fields, chunks = read_by_hand(data)
     assert fields["version"] == 1
     assert (fields["coder_major"], fields["coder_minor"]) == (0, 5)
-    assert fields["name"] == "scvae-base"
+    assert fields["name"] == DEFAULT_MODEL
     assert fields["hash"] == weights_hash()
     assert fields["quality"] == quality
     assert (fields["width"], fields["height"]) == size
@@ -75,7 +75,7 @@ def test_reference_parser_agrees_with_the_hand_reader(tiled_scv) -> None:
 
 def test_weights_sidecar_names_the_same_hash() -> None:
     sidecar = json.loads(WEIGHTS.with_suffix(".json").read_text())
-    assert sidecar["name"] == "scvae-base"
+    assert sidecar["name"] == DEFAULT_MODEL
     assert bytes.fromhex(sidecar["weights_hash"]) == weights_hash()
 
 
@@ -235,7 +235,7 @@ def test_unknown_model_name(small_scv) -> None:
 
 
 def test_wrong_weights_hash_names_the_model(small_scv) -> None:
-    with pytest.raises(ModelMismatchError, match="scvae-base") as err:
+    with pytest.raises(ModelMismatchError, match=DEFAULT_MODEL) as err:
         parse_symbols(rebuild(small_scv, weights_hash=bytes(8)))
     assert "0000000000000000" in str(err.value)
     assert_one_line(err)
@@ -243,8 +243,8 @@ def test_wrong_weights_hash_names_the_model(small_scv) -> None:
 
 def test_model_name_is_not_a_path(small_scv) -> None:
     """The name comes from an untrusted file: it must not reach outside the installed models
-    (here '../weights/scvae-base' would resolve to the real weights through the filesystem)."""
-    name = f"../{WEIGHTS.parent.name}/scvae-base"
+    (here '../weights/<default model>' would resolve to the real weights through the filesystem)."""
+    name = f"../{WEIGHTS.parent.name}/{DEFAULT_MODEL}"
     with pytest.raises(ModelMismatchError):
         parse_symbols(rebuild(small_scv, model=name))
 

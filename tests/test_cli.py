@@ -18,7 +18,7 @@ from PIL import Image
 import sccodec
 import sccodec.atomic
 import sccodec.cli
-from helpers import encode_png, gradient_image, psnr, rebuild, weights_hash
+from helpers import DEFAULT_MODEL, encode_png, gradient_image, psnr, rebuild, weights_hash
 from sccodec import bitstream
 from sccodec.cli import main
 
@@ -227,7 +227,7 @@ def test_corrupt_input_is_exit_1_with_one_line(run, tmp_path, small_scv, command
     result = run(command, path)
     assert_one_line_error(result, 1)
     if kind == "wrong weights":
-        assert "scvae-base" in result.stderr
+        assert DEFAULT_MODEL in result.stderr
     assert not (tmp_path / "bad.png").exists()
 
 
@@ -370,14 +370,17 @@ def test_unreachable_target_bpp_says_so(run, png, tmp_path) -> None:
 
 
 def test_target_psnr_option(run, png, tmp_path) -> None:
-    out = tmp_path / "psnr.scv"
-    result = run("encode", png, "-o", out, "--target-psnr", "10")
-    assert result.exit_code == 0, result.stderr
-    decoded = sccodec.decode(out.read_bytes(), as_array=True)
     with Image.open(png) as im:
-        reached = psnr(np.asarray(im.convert("RGB")), decoded)
-    assert reached >= 10 and f"{reached:.2f} dB" in result.stderr
-    assert "below the" not in result.stderr
+        pixels = np.asarray(im.convert("RGB"))
+    codec = sccodec.Codec(device="cpu")
+    reached = {q: psnr(pixels, codec.decode_array(codec.encode(pixels, q))[0]) for q in codec.qualities}
+    target = (reached[3] + reached[4]) / 2  # between two levels: the search has to run
+    out = tmp_path / "psnr.scv"
+    result = run("encode", png, "-o", out, "--target-psnr", f"{target:.4f}")
+    assert result.exit_code == 0, result.stderr
+    quality = bitstream.parse_header(out.read_bytes())[0].quality
+    assert quality == min(q for q in reached if reached[q] >= round(target, 4))
+    assert f"{reached[quality]:.2f} dB" in result.stderr and "below the" not in result.stderr
 
 
 def test_unreachable_target_psnr_says_so(run, png, tmp_path) -> None:
@@ -389,7 +392,8 @@ def test_unreachable_target_psnr_says_so(run, png, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("args", [["-q", "3", "--target-psnr", "30"], ["--target-bpp", "1", "--target-psnr", "30"],
-                                  ["--target-psnr", "0"], ["--target-psnr", "x"]])
+                                  ["--target-psnr", "0"], ["--target-psnr", "x"], ["--target-psnr", "nan"],
+                                  ["--target-psnr", "inf"], ["--target-bpp", "inf"]])
 def test_target_psnr_usage_errors(run, png, tmp_path, args) -> None:
     result = run("encode", png, "-o", tmp_path / "x.scv", *args)
     assert result.exit_code == 2 and "Traceback" not in result.output
@@ -423,7 +427,7 @@ def test_info_json(run, tmp_path, tiled_scv) -> None:
     record = json.loads(result.output)
     container = bitstream.parse(tiled_scv)
     assert record["format_version"] == 1
-    assert record["model"] == "scvae-base"
+    assert record["model"] == DEFAULT_MODEL
     assert record["weights_hash"] == weights_hash().hex()
     assert (record["width"], record["height"], record["mode"]) == (70, 40, "RGB")
     assert (record["quality"], record["tile"], record["tile_grid"]) == (4, 32, [2, 3])
@@ -435,7 +439,7 @@ def test_info_json(run, tmp_path, tiled_scv) -> None:
 def test_info_human_readable(run, scv) -> None:
     result = run("info", scv)
     assert result.exit_code == 0
-    assert "scvae-base" in result.output
+    assert DEFAULT_MODEL in result.output
     assert re.search(r"\b16\s*x\s*16\b|width\W+16\b", result.output), result.output
 
 
@@ -443,7 +447,7 @@ def test_version(run) -> None:
     result = run("--version")
     assert result.exit_code == 0
     assert sccodec.__version__ in result.output
-    assert "format 1" in result.output and "scvae-base" in result.output
+    assert "format 1" in result.output and DEFAULT_MODEL in result.output
 
 
 def test_demo_with_a_bad_device_is_a_usage_error(run) -> None:
@@ -473,3 +477,20 @@ def test_real_process_exit_code_and_message(tmp_path, small_scv) -> None:
     assert len(lines) == 1 and lines[0].startswith("sccodec: error:") and "truncated" in lines[0]
     assert proc.stdout == ""
     assert not (tmp_path / "bad.png").exists()
+
+
+# ---------------------------------------------------------------- all-or-nothing writes
+
+
+def test_atomic_writes_leave_the_target_whole_or_untouched(tmp_path) -> None:
+    target = tmp_path / "t[1].bin"  # glob characters in the name must not matter
+    sccodec.atomic.write_bytes(target, b"first")
+    with pytest.raises(RuntimeError), sccodec.atomic.atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"first" and sorted(tmp_path.iterdir()) == [target]
+    (tmp_path / f".{target.name}.deadbeef.tmp").write_bytes(b"left by a SIGKILL")
+    (tmp_path / ".other.bin.deadbeef.tmp").write_bytes(b"someone else's")
+    sccodec.atomic.remove_stale_temps(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.bin.deadbeef.tmp", target.name]
+    (tmp_path / ".other.bin.deadbeef.tmp").unlink()

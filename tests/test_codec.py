@@ -13,12 +13,13 @@ import torch
 from PIL import Image
 
 import sccodec
-from helpers import astronaut_crop, exif_rotated_jpeg, gradient_image, luma_correlation, psnr, rebuild, textured_image
+from helpers import DEFAULT_MODEL, astronaut_crop, exif_rotated_jpeg, gradient_image, luma_correlation, psnr, rebuild, textured_image
 from sccodec import bitstream
 from sccodec.api import parse_symbols
+from sccodec.bench.metrics import psnr_rgb
 from sccodec.errors import LimitError, ModelMismatchError, ParameterError, SCVError
 from sccodec.model.scvae import SCVAE
-from sccodec.weights import ModelFile
+from sccodec.weights import ModelFile, available_models
 
 TOP = max(sccodec.QUALITIES)
 
@@ -158,23 +159,33 @@ def test_target_bpp(codec) -> None:
 
 def test_target_psnr_picks_the_smallest_level_that_reaches_it(codec) -> None:
     pixels = gradient_image(32, 48)
-    reached = {q: psnr(codec.decode_array(codec.encode(pixels, q))[0], pixels) for q in codec.qualities}
+    reached = {q: psnr_rgb(pixels, codec.decode_array(codec.encode(pixels, q))[0]) for q in codec.qualities}
     levels = sorted(reached)
     assert reached[levels[0]] < reached[levels[-1]]
     for target in (reached[levels[2]], (reached[levels[3]] + reached[levels[-1]]) / 2):
         hit = codec.encode_with_info(pixels, target_psnr=target)
         # the smallest file that reaches the target, not merely one that does
         assert hit.quality == min(q for q in levels if reached[q] >= target)
-        assert hit.psnr == pytest.approx(reached[hit.quality], abs=1e-9) and hit.psnr >= target
+        assert hit.psnr == reached[hit.quality] >= target
         assert hit.bpp == codec.encode_with_info(pixels, hit.quality).bpp
     unreachable = codec.encode_with_info(pixels, target_psnr=reached[levels[-1]] + 20)
-    assert unreachable.quality == levels[-1] and unreachable.psnr < reached[levels[-1]] + 20  # the best it can
+    assert unreachable.quality == levels[-1] and unreachable.psnr == reached[levels[-1]]  # the best it can
     assert codec.encode_with_info(pixels, 3).psnr is None  # measured only when a target asks for it
     with pytest.raises(ParameterError, match="one of"):
         codec.encode(pixels, target_bpp=1.0, target_psnr=30)
     for bad in (0, -3, float("nan"), float("inf")):
         with pytest.raises(ParameterError, match="target_psnr"):
             codec.encode(pixels, target_psnr=bad)
+
+
+def test_target_psnr_of_a_grey_image_is_measured_on_the_grey_it_decodes_to(codec) -> None:
+    grey = Image.fromarray(gradient_image(32, 48)[..., 1])  # mode L
+    hit = codec.encode_with_info(grey, target_psnr=20)
+    decoded = codec.decode(hit.data)
+    assert decoded.mode == "L"
+    original = np.asarray(grey).astype(np.float64)
+    expected = 10 * np.log10(255**2 / np.mean((np.asarray(decoded) - original) ** 2))
+    assert hit.psnr == pytest.approx(expected, abs=1e-9)
 
 
 # ---------------------------------------------------------------- parsing without the network
@@ -239,7 +250,7 @@ def test_api_misuse_is_an_scverror(tmp_path) -> None:
 def test_decoding_needs_the_exact_model(codec, small_scv, changes) -> None:
     data = rebuild(small_scv, **changes)
     for decode in (codec.decode, lambda d: sccodec.decode(d, device="cpu")):
-        with pytest.raises(ModelMismatchError, match=changes.get("model", "scvae-base")):
+        with pytest.raises(ModelMismatchError, match=changes.get("model", DEFAULT_MODEL)):
             decode(data)
 
 
@@ -255,11 +266,12 @@ def test_cuda_without_cuda_is_a_parameter_error() -> None:
 
 
 def test_a_file_names_its_model_and_any_codec_decodes_it(codec, small_rgb) -> None:
-    """A file made with the second shipped model decodes through the default codec and the
+    """A file made with another shipped model decodes through the default codec and the
     shortcut, which switch to the model the header names."""
-    other = sccodec.Codec("scvae-gdn", device="cpu")
+    (name,) = [m for m in available_models() if m != DEFAULT_MODEL][:1]
+    other = sccodec.Codec(name, device="cpu")
     data = other.encode(small_rgb, 3)
-    assert bitstream.parse_header(data)[0].model == "scvae-gdn"
+    assert bitstream.parse_header(data)[0].model == name != codec.model_file.name
     expected = other.decode_array(data)[0]
     np.testing.assert_array_equal(codec.decode_array(data)[0], expected)
     np.testing.assert_array_equal(np.asarray(sccodec.decode(data, device="cpu")), expected)

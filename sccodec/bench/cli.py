@@ -7,6 +7,7 @@ attaching ``bench`` to the main CLI costs the other subcommands nothing at start
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -154,12 +155,32 @@ def bench(
             images=images, sweeps=resolve_sweeps(adapters, qualities), workers=workers, dataset=folder.resolve().name
         )
         reference_curves = load_references(references)
+        _check_writable(out_dir)  # before the sweep, which can take hours, not after it
         result = _run_with_progress(config, show=not quiet and sys.stderr.isatty())
-        written = write_outputs(result, reference_curves, out_dir, per_image)
     except BenchError as exc:
         raise click.ClickException(str(exc)) from None
+    try:
+        written = write_outputs(result, reference_curves, out_dir, per_image)
+    except OSError as exc:
+        _cannot_write(out_dir, exc)
     click.echo(format_table(result, reference_curves))
     note(f"wrote {', '.join(str(p) for p in written)}")
+
+
+def _check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        _cannot_write(out_dir, exc)
+
+
+def _cannot_write(out_dir: Path, exc: OSError) -> None:
+    """Exit 3 (an output problem), one line, as encode and decode do."""
+    from sccodec.cli import OutputError  # lazy: sccodec.cli imports this module
+
+    raise OutputError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from None
 
 
 def _run_with_progress(config: BenchConfig, show: bool) -> BenchResult:

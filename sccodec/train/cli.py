@@ -62,7 +62,7 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
 
     \b
     Examples:
-      sccodec train --data ../shared/data/train --minutes 60 --resume weights/scvae-base.safetensors
+      sccodec train --data ../shared/data/train --minutes 60 --resume weights/scvae-gdn.safetensors
       sccodec train --data ../shared/data/train --minutes 60 --resume train_runs/run3.pt --crop 256
       torchrun --nproc_per_node=4 -m sccodec train --data photos/ --steps 100000
     """

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from sccodec.atomic import atomic_path
+from sccodec.atomic import atomic_path, remove_stale_temps
 from sccodec.errors import ParameterError
 from sccodec.model.scvae import SCVAE, ModelConfig
 from sccodec.train.data import PatchSampler, list_images, split_holdout
@@ -127,6 +127,7 @@ def command_line(cfg: dict, resume: str | None) -> str:
 
 def _atomic_save(obj: object, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)  # a checkpoint's worth of disk each, if a run was killed mid-write
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
