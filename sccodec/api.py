@@ -100,9 +100,10 @@ def _lowest_level_past(qualities: tuple[int, ...], past: Callable[[int], bool]) 
 class Codec:
     """A loaded model, for encoding and decoding many images."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, device: str | torch.device = "auto",
+    def __init__(self, model: str | ModelFile = DEFAULT_MODEL, device: str | torch.device = "auto",
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        self.model_file = load_model_file(model)
+        """``model``: an installed model's name, or a ``ModelFile`` (``sccodec.weights.read_model_file``)."""
+        self.model_file = model if isinstance(model, ModelFile) else load_model_file(model)
         self.device = resolve_device(device)
         self.max_pixels = max_pixels
 
@@ -188,8 +189,8 @@ class Codec:
         header, _ = bitstream.parse_header(data, self.max_pixels)
         mf = self.model_file
         if (header.model, header.weights_hash) != (mf.name, mf.digest):
-            load_model_file(header.model, header.weights_hash)  # raises, naming the model needed
-            return Codec(header.model, self.device, self.max_pixels)._decode(data)
+            needed = load_model_file(header.model, header.weights_hash)  # raises, naming the model needed
+            return Codec(needed, self.device, self.max_pixels)._decode(data)
         parsed = parse_symbols(data, mf, self.max_pixels)
         h = parsed.header
         boxes = tile_boxes(h.height, h.width, h.tile)

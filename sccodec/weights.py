@@ -57,7 +57,17 @@ def shipped_dir() -> Path:
 
 
 def available_models() -> list[str]:
-    return sorted(p.stem for p in shipped_dir().glob("*.safetensors"))
+    return sorted(p.stem for p in shipped_dir().glob("*.safetensors") if "@" not in p.stem)
+
+
+def kept_version_path(name: str, digest: bytes, folder: Path | None = None) -> Path:
+    """Where an earlier version of a model lives beside the current one: ``NAME@HASH.safetensors``.
+
+    Why: a file names its model *and* weights hash, so retraining a model under the same name
+    would strand every file coded with the old weights; ``sccodec export --force`` keeps the
+    replaced weights here, and the decoder looks here for a hash the current file does not have.
+    """
+    return (folder or shipped_dir()) / f"{name}@{digest.hex()}.safetensors"
 
 
 def shipped_config(name: str = DEFAULT_MODEL) -> ModelConfig:
@@ -88,6 +98,11 @@ def load_model_file(name: str = DEFAULT_MODEL, digest: bytes | None = None) -> M
     if not is_model_name(name):
         raise ModelMismatchError(f"model {name!r} is not installed (not a valid model name)")
     path = shipped_dir() / f"{name}.safetensors"
+    kept = kept_version_path(name, digest) if digest is not None else None
+    if kept is not None and kept.is_file():
+        model_file = read_model_file(kept)
+        if (model_file.name, model_file.digest) == (name, digest):
+            return model_file
     if not path.is_file():
         have = ", ".join(available_models()) or "none"
         raise ModelMismatchError(f"model '{name}' is not installed (installed: {have})")
@@ -95,8 +110,24 @@ def load_model_file(name: str = DEFAULT_MODEL, digest: bytes | None = None) -> M
     if digest is not None and digest != model_file.digest:
         raise ModelMismatchError(
             f"file needs model '{name}' with weights hash {digest.hex()}, but the installed "
-            f"'{name}' has hash {model_file.digest.hex()} (install the sccodec version that wrote it)")
+            f"'{name}' has hash {model_file.digest.hex()} (install the sccodec version that wrote it, "
+            f"or put those weights in {shipped_dir()} as {kept.name})")
     return model_file
+
+
+def _sorted_header(blob: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted.
+
+    Why: safetensors writes the header in hash-map order, which changes from process to
+    process, so exporting the same weights twice gave two different files, hence two weights
+    hashes, and files coded with one would not decode with the other. Offsets in the header are
+    relative to the data, so only the header's length prefix changes (padded to 8 bytes, as
+    safetensors pads it).
+    """
+    n = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + blob[8 + n :]
 
 
 def export(model: SCVAE, name: str, out_dir: str | Path, sidecar: dict,
@@ -113,7 +144,7 @@ def export(model: SCVAE, name: str, out_dir: str | Path, sidecar: dict,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.safetensors"
-    atomic.write_bytes(path, st_save(tensors, metadata=meta))
+    atomic.write_bytes(path, _sorted_header(st_save(tensors, metadata=meta)))
     digest = hashlib.sha256(path.read_bytes()).digest()[:8]
     side = {"name": name, "weights_hash": digest.hex(), "config": model.config.to_dict(), **sidecar}
     side_path = path.with_suffix(".json")

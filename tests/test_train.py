@@ -18,6 +18,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+import sccodec
 from helpers import WEIGHTS, gradient_image
 from sccodec.cli import main
 from sccodec.model.scvae import SCVAE, ModelConfig
@@ -245,6 +246,31 @@ def test_export_writes_a_loadable_model_and_never_replaces_one_silently(checkpoi
     assert again.exit_code == 3 and "--force" in again.output
     assert (out / "Tiny-1.safetensors").read_bytes() == before
     assert _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", out, "--force").exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["Tiny-1.json", "Tiny-1.safetensors"]  # same weights: none kept
+
+
+def test_export_force_keeps_the_replaced_weights_so_their_files_still_decode(checkpoint, photos, tmp_path,
+                                                                             monkeypatch) -> None:
+    from sccodec.weights import available_models, read_model_file
+
+    out = tmp_path / "models"
+    assert _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", out).exit_code == 0
+    monkeypatch.setattr("sccodec.weights.shipped_dir", lambda: out)
+    old = read_model_file(out / "Tiny-1.safetensors")
+    old_bytes = old.path.read_bytes()
+    data = sccodec.Codec("Tiny-1", device="cpu").encode(gradient_image(32, 32), 1)
+    # refitted tables: different weights under the same name
+    result = _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", out, "--force", "--fit-tables", photos,
+                  "--fit-images", "1")
+    assert result.exit_code == 0 and "kept the replaced weights" in result.output
+    new = read_model_file(out / "Tiny-1.safetensors")
+    assert new.digest != old.digest
+    assert (out / f"Tiny-1@{old.digest.hex()}.safetensors").read_bytes() == old_bytes
+    assert available_models() == ["Tiny-1"]
+    assert sccodec.Codec("Tiny-1", device="cpu").decode_array(data)[0].shape == (32, 32, 3)  # via Tiny-1@HASH
+    (out / f"Tiny-1@{old.digest.hex()}.safetensors").unlink()
+    with pytest.raises(sccodec.SCVError, match=f"Tiny-1@{old.digest.hex()}.safetensors"):
+        sccodec.Codec("Tiny-1", device="cpu").decode_array(data)
 
 
 @pytest.mark.parametrize("source,name", [("weights", "ok"), ("junk", "ok"), ("ckpt", "bad name"),
@@ -294,3 +320,24 @@ def test_minutes_bound_a_run_that_also_has_steps(photos, tmp_path) -> None:
            "--steps", "1000000", "--minutes", "0.001", "--validate-minutes", "0")
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     assert 1 <= state["step"] - state["runs"][-1]["start_step"] < 1000
+
+
+def test_the_same_weights_always_export_to_the_same_file() -> None:
+    """safetensors orders its JSON header by hash map (it varies from call to call and process to
+    process); the export sorts it, so the weights hash in every .scv depends on the weights only."""
+    import numpy as np
+    from safetensors.numpy import load
+    from safetensors.torch import save
+
+    from sccodec.weights import _sorted_header
+
+    tensors = {f"t{i}": torch.full((i + 1, 3), float(i)) for i in range(12)}
+    meta = {"name": "x", "config": "{}", "format": "sccodec-weights-1", "extra": "y"}
+    files = {_sorted_header(save(tensors, metadata=meta)) for _ in range(10)}
+    assert len(files) == 1
+    (blob,) = files
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    assert list(header) == sorted(header) and n % 8 == 0
+    loaded = load(blob)
+    assert all(np.array_equal(loaded[k], v.numpy()) for k, v in tensors.items())

@@ -1,7 +1,9 @@
 """``sccodec train`` and ``sccodec export``: argument handling for the training loop and export."""
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 from pathlib import Path
 
 import click
@@ -101,8 +103,9 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
               help="Fit the entropy tables to the encoder's symbols on these training photos.")
 @click.option("--fit-images", type=click.IntRange(min=1), default=64, show_default=True,
               help="How many photos (evenly spaced over the sorted folder) to fit on.")
-@click.option("--force", "-f", is_flag=True, help="Replace an existing model of that name (files coded with it "
-                                                  "will no longer decode).")
+@click.option("--force", "-f", is_flag=True, help="Replace an existing model of that name; its weights stay "
+                                                  "beside it as NAME@HASH.safetensors, so files coded with them "
+                                                  "still decode.")
 def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None, fit_images: int,
            force: bool) -> None:
     """Export a training checkpoint to <out-dir>/<name>.safetensors + .json (weights + entropy tables).
@@ -116,12 +119,12 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
     """
     from sccodec.model.scvae import SCVAE, ModelConfig
     from sccodec.weights import export as write
-    from sccodec.weights import shipped_dir
+    from sccodec.weights import kept_version_path, read_model_file, shipped_dir
 
     folder = Path(out_dir) if out_dir else shipped_dir()
     target = folder / f"{name}.safetensors"
     if target.exists() and not force:
-        _output_error(f"{target} exists; use --force to replace it (files coded with it will no longer decode)")
+        _output_error(f"{target} exists; use --force to replace it (its weights are then kept as {name}@HASH)")
     state = _load_checkpoint(checkpoint)
     model = SCVAE(ModelConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["model"])
@@ -149,8 +152,32 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
         tables = fitted_tables(model, chosen)
         sidecar["tables"] = {"fitted_on": f"{len(chosen)} photos of {fit_dir} (training split)",
                              "method": "counts + parametric prior (sccodec/train/tables.py)"}
+    kept = _keep_old_version(target)
     path = write(model, name, folder, sidecar, tables)
     click.echo(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB) and {Path(path).with_suffix('.json')}")
+    if kept is not None and kept.name == kept_version_path(name, read_model_file(path).digest, folder).name:
+        for p in (kept, kept.with_suffix(".json")):
+            p.unlink(missing_ok=True)  # the same weights again: nothing to keep
+    elif kept is not None:
+        click.echo(f"kept the replaced weights as {kept} (files coded with them still decode)")
+
+
+def _keep_old_version(target: Path) -> Path | None:
+    """Link (or copy) the model about to be replaced to NAME@HASH, with its sidecar; its path."""
+    from sccodec.weights import kept_version_path, read_model_file
+
+    try:
+        old = read_model_file(target)
+    except Exception:  # noqa: BLE001 (missing, or not a model: no file can have been coded with it)
+        return None
+    kept = kept_version_path(old.name, old.digest, target.parent)
+    for src, dst in ((target, kept), (target.with_suffix(".json"), kept.with_suffix(".json"))):
+        if src.exists() and not dst.exists():
+            try:
+                os.link(src, dst)  # the export writes a new file, so the link keeps the old bytes
+            except OSError:
+                shutil.copy2(src, dst)
+    return kept
 
 
 def _load_checkpoint(path: str) -> dict:
