@@ -101,8 +101,9 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
               help="Folder to write to [default: the installed models folder, where encode/decode/bench look].")
 @click.option("--fit-tables", "fit_dir", type=click.Path(file_okay=False, exists=True),
               help="Fit the entropy tables to the encoder's symbols on these training photos.")
-@click.option("--fit-images", type=click.IntRange(min=1), default=64, show_default=True,
-              help="How many photos (evenly spaced over the sorted folder) to fit on.")
+@click.option("--fit-images", type=click.IntRange(min=1), default=160, show_default=True,
+              help="How many photos (evenly spaced over the sorted folder) to fit on (160 gave 0.3-1.5% "
+                   "fewer bits than 48 on held-out photos; about a minute on 2 cores).")
 @click.option("--force", "-f", is_flag=True, help="Replace an existing model of that name; its weights stay "
                                                   "beside it as NAME@HASH.safetensors, so files coded with them "
                                                   "still decode.")
