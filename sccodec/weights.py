@@ -144,8 +144,9 @@ def export(model: SCVAE, name: str, out_dir: str | Path, sidecar: dict,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.safetensors"
-    atomic.write_bytes(path, _sorted_header(st_save(tensors, metadata=meta)))
-    digest = hashlib.sha256(path.read_bytes()).digest()[:8]
+    blob = _sorted_header(st_save(tensors, metadata=meta))
+    atomic.write_bytes(path, blob)
+    digest = hashlib.sha256(blob).digest()[:8]
     side = {"name": name, "weights_hash": digest.hex(), "config": model.config.to_dict(), **sidecar}
     side_path = path.with_suffix(".json")
     atomic.write_text(side_path, json.dumps(side, indent=2) + "\n")

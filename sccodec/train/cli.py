@@ -1,6 +1,7 @@
 """``sccodec train`` and ``sccodec export``: argument handling for the training loop and export."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -120,7 +121,7 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
     """
     from sccodec.model.scvae import SCVAE, ModelConfig
     from sccodec.weights import export as write
-    from sccodec.weights import kept_version_path, read_model_file, shipped_dir
+    from sccodec.weights import kept_version_path, shipped_dir
 
     folder = Path(out_dir) if out_dir else shipped_dir()
     target = folder / f"{name}.safetensors"
@@ -156,7 +157,8 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
     kept = _keep_old_version(target)
     path = write(model, name, folder, sidecar, tables)
     click.echo(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB) and {Path(path).with_suffix('.json')}")
-    if kept is not None and kept.name == kept_version_path(name, read_model_file(path).digest, folder).name:
+    new_hash = json.loads(Path(path).with_suffix(".json").read_text())["weights_hash"]
+    if kept is not None and kept == kept_version_path(name, bytes.fromhex(new_hash), folder):
         for p in (kept, kept.with_suffix(".json")):
             p.unlink(missing_ok=True)  # the same weights again: nothing to keep
     elif kept is not None:
