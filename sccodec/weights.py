@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -130,11 +132,41 @@ def _sorted_header(blob: bytes) -> bytes:
     return len(header).to_bytes(8, "little") + header + blob[8 + n :]
 
 
-def export(model: SCVAE, name: str, out_dir: str | Path, sidecar: dict,
-           tables: tuple[torch.Tensor, torch.Tensor] | None = None) -> Path:
-    """Write ``<out_dir>/<name>.safetensors`` (+ ``.json`` sidecar) atomically; returns the path.
+@dataclass(frozen=True)
+class Exported:
+    path: Path  # <out_dir>/<name>.safetensors
+    digest: bytes  # its weights hash
+    kept: Path | None  # where the different weights it replaced now live (NAME@HASH), if any
 
-    ``tables`` (P(non-zero), value distributions) default to the model's parametric ones.
+
+def _keep_replaced(path: Path, digest: bytes) -> Path | None:
+    """Link the model at ``path`` (and its sidecar) to NAME@HASH before different weights replace it.
+
+    Why: files coded with the old weights name its hash; kept there, they still decode
+    (``load_model_file``). A link is enough: the export writes a new file and renames it.
+    """
+    try:
+        old = read_model_file(path)
+    except Exception:  # noqa: BLE001 (missing, or not a model: no file can have been coded with it)
+        return None
+    if old.digest == digest:
+        return None
+    kept = kept_version_path(old.name, old.digest, path.parent)
+    for src, dst in ((path, kept), (path.with_suffix(".json"), kept.with_suffix(".json"))):
+        if src.exists() and not dst.exists():
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+    return kept
+
+
+def export(model: SCVAE, name: str, out_dir: str | Path, sidecar: dict,
+           tables: tuple[torch.Tensor, torch.Tensor] | None = None) -> Exported:
+    """Write ``<out_dir>/<name>.safetensors`` (+ ``.json`` sidecar) atomically.
+
+    ``tables`` (P(non-zero), value distributions) default to the model's parametric ones. A
+    model it replaces with different weights is kept as ``NAME@HASH`` (``_keep_replaced``).
     """
     p_nonzero, values = tables or model.entropy.tables(model.config.value_range)
     tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -145,9 +177,10 @@ def export(model: SCVAE, name: str, out_dir: str | Path, sidecar: dict,
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.safetensors"
     blob = _sorted_header(st_save(tensors, metadata=meta))
-    atomic.write_bytes(path, blob)
     digest = hashlib.sha256(blob).digest()[:8]
+    kept = _keep_replaced(path, digest)
+    atomic.write_bytes(path, blob)
     side = {"name": name, "weights_hash": digest.hex(), "config": model.config.to_dict(), **sidecar}
     side_path = path.with_suffix(".json")
     atomic.write_text(side_path, json.dumps(side, indent=2) + "\n")
-    return path
+    return Exported(path, digest, kept)

@@ -1,10 +1,7 @@
 """``sccodec train`` and ``sccodec export``: argument handling for the training loop and export."""
 from __future__ import annotations
 
-import json
-import os
 import shlex
-import shutil
 from pathlib import Path
 
 import click
@@ -121,7 +118,7 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
     """
     from sccodec.model.scvae import SCVAE, ModelConfig
     from sccodec.weights import export as write
-    from sccodec.weights import kept_version_path, shipped_dir
+    from sccodec.weights import shipped_dir
 
     folder = Path(out_dir) if out_dir else shipped_dir()
     target = folder / f"{name}.safetensors"
@@ -154,33 +151,10 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
         tables = fitted_tables(model, chosen)
         sidecar["tables"] = {"fitted_on": f"{len(chosen)} photos of {fit_dir} (training split)",
                              "method": "counts + parametric prior (sccodec/train/tables.py)"}
-    kept = _keep_old_version(target)
-    path = write(model, name, folder, sidecar, tables)
-    click.echo(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB) and {Path(path).with_suffix('.json')}")
-    new_hash = json.loads(Path(path).with_suffix(".json").read_text())["weights_hash"]
-    if kept is not None and kept == kept_version_path(name, bytes.fromhex(new_hash), folder):
-        for p in (kept, kept.with_suffix(".json")):
-            p.unlink(missing_ok=True)  # the same weights again: nothing to keep
-    elif kept is not None:
-        click.echo(f"kept the replaced weights as {kept} (files coded with them still decode)")
-
-
-def _keep_old_version(target: Path) -> Path | None:
-    """Link (or copy) the model about to be replaced to NAME@HASH, with its sidecar; its path."""
-    from sccodec.weights import kept_version_path, read_model_file
-
-    try:
-        old = read_model_file(target)
-    except Exception:  # noqa: BLE001 (missing, or not a model: no file can have been coded with it)
-        return None
-    kept = kept_version_path(old.name, old.digest, target.parent)
-    for src, dst in ((target, kept), (target.with_suffix(".json"), kept.with_suffix(".json"))):
-        if src.exists() and not dst.exists():
-            try:
-                os.link(src, dst)  # the export writes a new file, so the link keeps the old bytes
-            except OSError:
-                shutil.copy2(src, dst)
-    return kept
+    done = write(model, name, folder, sidecar, tables)
+    click.echo(f"wrote {done.path} ({done.path.stat().st_size / 1e6:.1f} MB) and {done.path.with_suffix('.json')}")
+    if done.kept is not None:
+        click.echo(f"kept the replaced weights as {done.kept} (files coded with them still decode)")
 
 
 def _load_checkpoint(path: str) -> dict:
