@@ -70,6 +70,9 @@ def parse_symbols(data: bytes, model_file: ModelFile | None = None,
     if not 1 <= h.quality <= model_file.config.qualities:
         raise CorruptFileError(f"quality {h.quality} does not exist in model '{h.model}'")
     tables = model_file.tables
+    if h.version != tables.scheme.format_version:
+        raise FormatError(f".scv format {h.version} file, but its model '{h.model}' codes format "
+                          f"{tables.scheme.format_version} ({tables.context} contexts)")
     tiles = []
     for payload, box in zip(container.tiles, tile_boxes(h.height, h.width, h.tile)):
         if len(payload) % 4:
@@ -151,7 +154,8 @@ class Codec:
         @functools.cache
         def at(q: int) -> Encoded:
             header = Header(model=mf.name, weights_hash=mf.digest, quality=q, width=src.width,
-                            height=src.height, mode=src.mode, tile=tile, coder_version=entropy.CODER_VERSION)
+                            height=src.height, mode=src.mode, tile=tile, coder_version=entropy.CODER_VERSION,
+                            version=mf.tables.scheme.format_version)
             chunks = [entropy.encode(self.network.quantize(y, q - 1).cpu().numpy(), mf.tables, q - 1)
                       .astype("<u4").tobytes() for y in latents]
             data = bitstream.pack(Container(header, chunks, ancillary))

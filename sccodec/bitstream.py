@@ -1,4 +1,4 @@
-"""The .scv v1 container: header dataclass, typed chunks with CRC32, strict parsing.
+"""The .scv container (format versions 1 and 2): header dataclass, typed chunks with CRC32, strict parsing.
 
     header (fixed fields + CRC32) │ chunk │ chunk │ …      chunk = type(4) len(4) payload crc(4)
 
@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from sccodec.errors import CorruptFileError, FormatError, LimitError
 
 MAGIC = b"\x89SCV\r\n\x1a\n"
-FORMAT_VERSION = 1
+# The versions differ only in how TILE payloads are entropy-coded: 1 with the checkerboard
+# contexts, 2 with the quad ones (sccodec.context; each scheme names its version). A model's
+# tables fix the scheme, so the writer takes the version from the model.
+FORMAT_VERSIONS = (1, 2)
+FORMAT_VERSION = FORMAT_VERSIONS[-1]
 DEFAULT_MAX_PIXELS = 1 << 27  # ~134 Mpx; raise on purpose with max_pixels / --max-pixels
 MODE_CODES = {"RGB": 0, "L": 1}
 TILE = b"TILE"
@@ -86,8 +90,9 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
         raise FormatError("not an .scv file (bad magic bytes)")
     _need(data, 0, _FIXED.size, "header")
     _, version, cmaj, cmin, name_len = _FIXED.unpack_from(data, 0)
-    if version != FORMAT_VERSION:
-        raise FormatError(f"unsupported .scv format version {version} (this sccodec reads {FORMAT_VERSION})")
+    if version not in FORMAT_VERSIONS:
+        raise FormatError(f"unsupported .scv format version {version} (this sccodec reads "
+                          f"{', '.join(map(str, FORMAT_VERSIONS))})")
     pos = _FIXED.size
     _need(data, pos, name_len + _FIELDS.size + _CRC.size, "header")
     name = data[pos : pos + name_len]

@@ -20,7 +20,7 @@ import click
 
 from sccodec import atomic
 from sccodec.api import DEFAULT_QUALITY, QUALITIES
-from sccodec.bitstream import DEFAULT_MAX_PIXELS, FORMAT_VERSION
+from sccodec.bitstream import DEFAULT_MAX_PIXELS, FORMAT_VERSIONS
 from sccodec.errors import SCVError
 
 EXIT_OUTPUT = 3
@@ -69,7 +69,7 @@ def _version_message() -> str:
     from sccodec.weights import DEFAULT_MODEL, available_models, load_model_file
 
     models = ", ".join(f"{m} (weights {load_model_file(m).digest.hex()})" for m in available_models())
-    return (f"sccodec {__version__} (.scv format {FORMAT_VERSION}; default model {DEFAULT_MODEL}; "
+    return (f"sccodec {__version__} (.scv formats {', '.join(map(str, FORMAT_VERSIONS))}; default model {DEFAULT_MODEL}; "
             f"installed models: {models or 'none'})")
 
 

@@ -2,34 +2,53 @@
 
 Principle 1 of ../shared/DESIGN.md: the table choice depends only on integers (already-decoded
 symbols and the header), never on floating point, so a file decodes identically on any
-device. One NumPy implementation serves the entropy coder and training (which moves the small
-integer array to the host: cheaper than keeping two implementations in step).
+device. A weights file names the scheme its tables were fitted for (``SCHEMES``); both
+schemes split the positions into phases and the K atoms into G consecutive groups, and code
+step ``(phase, group)`` in the order of ``steps``. A symbol's flag context picks its P(non-zero)
+table, its value context the distribution of its value when non-zero; both read only
+symbols of earlier steps.
 
-Coding order: ``2 * G`` steps. Positions are split in a checkerboard (pass 0: anchors with
-``(i + j)`` even, pass 1: the rest) and the K atoms in G consecutive groups; step
-``pass * G + g`` codes group g at the positions of that pass. Every symbol's context reads
-only symbols of earlier steps:
+``checkerboard`` (.scv format 1, sccodec <= 0.3; training's rate proxy): 2 phases ((i + j) even
+first). Flag context ``S * NUM_ACTIVITY + A``:
 
-    S  (same atom)   pass 1: how many of the 4 neighbours (all anchors) are non-zero, 0..4;
-                     pass 0: 5 ("unknown")
+    S  (same atom)   phase 1: how many of the 4 neighbours (all phase 0) are non-zero, 0..4;
+                     phase 0: 5 ("unknown")
     A  (activity)    non-zero count over all atoms of earlier steps in the 3x3 window,
                      bucketed on a log2 scale into NUM_ACTIVITY levels
-    ctx = S * NUM_ACTIVITY + A          (NUM_CONTEXTS values)
+    value context = A
 
-The significance map (which atoms are non-zero) costs most of the bits of a sparse code
-(BENCHMARK.md calibration); S and A are what makes it cheap.
+``quad`` (.scv format 2, sccodec >= 0.4): 4 phases on the 2x2 lattice, (even, even), (odd, odd), (even, odd),
+(odd, even), so that later phases see decoded neighbours on more sides:
+
+    A  as above, over the decoded part of the 3x3 window
+    M  (same atom)   sum of |symbol| over the decoded 8-neighbours, bucketed (MAGNITUDE_EDGES)
+    flag context  = row(phase, M) * NUM_ACTIVITY + A     (phase 0 has no M: one row)
+    value context = phase 0: A // 2;  later phases: 4 + bucket(M)
+
+Why quad: with the same network, Kodak files are 3.2% smaller (BD-rate) than with
+checkerboard tables (bench/results/training_log.md, "The quad context scheme"). With a checkerboard half the symbols
+see no decoded neighbour of their own atom, with the 2x2 order a quarter; and the magnitudes
+of those neighbours predict both whether the atom fires and how large it is. The
+significance map costs most of the bits at low rates, the values at high rates.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 ACTIVITY_EDGES = (1, 2, 4, 8, 16, 32, 64)
 NUM_ACTIVITY = len(ACTIVITY_EDGES) + 1
 NUM_SAME = 6
-NUM_CONTEXTS = NUM_SAME * NUM_ACTIVITY
+NUM_CONTEXTS = NUM_SAME * NUM_ACTIVITY  # checkerboard flag contexts (training's rate proxy)
+MAGNITUDE_EDGES = (1, 2, 3, 5, 8, 13)
+NUM_MAGNITUDE = len(MAGNITUDE_EDGES) + 1
 
 _CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 _DIAG_CENTRE = ((0, 0), (-1, -1), (-1, 1), (1, -1), (1, 1))
+_RING = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
+_WINDOW = ((0, 0),) + _RING
 
 
 def _window_sum(x: np.ndarray, offsets: tuple[tuple[int, int], ...]) -> np.ndarray:
@@ -43,17 +62,21 @@ def _window_sum(x: np.ndarray, offsets: tuple[tuple[int, int], ...]) -> np.ndarr
     return out
 
 
+def _bucket(x: np.ndarray, edges: tuple[int, ...]) -> np.ndarray:
+    return np.searchsorted(np.array(edges), x, side="right").astype(np.int32)
+
+
 def parity(h: int, w: int) -> np.ndarray:
     """(h, w) int map: 0 for anchors (coded first), 1 for the rest."""
     return (np.arange(h)[:, None] + np.arange(w)[None, :]) % 2
 
 
 def activity_bucket(count: np.ndarray) -> np.ndarray:
-    return np.searchsorted(np.array(ACTIVITY_EDGES), count, side="right").astype(np.int32)
+    return _bucket(count, ACTIVITY_EDGES)
 
 
 def group_contexts(per_group: np.ndarray, group_nz: np.ndarray, group: int) -> np.ndarray:
-    """Contexts of the atoms of one group, (..., K/G, h, w) int32, at both parities.
+    """Checkerboard flag contexts of one group, (..., K/G, h, w) int32, at both parities.
 
     per_group: (..., G, h, w) non-zero counts per atom group; group_nz: (..., K/G, h, w) the
     group's own 0/1 significance map. Only entries of earlier coding steps are read.
@@ -68,7 +91,10 @@ def group_contexts(per_group: np.ndarray, group_nz: np.ndarray, group: int) -> n
 
 
 def contexts(symbols: np.ndarray, groups: int) -> np.ndarray:
-    """Context index (same shape, int32) of every symbol in a (..., K, h, w) integer array."""
+    """Checkerboard flag context (same shape, int32) of every symbol in a (..., K, h, w) array.
+
+    Vectorised over a batch: training's rate proxy calls it on every batch.
+    """
     *lead, k, h, w = symbols.shape
     nz = (symbols != 0).astype(np.int32).reshape(*lead, groups, k // groups, h, w)
     per_group = nz.sum(-3)
@@ -76,6 +102,75 @@ def contexts(symbols: np.ndarray, groups: int) -> np.ndarray:
     return np.concatenate(per_atom, axis=-3)
 
 
-def coding_steps(groups: int) -> list[tuple[int, int]]:
-    """(pass, group) in coding order: all anchors group by group, then the rest."""
-    return [(p, g) for p in (0, 1) for g in range(groups)]
+@dataclass(frozen=True)
+class Checkerboard:
+    name: ClassVar[str] = "checkerboard"
+    format_version: ClassVar[int] = 1  # of the .scv files coded with it (docs/format.md)
+    phases: ClassVar[int] = 2
+    flag_contexts: ClassVar[int] = NUM_CONTEXTS
+    value_contexts: ClassVar[int] = NUM_ACTIVITY
+
+    def phase(self, h: int, w: int) -> np.ndarray:
+        return parity(h, w)
+
+    def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(flag, value) contexts (K/G, h, w) of ``group``, valid at the positions of ``phase``.
+
+        grouped: (G, K/G, h, w) symbols, per_group: (G, h, w) their non-zero counts; entries of
+        later steps may hold anything (the encoder's full array, the decoder's zeros).
+        """
+        flag = group_contexts(per_group, (grouped[group] != 0).astype(np.int32), group)
+        return flag, flag % NUM_ACTIVITY
+
+
+@dataclass(frozen=True)
+class Quad:
+    name: ClassVar[str] = "quad"
+    format_version: ClassVar[int] = 2
+    phases: ClassVar[int] = 4
+    flag_contexts: ClassVar[int] = (1 + 3 * NUM_MAGNITUDE) * NUM_ACTIVITY
+    value_contexts: ClassVar[int] = 4 + NUM_MAGNITUDE
+
+    def phase(self, h: int, w: int) -> np.ndarray:
+        i, j = np.arange(h)[:, None] % 2, np.arange(w)[None, :] % 2
+        return np.select([(i == 0) & (j == 0), (i == 1) & (j == 1), i == 0], [0, 1, 2], 3)
+
+    def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """As ``Checkerboard.step_contexts``. The 8 neighbours of a position all lie in other
+        phases, so 'decoded' is: earlier phases anywhere, plus earlier groups at the centre."""
+        phases = self.phase(*grouped.shape[-2:])
+        done = (phases < phase).astype(np.int32)
+        counts = per_group.sum(0) * done + per_group[:group].sum(0) * (phases == phase)
+        activity = activity_bucket(_window_sum(counts, _WINDOW))[None]
+        if phase == 0:
+            return np.broadcast_to(activity, grouped[group].shape), np.broadcast_to(activity // 2, grouped[group].shape)
+        magnitude = _bucket(_window_sum(np.abs(grouped[group]) * done, _RING), MAGNITUDE_EDGES)
+        row = 1 + (phase - 1) * NUM_MAGNITUDE + magnitude
+        return row * NUM_ACTIVITY + activity, 4 + magnitude
+
+
+Scheme = Checkerboard | Quad
+SCHEMES: dict[str, Scheme] = {s.name: s for s in (Checkerboard(), Quad())}
+LEGACY_SCHEME = "checkerboard"  # weights files that name no scheme
+
+
+def steps(scheme: Scheme, groups: int) -> list[tuple[int, int]]:
+    """(phase, group) in coding order: phase by phase, group by group within a phase."""
+    return [(p, g) for p in range(scheme.phases) for g in range(groups)]
+
+
+def scheme_contexts(scheme: Scheme, symbols: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(flag, value) context of every symbol of a (K, h, w) array, as the coder sees them."""
+    k, h, w = symbols.shape
+    grouped = symbols.reshape(groups, k // groups, h, w)
+    per_group = (grouped != 0).sum(1, dtype=np.int32)
+    phase = scheme.phase(h, w)
+    flag = np.zeros(grouped.shape, dtype=np.int32)
+    value = np.zeros(grouped.shape, dtype=np.int32)
+    for p, g in steps(scheme, groups):
+        here = phase == p
+        f, v = scheme.step_contexts(grouped, per_group, p, g)
+        flag[g][:, here], value[g][:, here] = f[:, here], v[:, here]
+    return flag.reshape(symbols.shape), value.reshape(symbols.shape)

@@ -4,9 +4,10 @@
 
 No neural network is involved: the tables are data (computed at export and stored in the
 weights file) and the contexts are integer functions of already-decoded symbols, so a file
-parses identically on every device (../shared/DESIGN.md principle 1). Coding runs in ``2·G`` steps
-(``sccodec.context``); in each step one vectorised call codes the significance flags and one
-codes the values of the non-zero symbols (../shared/DESIGN.md principle 5).
+parses identically on every device (../shared/DESIGN.md principle 1). Coding runs in
+``phases·G`` steps of the tables' context scheme (``sccodec.context``); in each step one
+vectorised call codes the significance flags and one codes the values of the non-zero symbols
+(../shared/DESIGN.md principle 5).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
-from sccodec.context import NUM_ACTIVITY, coding_steps, group_contexts, parity
+from sccodec.context import LEGACY_SCHEME, SCHEMES, Scheme, steps
 
 CODER_NAME = "constriction"
 CODER_VERSION = (0, 5)  # output is stable within a minor release of 0.x; recorded in every file
@@ -25,14 +26,29 @@ CODER_VERSION = (0, 5)  # output is stable within a minor release of 0.x; record
 class SymbolTables:
     """Probability tables for one model (all quality levels)."""
 
-    p_nonzero: np.ndarray  # (Q, K, C): P(symbol != 0 | context)
-    values: np.ndarray  # (Q, K, A, 2R): P(symbol = v | != 0, activity), v = -R..-1, 1..R
+    p_nonzero: np.ndarray  # (Q, K, C): P(symbol != 0 | flag context)
+    values: np.ndarray  # (Q, K, V, 2R): P(symbol = v | != 0, value context), v = -R..-1, 1..R
     groups: int
+    context: str = LEGACY_SCHEME  # a key of sccodec.context.SCHEMES
 
     def __post_init__(self) -> None:
         # constriction takes float64; convert once here rather than per coded step.
         object.__setattr__(self, "p_nonzero", np.ascontiguousarray(self.p_nonzero, np.float64))
         object.__setattr__(self, "values", np.ascontiguousarray(self.values, np.float64))
+        if self.context not in SCHEMES:
+            raise ValueError(f"unknown context scheme {self.context!r} (this sccodec knows {', '.join(SCHEMES)})")
+        p, v = self.p_nonzero.shape, self.values.shape
+        if len(p) != 3 or len(v) != 4 or p[:2] != v[:2] or v[-1] < 2 or v[-1] % 2 or p[1] % self.groups:
+            raise ValueError(f"tables of shapes {p} and {v} are not (Q, K, C) and (Q, K, V, 2R) "
+                             f"with K a multiple of {self.groups} groups")
+        want = (self.scheme.flag_contexts, self.scheme.value_contexts)
+        if (p[-1], v[-2]) != want:
+            raise ValueError(f"tables have {p[-1]} flag and {v[-2]} value contexts; "
+                             f"the {self.context} scheme has {want[0]} and {want[1]}")
+
+    @property
+    def scheme(self) -> Scheme:
+        return SCHEMES[self.context]
 
     @property
     def qualities(self) -> int:
@@ -79,33 +95,34 @@ def _value_from_index(i: np.ndarray, r: int) -> np.ndarray:
     return np.where(i < r, i - r, i - r + 1)
 
 
-class _Steps:
+class _Walk:
     """Walks the coding steps over a (G, K/G, h, w) symbol array, tracking significance counts."""
 
     def __init__(self, symbols: np.ndarray, tables: SymbolTables, quality_index: int) -> None:
         k, h, w = symbols.shape
         g = tables.groups
-        self.tables, self.q = tables, quality_index
+        self.tables, self.q, self.scheme = tables, quality_index, tables.scheme
         self.grouped = symbols.reshape(g, k // g, h, w)
         self.per_group = (self.grouped != 0).sum(1, dtype=np.int32)
-        self.parity = parity(h, w)
+        self.phase = self.scheme.phase(h, w)
         atoms = np.arange(k).reshape(g, k // g)
         self.atoms = [atoms[i][:, None] for i in range(g)]
 
-    def contexts(self, p: int, g: int) -> tuple[np.ndarray, np.ndarray]:
-        """(contexts, atom index) of the step's symbols, both (K/G, n) in coding order."""
-        nz = (self.grouped[g] != 0).astype(np.int32)
-        ctx = group_contexts(self.per_group, nz, g)[:, self.parity == p]
-        return ctx, np.broadcast_to(self.atoms[g], ctx.shape)
+    def contexts(self, p: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(flag context, value context, atom index) of the step's symbols, each (K/G, n) in coding order."""
+        here = self.phase == p
+        flag, value = self.scheme.step_contexts(self.grouped, self.per_group, p, g)
+        flag, value = flag[:, here], value[:, here]
+        return flag, value, np.broadcast_to(self.atoms[g], flag.shape)
 
     def flag_probs(self, ctx: np.ndarray, atom: np.ndarray) -> np.ndarray:
         return self.tables.p_nonzero[self.q, atom, ctx]
 
     def value_rows(self, ctx: np.ndarray, atom: np.ndarray) -> np.ndarray:
-        return self.tables.values[self.q, atom, ctx % NUM_ACTIVITY]
+        return self.tables.values[self.q, atom, ctx]
 
     def store(self, p: int, g: int, values: np.ndarray) -> None:
-        self.grouped[g][:, self.parity == p] = values
+        self.grouped[g][:, self.phase == p] = values
         self.per_group[g] = (self.grouped[g] != 0).sum(0, dtype=np.int32)
 
 
@@ -124,14 +141,14 @@ def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int) -> np.
     r = tables.value_range
     if np.abs(symbols).max(initial=0) > r + MAX_MAGNITUDE_OVER_RANGE:
         raise ValueError(f"symbol magnitude above the codable range {r + MAX_MAGNITUDE_OVER_RANGE}")
-    steps = _Steps(np.array(symbols, dtype=np.int32), tables, quality_index)
+    walk = _Walk(np.array(symbols, dtype=np.int32), tables, quality_index)
     flag_model, value_model = _models()
     class_model, bit_model = _escape_models()
     coder = constriction.stream.stack.AnsCoder()
     # ANS is a stack: encode the steps in reverse so the decoder reads them forwards.
-    for p, g in reversed(coding_steps(tables.groups)):
-        ctx, atom = steps.contexts(p, g)
-        s = steps.grouped[g][:, steps.parity == p]
+    for p, g in reversed(steps(tables.scheme, tables.groups)):
+        ctx, vctx, atom = walk.contexts(p, g)
+        s = walk.grouped[g][:, walk.phase == p]
         nz = s != 0
         if nz.any():
             escaped = np.abs(s[nz])[np.abs(s[nz]) >= r]
@@ -140,9 +157,9 @@ def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int) -> np.
                 if bits.size:
                     coder.encode_reverse(bits, bit_model)
                 coder.encode_reverse(n, class_model)
-            coder.encode_reverse(value_index(s[nz], r), value_model, steps.value_rows(ctx[nz], atom[nz]))
+            coder.encode_reverse(value_index(s[nz], r), value_model, walk.value_rows(vctx[nz], atom[nz]))
         if s.size:
-            coder.encode_reverse(nz.ravel().astype(np.int32), flag_model, steps.flag_probs(ctx, atom).ravel())
+            coder.encode_reverse(nz.ravel().astype(np.int32), flag_model, walk.flag_probs(ctx, atom).ravel())
     return coder.get_compressed()
 
 
@@ -150,27 +167,27 @@ def decode(words: np.ndarray, tables: SymbolTables, quality_index: int,
            shape: tuple[int, int, int]) -> np.ndarray:
     """Inverse of ``encode``. Garbage words give garbage symbols or a ValueError, never a hang."""
     r = tables.value_range
-    steps = _Steps(np.zeros(shape, dtype=np.int32), tables, quality_index)
+    walk = _Walk(np.zeros(shape, dtype=np.int32), tables, quality_index)
     flag_model, value_model = _models()
     class_model, bit_model = _escape_models()
     coder = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
-    for p, g in coding_steps(tables.groups):
-        ctx, atom = steps.contexts(p, g)
+    for p, g in steps(tables.scheme, tables.groups):
+        ctx, vctx, atom = walk.contexts(p, g)
         if ctx.size == 0:
             continue
-        nz = coder.decode(flag_model, steps.flag_probs(ctx, atom).ravel()).astype(bool).reshape(ctx.shape)
+        nz = coder.decode(flag_model, walk.flag_probs(ctx, atom).ravel()).astype(bool).reshape(ctx.shape)
         values = np.zeros(ctx.shape, dtype=np.int32)
         if nz.any():
-            v = _value_from_index(coder.decode(value_model, steps.value_rows(ctx[nz], atom[nz])), r)
+            v = _value_from_index(coder.decode(value_model, walk.value_rows(vctx[nz], atom[nz])), r)
             escaped = np.abs(v) == r
             if escaped.any():
                 n = coder.decode(class_model, int(escaped.sum()))
                 bits = coder.decode(bit_model, int(n.sum())) if n.sum() else np.zeros(0, np.int32)
                 v[escaped] = np.sign(v[escaped]) * _escape_magnitudes(n, bits, r)
             values[nz] = v
-        steps.store(p, g, values)
+        walk.store(p, g, values)
     if not coder.is_empty():
         # A valid stream ends exactly after its last symbol; this catches damaged data (and
         # wrong header fields) before the expensive synthesis runs on garbage.
         raise ValueError("data left over after the last symbol")
-    return steps.grouped.reshape(shape)
+    return walk.grouped.reshape(shape)

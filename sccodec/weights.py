@@ -6,6 +6,7 @@ architecture. Its SHA-256 (first 8 bytes) identifies it in every bitstream.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ from safetensors.numpy import load as st_load_numpy
 from safetensors.torch import save as st_save
 
 from sccodec import atomic
+from sccodec.context import LEGACY_SCHEME
 from sccodec.entropy import SymbolTables
 from sccodec.errors import ModelMismatchError
 from sccodec.model.scvae import SCVAE, ModelConfig
@@ -39,11 +41,21 @@ class ModelFile:
     digest: bytes  # first 8 bytes of SHA-256 of the file
     config: ModelConfig
     tensors: dict[str, np.ndarray]
+    context: str = LEGACY_SCHEME  # the coder's context scheme (sccodec.context.SCHEMES)
 
-    @property
+    @functools.cached_property
     def tables(self) -> SymbolTables:
-        return SymbolTables(self.tensors[TABLE_PREFIX + "p_nonzero"],
-                            self.tensors[TABLE_PREFIX + "values"], self.config.groups)
+        """Built once per file (a float64 copy: the coder's input type)."""
+        try:
+            tables = SymbolTables(self.tensors[TABLE_PREFIX + "p_nonzero"],
+                                  self.tensors[TABLE_PREFIX + "values"], self.config.groups, self.context)
+        except (KeyError, ValueError) as e:  # e.g. a scheme from a newer sccodec
+            raise ModelMismatchError(f"cannot use the tables of {self.path}: {e}") from None
+        if (tables.qualities, tables.atoms) != (self.config.qualities, self.config.atoms):
+            raise ModelMismatchError(f"cannot use the tables of {self.path}: they cover {tables.qualities} levels "
+                                     f"and {tables.atoms} atoms, the model {self.config.qualities} and "
+                                     f"{self.config.atoms}")
+        return tables
 
     def build(self, device: str | torch.device = "cpu") -> SCVAE:
         """Construct the network (only needed for pixels, not for parsing)."""
@@ -85,7 +97,7 @@ def read_model_file(path: str | Path) -> ModelFile:
         meta = f.metadata() or {}
     return ModelFile(name=meta["name"], path=path, digest=hashlib.sha256(raw).digest()[:8],
                      config=ModelConfig.from_dict(json.loads(meta["config"])),
-                     tensors=st_load_numpy(raw))
+                     tensors=st_load_numpy(raw), context=meta.get("context", LEGACY_SCHEME))
 
 
 MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # ASCII: it is written into every .scv header
@@ -162,17 +174,23 @@ def _keep_replaced(path: Path, digest: bytes) -> Path | None:
 
 
 def export(model: SCVAE, name: str, out_dir: str | Path, sidecar: dict,
-           tables: tuple[torch.Tensor, torch.Tensor] | None = None) -> Exported:
+           tables: SymbolTables | None = None) -> Exported:
     """Write ``<out_dir>/<name>.safetensors`` (+ ``.json`` sidecar) atomically.
 
-    ``tables`` (P(non-zero), value distributions) default to the model's parametric ones. A
-    model it replaces with different weights is kept as ``NAME@HASH`` (``_keep_replaced``).
+    ``tables`` default to the model's parametric ones (checkerboard contexts). A model it
+    replaces with different weights is kept as ``NAME@HASH`` (``_keep_replaced``).
     """
-    p_nonzero, values = tables or model.entropy.tables(model.config.value_range)
+    if tables is None:
+        p, v = model.entropy.tables(model.config.value_range)
+        tables = SymbolTables(p.numpy(), v.numpy(), model.config.groups, LEGACY_SCHEME)
     tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
-    tensors[TABLE_PREFIX + "p_nonzero"] = p_nonzero.contiguous()
-    tensors[TABLE_PREFIX + "values"] = values.half().contiguous()  # halves the file; plenty for probabilities
-    meta = {"name": name, "config": json.dumps(model.config.to_dict()), "format": "sccodec-weights-1"}
+    # float16: the quad scheme's P(non-zero) table is 3.7x the checkerboard's (1.8 MB in float32),
+    # which left the weights file ~10 kB under its 20 MB budget; Kodak bits with float16 tables:
+    # training_log.md, "The quad context scheme"
+    tensors[TABLE_PREFIX + "p_nonzero"] = torch.from_numpy(tables.p_nonzero).half().contiguous()
+    tensors[TABLE_PREFIX + "values"] = torch.from_numpy(tables.values).half().contiguous()
+    meta = {"name": name, "config": json.dumps(model.config.to_dict()), "format": "sccodec-weights-1",
+            "context": tables.context}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.safetensors"
@@ -180,7 +198,8 @@ def export(model: SCVAE, name: str, out_dir: str | Path, sidecar: dict,
     digest = hashlib.sha256(blob).digest()[:8]
     kept = _keep_replaced(path, digest)
     atomic.write_bytes(path, blob)
-    side = {"name": name, "weights_hash": digest.hex(), "config": model.config.to_dict(), **sidecar}
+    side = {"name": name, "weights_hash": digest.hex(), "config": model.config.to_dict(),
+            "context": tables.context, **sidecar}
     side_path = path.with_suffix(".json")
     atomic.write_text(side_path, json.dumps(side, indent=2) + "\n")
     return Exported(path, digest, kept)

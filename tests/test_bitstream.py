@@ -2,6 +2,7 @@
 with SCVError subclasses and one-line messages (sccodec.bitstream, sccodec.api.parse_symbols)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 import zlib
@@ -12,6 +13,7 @@ from helpers import DEFAULT_MODEL, WEIGHTS, rebuild, weights_hash
 from sccodec import bitstream
 from sccodec.api import parse_symbols
 from sccodec.bench.fuzz import repair_crcs
+from sccodec.context import SCHEMES
 from sccodec.errors import CorruptFileError, FormatError, LimitError, ModelMismatchError, SCVError
 
 def read_by_hand(data: bytes) -> tuple[dict, list[tuple[bytes, bytes]]]:
@@ -46,10 +48,10 @@ def read_by_hand(data: bytes) -> tuple[dict, list[tuple[bytes, bytes]]]:
     ("grey_scv", 2, (24, 20), 1, 1024, (1, 1)),
     ("small_scv", 3, (16, 16), 0, 1024, (1, 1)),
 ])
-def test_writer_follows_the_spec(request, name, quality, size, mode, tile, grid) -> None:
+def test_writer_follows_the_spec(request, model_file, name, quality, size, mode, tile, grid) -> None:
     data = request.getfixturevalue(name)
     fields, chunks = read_by_hand(data)
-    assert fields["version"] == 1
+    assert fields["version"] == model_file.tables.scheme.format_version  # 1 checkerboard, 2 quad
     assert (fields["coder_major"], fields["coder_minor"]) == (0, 5)
     assert fields["name"] == DEFAULT_MODEL
     assert fields["hash"] == weights_hash()
@@ -77,6 +79,32 @@ def test_weights_sidecar_names_the_same_hash() -> None:
     sidecar = json.loads(WEIGHTS.with_suffix(".json").read_text())
     assert sidecar["name"] == DEFAULT_MODEL
     assert bytes.fromhex(sidecar["weights_hash"]) == weights_hash()
+
+
+def test_weights_name_their_context_scheme(model_file, tmp_path) -> None:
+    """Weights written before the key existed (0.3 and older) read as checkerboard; a scheme
+    this sccodec does not know, or tables that do not fit the named scheme, are a
+    ModelMismatchError (one line in the CLI), never a wrong decode."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from sccodec.weights import read_model_file
+
+    with safe_open(str(WEIGHTS), framework="numpy") as f:
+        meta = f.metadata()
+    assert meta.get("context", "checkerboard") == model_file.context == model_file.tables.context
+    legacy = tmp_path / "legacy.safetensors"
+    save_file(model_file.tensors, str(legacy), metadata={k: v for k, v in meta.items() if k != "context"})
+    old = read_model_file(legacy)
+    assert old.context == "checkerboard"
+    other = next(name for name in SCHEMES if name != model_file.context)
+    for context in (other, "hexagonal"):
+        with pytest.raises(ModelMismatchError, match="cannot use the tables"):
+            _ = dataclasses.replace(model_file, context=context).tables
+    fewer_atoms = {**model_file.tensors, **{f"tables.{k}": model_file.tensors[f"tables.{k}"][:, :-4]
+                                            for k in ("p_nonzero", "values")}}
+    with pytest.raises(ModelMismatchError, match="atoms"):
+        _ = dataclasses.replace(model_file, tensors=fewer_atoms).tables
 
 
 def test_ancillary_chunks_are_skipped_and_critical_ones_refused(small_scv, model_file) -> None:
@@ -125,10 +153,19 @@ def test_not_an_scv_file(data, error, match) -> None:
     assert_one_line(err)
 
 
-def test_wrong_format_version(small_scv) -> None:
-    with pytest.raises(FormatError, match="version 2") as err:
-        bitstream.parse(rebuild(small_scv, version=2))
+def test_wrong_format_version(small_scv, model_file) -> None:
+    with pytest.raises(FormatError, match="version 3") as err:
+        bitstream.parse(rebuild(small_scv, version=3))
     assert_one_line(err)
+    # a version this sccodec reads, but not the one the model's context scheme codes
+    other = next(v for v in bitstream.FORMAT_VERSIONS if v != model_file.tables.scheme.format_version)
+    with pytest.raises(FormatError, match=f"format {other} file") as err:
+        parse_symbols(rebuild(small_scv, version=other), model_file)
+    assert_one_line(err)
+
+
+def test_every_context_scheme_has_its_own_format_version() -> None:
+    assert sorted(s.format_version for s in SCHEMES.values()) == list(bitstream.FORMAT_VERSIONS)
 
 
 def test_every_truncation_is_an_error(tiled_scv, model_file) -> None:

@@ -419,14 +419,14 @@ def test_info_honours_max_pixels(run, tmp_path) -> None:
 # ---------------------------------------------------------------- info, version, demo
 
 
-def test_info_json(run, tmp_path, tiled_scv) -> None:
+def test_info_json(run, tmp_path, tiled_scv, model_file) -> None:
     path = tmp_path / "tiled.scv"
     path.write_bytes(tiled_scv)
     result = run("info", path, "--json")
     assert result.exit_code == 0
     record = json.loads(result.output)
     container = bitstream.parse(tiled_scv)
-    assert record["format_version"] == 1
+    assert record["format_version"] == model_file.tables.scheme.format_version == 2  # quad contexts
     assert record["model"] == DEFAULT_MODEL
     assert record["weights_hash"] == weights_hash().hex()
     assert (record["width"], record["height"], record["mode"]) == (70, 40, "RGB")
@@ -447,7 +447,7 @@ def test_version(run) -> None:
     result = run("--version")
     assert result.exit_code == 0
     assert sccodec.__version__ in result.output
-    assert "format 1" in result.output and DEFAULT_MODEL in result.output
+    assert "formats 1, 2" in result.output and DEFAULT_MODEL in result.output
 
 
 def test_demo_with_a_bad_device_is_a_usage_error(run) -> None:

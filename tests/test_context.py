@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sccodec.context import NUM_ACTIVITY, NUM_CONTEXTS, NUM_SAME, coding_steps, contexts, parity
+from sccodec.context import (NUM_ACTIVITY, NUM_CONTEXTS, NUM_SAME, SCHEMES, contexts, parity, scheme_contexts,
+                             steps)
 
 # (atoms K, groups G, h, w, density of non-zeros)
 SHAPES = [
@@ -23,41 +24,101 @@ def random_symbols(k: int, h: int, w: int, density: float, seed: int) -> np.ndar
     return np.where(rng.random((k, h, w)) < density, values, 0).astype(np.int32)
 
 
-def step_mask(k: int, groups: int, h: int, w: int, step: tuple[int, int]) -> np.ndarray:
-    """Boolean (K, h, w): the symbols coded at one (pass, group) step."""
+def step_mask(k: int, groups: int, h: int, w: int, step: tuple[int, int], context: str = "checkerboard") -> np.ndarray:
+    """Boolean (K, h, w): the symbols coded at one (phase, group) step."""
     p, g = step
     mask = np.zeros((k, h, w), dtype=bool)
     per = k // groups
-    mask[g * per : (g + 1) * per] = parity(h, w) == p
+    mask[g * per : (g + 1) * per] = SCHEMES[context].phase(h, w) == p
     return mask
 
 
 @pytest.mark.parametrize(("k", "groups", "h", "w", "density"), SHAPES)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_contexts_read_only_earlier_coding_steps(k, groups, h, w, density, seed) -> None:
+@pytest.mark.parametrize("context", list(SCHEMES))
+def test_contexts_read_only_earlier_coding_steps(k, groups, h, w, density, seed, context) -> None:
     """What the decoder sees (only earlier steps decoded, the rest still 0) gives the same
-    context, at every step, as the full array the encoder and the training loss see."""
+    flag and value contexts, at every step, as the full array the encoder sees."""
+    scheme = SCHEMES[context]
     symbols = random_symbols(k, h, w, density, seed)
-    full = np.asarray(contexts(symbols, groups))
-    steps = coding_steps(groups)
+    full = scheme_contexts(scheme, symbols, groups)
     decoded = np.zeros(symbols.shape, dtype=bool)
-    for step in steps:
+    for step in steps(scheme, groups):
         partial = np.where(decoded, symbols, 0).astype(np.int32)
-        here = step_mask(k, groups, h, w, step)
-        np.testing.assert_array_equal(np.asarray(contexts(partial, groups))[here], full[here],
-                                      err_msg=f"step {step} reads symbols that are not decoded yet")
+        here = step_mask(k, groups, h, w, step, context)
+        for seen, want, kind in zip(scheme_contexts(scheme, partial, groups), full, ("flag", "value")):
+            np.testing.assert_array_equal(seen[here], want[here],
+                                          err_msg=f"{kind} context at step {step} reads symbols not decoded yet")
         decoded |= here
     assert decoded.all(), "the coding steps must cover every symbol exactly once"
 
 
+@pytest.mark.parametrize(("k", "groups", "h", "w", "density"), SHAPES)
+def test_training_contexts_are_the_checkerboard_coders(k, groups, h, w, density) -> None:
+    """Training's vectorised rate proxy must price symbols in the contexts the checkerboard
+    coder uses (value context = activity part)."""
+    symbols = random_symbols(k, h, w, density, seed=2)
+    flag, value = scheme_contexts(SCHEMES["checkerboard"], symbols, groups)
+    np.testing.assert_array_equal(contexts(symbols, groups), flag)
+    np.testing.assert_array_equal(flag % NUM_ACTIVITY, value)
+
+
 @pytest.mark.parametrize("groups", [1, 2, 4])
-def test_coding_steps_cover_each_symbol_once(groups) -> None:
-    k, h, w = 8, 3, 4
-    steps = coding_steps(groups)
-    assert len(steps) == len(set(steps)) == 2 * groups
-    total = sum(step_mask(k, groups, h, w, s).astype(int) for s in steps)
+@pytest.mark.parametrize("context", list(SCHEMES))
+def test_coding_steps_cover_each_symbol_once(groups, context) -> None:
+    k, h, w = 8, 3, 5
+    order = steps(SCHEMES[context], groups)
+    assert len(order) == len(set(order)) == SCHEMES[context].phases * groups
+    total = sum(step_mask(k, groups, h, w, s, context).astype(int) for s in order)
     np.testing.assert_array_equal(total, 1)
-    assert [p for p, _ in steps] == sorted(p for p, _ in steps), "all anchors come first"
+    assert [p for p, _ in order] == sorted(p for p, _ in order), "phase by phase"
+
+
+@pytest.mark.parametrize(("k", "groups", "h", "w", "density"), SHAPES)
+def test_quad_context_values_are_in_range(k, groups, h, w, density) -> None:
+    scheme = SCHEMES["quad"]
+    flag, value = scheme_contexts(scheme, random_symbols(k, h, w, density, seed=3), groups)
+    assert 0 <= flag.min() and flag.max() < scheme.flag_contexts
+    assert 0 <= value.min() and value.max() < scheme.value_contexts
+    first = np.broadcast_to(scheme.phase(h, w) == 0, flag.shape)  # no decoded neighbour of its own atom
+    assert flag[first].max(initial=0) < NUM_ACTIVITY and value[first].max(initial=0) < 4
+
+
+def test_quad_phases_have_their_own_flag_contexts() -> None:
+    """The three later phases see different neighbour sets (diagonals; then rows; then
+    columns): their flag contexts must not share tables."""
+    k, groups, h, w = 8, 2, 9, 9
+    scheme = SCHEMES["quad"]
+    phase = np.broadcast_to(scheme.phase(h, w), (k, h, w))
+    used = {p: set() for p in range(scheme.phases)}
+    for seed, density in ((0, 0.1), (1, 0.4), (2, 0.8)):
+        symbols = np.where(np.random.default_rng(seed).random((k, h, w)) < density,
+                           np.random.default_rng(seed).integers(1, 30, (k, h, w)), 0).astype(np.int32)
+        flag, _ = scheme_contexts(scheme, symbols, groups)
+        for p in used:
+            used[p] |= set(flag[phase == p].tolist())
+    for a in used:
+        for b in used:
+            assert a == b or not used[a] & used[b], f"phases {a} and {b} share flag contexts"
+
+
+def test_quad_contexts_see_the_magnitudes_of_decoded_neighbours() -> None:
+    """Against a degenerate implementation: a later-phase symbol's contexts grow with the
+    magnitude of its atom's decoded neighbours, and ignore other atoms' magnitudes."""
+    k, groups, h, w = 4, 2, 4, 4
+    scheme = SCHEMES["quad"]
+    base = np.zeros((k, h, w), dtype=np.int32)
+    small, large, group_mate, other_group = base.copy(), base.copy(), base.copy(), base.copy()
+    small[0, 0, 0] = 1  # (0, 0) is phase 0, a decoded neighbour of (1, 1) (phase 1)
+    large[0, 0, 0] = 20
+    group_mate[1, 0, 0] = 20  # atom 1: same group as atom 0, not the same atom
+    other_group[3, 0, 0] = 20  # atom 3: another group
+    got = {name: [c[0, 1, 1] for c in scheme_contexts(scheme, s, groups)]
+           for name, s in (("small", small), ("large", large), ("mate", group_mate), ("other", other_group))}
+    assert got["small"][1] < got["large"][1], "value context ignores the neighbour's magnitude"
+    assert got["small"][0] < got["large"][0], "flag context ignores the neighbour's magnitude"
+    for name in ("mate", "other"):
+        assert got[name][1] < got["small"][1], f"{name}: another atom's magnitude counted as this atom's"
 
 
 @pytest.mark.parametrize(("k", "groups", "h", "w", "density"), SHAPES)

@@ -7,18 +7,20 @@ import numpy as np
 import pytest
 
 from sccodec import entropy
-from sccodec.context import NUM_ACTIVITY, NUM_CONTEXTS, coding_steps, contexts, parity
+from sccodec.context import SCHEMES, scheme_contexts, steps
 from sccodec.entropy import SymbolTables
 
 # (atoms K, groups G, h, w)
 SHAPES = [(8, 4, 4, 5), (8, 2, 1, 7), (4, 4, 6, 1), (4, 2, 1, 1), (16, 4, 3, 3)]
 
 
-def random_tables(k: int, groups: int, r: int, seed: int, qualities: int = 2) -> SymbolTables:
+def random_tables(k: int, groups: int, r: int, seed: int, qualities: int = 2,
+                  context: str = "checkerboard") -> SymbolTables:
     rng = np.random.default_rng(seed)
-    p_nonzero = rng.uniform(0.0, 1.0, size=(qualities, k, NUM_CONTEXTS))
-    values = rng.dirichlet(np.full(2 * r, 0.5), size=(qualities, k, NUM_ACTIVITY))
-    return SymbolTables(p_nonzero, values, groups)
+    scheme = SCHEMES[context]
+    p_nonzero = rng.uniform(0.0, 1.0, size=(qualities, k, scheme.flag_contexts))
+    values = rng.dirichlet(np.full(2 * r, 0.5), size=(qualities, k, scheme.value_contexts))
+    return SymbolTables(p_nonzero, values, groups, context)
 
 
 def random_symbols(k: int, h: int, w: int, r: int, seed: int) -> np.ndarray:
@@ -37,23 +39,26 @@ def roundtrip(symbols: np.ndarray, tables: SymbolTables, q: int) -> np.ndarray:
 
 @pytest.mark.parametrize(("k", "groups", "h", "w"), SHAPES)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_encode_decode_is_lossless(k, groups, h, w, seed) -> None:
+@pytest.mark.parametrize("context", list(SCHEMES))
+def test_encode_decode_is_lossless(k, groups, h, w, seed, context) -> None:
     r = 7
-    tables = random_tables(k, groups, r, seed)
+    tables = random_tables(k, groups, r, seed, context=context)
     symbols = random_symbols(k, h, w, r, seed)
     for q in range(tables.qualities):
         np.testing.assert_array_equal(roundtrip(symbols, tables, q), symbols)
 
 
-def test_lossless_with_degenerate_tables() -> None:
+@pytest.mark.parametrize("context", list(SCHEMES))
+def test_lossless_with_degenerate_tables(context) -> None:
     """Probabilities of exactly 0 and 1 (e.g. float16 underflow in exported tables) must still
     code every symbol of the range: the coder has to be leaky, not fail."""
     k, groups, r = 8, 4, 3
-    p_nonzero = np.zeros((2, k, NUM_CONTEXTS))
+    scheme = SCHEMES[context]
+    p_nonzero = np.zeros((2, k, scheme.flag_contexts))
     p_nonzero[1] = 1.0
-    values = np.zeros((2, k, NUM_ACTIVITY, 2 * r))
+    values = np.zeros((2, k, scheme.value_contexts, 2 * r))
     values[..., 0] = 1.0  # all mass on -r
-    tables = SymbolTables(p_nonzero, values, groups)
+    tables = SymbolTables(p_nonzero, values, groups, context)
     symbols = random_symbols(k, 3, 4, r, seed=5)
     for q in (0, 1):
         np.testing.assert_array_equal(roundtrip(symbols, tables, q), symbols)
@@ -65,6 +70,51 @@ def test_lossless_with_the_shipped_tables(model_file) -> None:
     symbols = random_symbols(tables.atoms, 2, 3, r, seed=7)
     for q in (0, tables.qualities - 1):
         np.testing.assert_array_equal(roundtrip(symbols, tables, q), symbols)
+
+
+def test_tables_must_fit_their_context_scheme() -> None:
+    """A weights file whose tables do not match the scheme it names is refused up front,
+    not mis-indexed (or out of bounds) in the middle of a decode."""
+    good = random_tables(4, 2, 3, seed=0, context="quad")
+    with pytest.raises(ValueError, match="contexts"):
+        SymbolTables(good.p_nonzero, good.values, 2, "checkerboard")
+    with pytest.raises(ValueError, match="unknown context scheme"):
+        SymbolTables(good.p_nonzero, good.values, 2, "hexagonal")
+
+
+# sha256 of the words for fixed tables and symbols. The checkerboard value was also produced by
+# sccodec 0.3's coder: files of format 1 must stay readable by every later version.
+GOLDEN = {"checkerboard": "d452836db7ff18c2442a06a819169c3db98517616409852ff723c2d8ae0ff529",
+          "quad": "faaf1e58d16aaf2e9da623c7d1b3f208eaae0f1c43c1f7141fd9417eabd4762a"}
+
+
+@pytest.mark.parametrize("context", list(SCHEMES))
+def test_bitstream_of_each_scheme_is_frozen(context) -> None:
+    """A change of contexts, coding order or escape coding that still round-trips would silently
+    make existing files undecodable: pin the exact words."""
+    import hashlib
+
+    rng = np.random.default_rng(11)
+    scheme = SCHEMES[context]
+    p_nonzero = rng.uniform(0.0, 1.0, size=(2, 16, scheme.flag_contexts))
+    values = rng.dirichlet(np.full(12, 0.5), size=(2, 16, scheme.value_contexts))
+    tables = SymbolTables(p_nonzero, values, 4, context)
+    rng = np.random.default_rng(5)
+    symbols = np.where(rng.random((16, 7, 9)) < 0.3, rng.integers(-9, 10, (16, 7, 9)), 0).astype(np.int32)
+    symbols[2, 3, 4] = 1000  # an escape
+    words = entropy.encode(symbols, tables, 1)
+    assert hashlib.sha256(words.tobytes()).hexdigest() == GOLDEN[context]
+    np.testing.assert_array_equal(entropy.decode(words, tables, 1, symbols.shape), symbols)
+
+
+def test_tables_of_the_wrong_shape_are_refused() -> None:
+    good = random_tables(8, 4, 3, seed=0)
+    for p, v, groups in ((good.p_nonzero[0, 0], good.values[0, 0], 4),  # not (Q, K, C) / (Q, K, V, 2R)
+                         (good.p_nonzero, good.values[:, :7], 4),  # K differs
+                         (good.p_nonzero, good.values[..., :0], 4),  # no values
+                         (good.p_nonzero[:, :6], good.values[:, :6], 4)):  # K not a multiple of G
+        with pytest.raises(ValueError, match="not"):
+            SymbolTables(p, v, groups)
 
 
 def test_all_zero_symbols() -> None:
@@ -106,13 +156,13 @@ def sample_from_tables(tables: SymbolTables, q: int, shape: tuple[int, int, int]
     k, h, w = shape
     r, per = tables.value_range, k // tables.groups
     symbols = np.zeros(shape, dtype=np.int32)
-    for p, g in coding_steps(tables.groups):
-        ctx = np.asarray(contexts(symbols, tables.groups))
+    for p, g in steps(tables.scheme, tables.groups):
+        flag, value = scheme_contexts(tables.scheme, symbols, tables.groups)
         atoms = np.arange(g * per, (g + 1) * per)[:, None, None]
-        here = np.broadcast_to(parity(h, w) == p, (per, h, w))
-        c = ctx[g * per : (g + 1) * per]
-        nonzero = rng.random((per, h, w)) < tables.p_nonzero[q, atoms, c]
-        rows = tables.values[q, atoms, c % NUM_ACTIVITY]  # (per, h, w, 2r)
+        here = np.broadcast_to(tables.scheme.phase(h, w) == p, (per, h, w))
+        mine = slice(g * per, (g + 1) * per)
+        nonzero = rng.random((per, h, w)) < tables.p_nonzero[q, atoms, flag[mine]]
+        rows = tables.values[q, atoms, value[mine]]  # (per, h, w, 2r)
         index = (rows.cumsum(-1) < rng.random((per, h, w, 1))).sum(-1).clip(0, 2 * r - 1)
         value = np.where(index < r, index - r, index - r + 1)
         symbols[g * per : (g + 1) * per][here] = np.where(nonzero, value, 0)[here]
@@ -120,30 +170,32 @@ def sample_from_tables(tables: SymbolTables, q: int, shape: tuple[int, int, int]
 
 
 def information_bits(symbols: np.ndarray, tables: SymbolTables, q: int) -> float:
-    """-log2 P(symbols) under the tables, with the contexts of sccodec.context.contexts."""
+    """-log2 P(symbols) under the tables, with the contexts of sccodec.context.scheme_contexts."""
     k = symbols.shape[0]
     r = tables.value_range
-    ctx = np.asarray(contexts(symbols, tables.groups))
+    ctx, vctx = scheme_contexts(tables.scheme, symbols, tables.groups)
     atom = np.broadcast_to(np.arange(k)[:, None, None], symbols.shape)
     nz = symbols != 0
     p_flag = tables.p_nonzero[q, atom, ctx]
     bits = -np.log2(np.where(nz, p_flag, 1 - p_flag)).sum()
     index = np.where(symbols < 0, symbols + r, symbols + r - 1)
     escapes = int((np.abs(symbols) == r).sum())  # |v| = R: escape class 0 follows, 1 bit each
-    return float(bits + escapes - np.log2(tables.values[q, atom[nz], ctx[nz] % NUM_ACTIVITY, index[nz]]).sum())
+    return float(bits + escapes - np.log2(tables.values[q, atom[nz], vctx[nz], index[nz]]).sum())
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_code_length_matches_the_model(seed) -> None:
-    """The coder spends about -log2 P(symbols) bits with the contexts training uses: catches a
-    coder whose contexts (or coding order) drift from sccodec.context (files would still round
-    trip, but be far larger than the model the tables were trained with)."""
+@pytest.mark.parametrize("context", list(SCHEMES))
+def test_code_length_matches_the_model(seed, context) -> None:
+    """The coder spends about -log2 P(symbols) bits with the contexts the tables were fitted
+    with: catches a coder whose contexts (or coding order) drift from sccodec.context (files
+    would still round trip, but be far larger than the tables promise)."""
     k, groups, r = 16, 4, 4
     rng = np.random.default_rng(seed)
+    scheme = SCHEMES[context]
     # sharply context-dependent tables: the right context is worth a lot of bits
-    p_nonzero = np.where(rng.random((1, k, NUM_CONTEXTS)) < 0.5, 0.03, 0.97)
-    values = rng.dirichlet(np.full(2 * r, 0.3), size=(1, k, NUM_ACTIVITY))
-    tables = SymbolTables(p_nonzero, values, groups)
+    p_nonzero = np.where(rng.random((1, k, scheme.flag_contexts)) < 0.5, 0.03, 0.97)
+    values = rng.dirichlet(np.full(2 * r, 0.3), size=(1, k, scheme.value_contexts))
+    tables = SymbolTables(p_nonzero, values, groups, context)
     symbols = sample_from_tables(tables, 0, (k, 8, 8), seed)
     ideal = information_bits(symbols, tables, 0)
     actual = 32 * len(entropy.encode(symbols, tables, 0))
@@ -170,9 +222,10 @@ def _decode_with_timeout(words: np.ndarray, tables: SymbolTables, shape, seconds
 
 
 @pytest.mark.parametrize("n_words", [0, 1, 2, 5, 64])
-def test_garbage_words_decode_to_something_or_valueerror_quickly(n_words) -> None:
+@pytest.mark.parametrize("context", list(SCHEMES))
+def test_garbage_words_decode_to_something_or_valueerror_quickly(n_words, context) -> None:
     k, groups, r = 8, 4, 5
-    tables = random_tables(k, groups, r, seed=n_words)
+    tables = random_tables(k, groups, r, seed=n_words, context=context)
     rng = np.random.default_rng(n_words)
     for trial in range(5):
         words = rng.integers(0, 2**32, size=n_words, dtype=np.uint64).astype(np.uint32)

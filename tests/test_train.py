@@ -265,12 +265,24 @@ def test_export_force_keeps_the_replaced_weights_so_their_files_still_decode(che
     assert result.exit_code == 0 and "kept the replaced weights" in result.output
     new = read_model_file(out / "Tiny-1.safetensors")
     assert new.digest != old.digest
+    # parametric tables use training's checkerboard contexts; fitted ones default to quad
+    assert (old.context, new.context) == ("checkerboard", "quad")
+    pixels = gradient_image(48, 40)
+    fresh = sccodec.Codec("Tiny-1", device="cpu")
+    assert fresh.model_file.context == "quad"
+    assert fresh.decode_array(fresh.encode(pixels, 2))[0].shape == pixels.shape
     assert (out / f"Tiny-1@{old.digest.hex()}.safetensors").read_bytes() == old_bytes
     assert available_models() == ["Tiny-1"]
     assert sccodec.Codec("Tiny-1", device="cpu").decode_array(data)[0].shape == (32, 32, 3)  # via Tiny-1@HASH
     (out / f"Tiny-1@{old.digest.hex()}.safetensors").unlink()
     with pytest.raises(sccodec.SCVError, match=f"Tiny-1@{old.digest.hex()}.safetensors"):
         sccodec.Codec("Tiny-1", device="cpu").decode_array(data)
+
+
+def test_export_quad_contexts_need_fitted_tables(checkpoint, tmp_path) -> None:
+    result = _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", tmp_path / "out", "--context", "quad")
+    assert result.exit_code == 2 and "--fit-tables" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("source,name", [("weights", "ok"), ("junk", "ok"), ("ckpt", "bad name"),

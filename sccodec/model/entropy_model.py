@@ -6,9 +6,11 @@ zero-inflated Laplace:
     P(s) = π[q,k,c]·[s == 0] + (1 − π[q,k,c])·Lap(s; b[q,k,a(c)])     (a = activity part of c)
 
 During training s is replaced by s + uniform noise (the usual continuous relaxation), so the
-rate is differentiable. ``tables()`` turns the parameters into the two static tables the
-coder uses (a significance probability per (q,k,c) and a value distribution per (q,k,a));
-they are computed once at export and stored in the weights file.
+rate is differentiable. The contexts are the checkerboard scheme's (``sccodec.context``).
+``tables()`` turns the parameters into that scheme's two static tables (a significance
+probability per (q,k,c) and a value distribution per (q,k,a)): what an export without
+``--fit-tables`` stores. Shipped models store tables counted from real symbols instead
+(``sccodec.train.tables``), for the richer quad scheme.
 """
 from __future__ import annotations
 

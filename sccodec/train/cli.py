@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from sccodec.context import SCHEMES
 from sccodec.errors import SCVError
 from sccodec.model.scvae import STRIDE
 from sccodec.model.transforms import NONLINEARITIES
@@ -102,11 +103,14 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
 @click.option("--fit-images", type=click.IntRange(min=1), default=160, show_default=True,
               help="How many photos (evenly spaced over the sorted folder) to fit on (160 gave 0.3-1.5% "
                    "fewer bits than 48 on held-out photos; about a minute on 2 cores).")
+@click.option("--context", type=click.Choice(list(SCHEMES)),
+              help="The coder's context scheme (sccodec/context.py) [default: quad with --fit-tables; "
+                   "checkerboard, the parametric tables training learns, without].")
 @click.option("--force", "-f", is_flag=True, help="Replace an existing model of that name; its weights stay "
                                                   "beside it as NAME@HASH.safetensors, so files coded with them "
                                                   "still decode.")
 def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None, fit_images: int,
-           force: bool) -> None:
+           context: str | None, force: bool) -> None:
     """Export a training checkpoint to <out-dir>/<name>.safetensors + .json (weights + entropy tables).
 
     A model exported to the installed models folder (the default) is usable at once:
@@ -120,6 +124,10 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
     from sccodec.weights import export as write
     from sccodec.weights import shipped_dir
 
+    context = context or ("quad" if fit_dir else "checkerboard")
+    if context != "checkerboard" and not fit_dir:
+        raise click.UsageError(f"the {context} context scheme needs --fit-tables (its tables are counted, "
+                               "not learned in training)")
     folder = Path(out_dir) if out_dir else shipped_dir()
     target = folder / f"{name}.safetensors"
     if target.exists() and not force:
@@ -131,7 +139,7 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
     cfg = state["train_config"]
     export_command = ["sccodec", "export", checkpoint, "--name", name] + (["--out-dir", out_dir] if out_dir else [])
     if fit_dir:
-        export_command += ["--fit-tables", fit_dir, "--fit-images", str(fit_images)]
+        export_command += ["--fit-tables", fit_dir, "--fit-images", str(fit_images), "--context", context]
     sidecar = {"training": {"runs": runs, "iterations": state["step"],
                             "wall_seconds": round(state["wall_seconds"], 1),
                             "cpu_hours": round(_cpu_hours(runs), 2),
@@ -148,9 +156,9 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
 
         train_paths, _ = split_holdout(list_images(fit_dir))
         chosen = train_paths[:: max(1, len(train_paths) // fit_images)][:fit_images]
-        tables = fitted_tables(model, chosen)
+        tables = fitted_tables(model, chosen, context)
         sidecar["tables"] = {"fitted_on": f"{len(chosen)} photos of {fit_dir} (training split)",
-                             "method": "counts + parametric prior (sccodec/train/tables.py)"}
+                             "method": "counts smoothed towards all atoms' (sccodec/train/tables.py)"}
     done = write(model, name, folder, sidecar, tables)
     click.echo(f"wrote {done.path} ({done.path.stat().st_size / 1e6:.1f} MB) and {done.path.with_suffix('.json')}")
     if done.kept is not None:
