@@ -17,8 +17,9 @@ first). Flag context ``S * NUM_ACTIVITY + A``:
                      bucketed on a log2 scale into NUM_ACTIVITY levels
     value context = A
 
-``quad`` (.scv format 2, sccodec >= 0.4): 4 phases on the 2x2 lattice, (even, even), (odd, odd), (even, odd),
-(odd, even), so that later phases see decoded neighbours on more sides:
+``quad`` (.scv format 2, sccodec >= 0.4): 4 phases on the 2x2 lattice, (even, even),
+(odd, odd), (even, odd), (odd, even), so that later phases see decoded neighbours on more
+sides:
 
     A  as above, over the decoded part of the 3x3 window
     M  (same atom)   sum of |symbol| over the decoded 8-neighbours, bucketed (MAGNITUDE_EDGES)
@@ -26,10 +27,11 @@ first). Flag context ``S * NUM_ACTIVITY + A``:
     value context = phase 0: A // 2;  later phases: 4 + bucket(M)
 
 Why quad: with the same network, Kodak files are 3.2% smaller (BD-rate) than with
-checkerboard tables (bench/results/training_log.md, "The quad context scheme"). With a checkerboard half the symbols
-see no decoded neighbour of their own atom, with the 2x2 order a quarter; and the magnitudes
-of those neighbours predict both whether the atom fires and how large it is. The
-significance map costs most of the bits at low rates, the values at high rates.
+checkerboard tables (bench/results/training_log.md, "The quad context scheme"). With a
+checkerboard half the symbols see no decoded neighbour of their own atom, with the 2x2 order
+a quarter; and the magnitudes of those neighbours predict both whether the atom fires and
+how large it is. The significance map costs most of the bits at low rates, the values at
+high rates.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The ANS coder (sccodec.entropy): lossless on any symbols and tables, efficient, robust to garbage."""
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import numpy as np
@@ -92,8 +93,6 @@ GOLDEN = {"checkerboard": "d452836db7ff18c2442a06a819169c3db98517616409852ff723c
 def test_bitstream_of_each_scheme_is_frozen(context) -> None:
     """A change of contexts, coding order or escape coding that still round-trips would silently
     make existing files undecodable: pin the exact words."""
-    import hashlib
-
     rng = np.random.default_rng(11)
     scheme = SCHEMES[context]
     p_nonzero = rng.uniform(0.0, 1.0, size=(2, 16, scheme.flag_contexts))

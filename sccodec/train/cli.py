@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sccodec.context import SCHEMES
+from sccodec.context import LEGACY_SCHEME, SCHEMES
 from sccodec.errors import SCVError
 from sccodec.model.scvae import STRIDE
 from sccodec.model.transforms import NONLINEARITIES
@@ -124,8 +124,10 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
     from sccodec.weights import export as write
     from sccodec.weights import shipped_dir
 
-    context = context or ("quad" if fit_dir else "checkerboard")
-    if context != "checkerboard" and not fit_dir:
+    from sccodec.train.tables import DEFAULT_CONTEXT
+
+    context = context or (DEFAULT_CONTEXT if fit_dir else LEGACY_SCHEME)
+    if context != LEGACY_SCHEME and not fit_dir:
         raise click.UsageError(f"the {context} context scheme needs --fit-tables (its tables are counted, "
                                "not learned in training)")
     folder = Path(out_dir) if out_dir else shipped_dir()
