@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from sccodec import bitstream, entropy
-from sccodec.bitstream import DEFAULT_MAX_PIXELS, Container, Header
+from sccodec.bitstream import DEFAULT_MAX_PIXELS, ICC_CHUNK, Container, Header
 from sccodec.errors import CorruptFileError, FormatError, ImageInputError, ParameterError
 from sccodec.image_io import ImageLike, pad_to_multiple, read_image, to_image, to_pixels, to_tensor
 from sccodec.model.scvae import STRIDE, SCVAE
@@ -29,9 +29,8 @@ from sccodec.tiling import ANALYSIS_MARGIN, SYNTHESIS_MARGIN, Box, latent_box, t
 from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
 
 QUALITIES: tuple[int, ...] = tuple(range(1, shipped_config().qualities + 1))  # of the default model; higher = better
-DEFAULT_QUALITY = 6  # λ = 0.013 in scvae-gdn: about 0.65 bpp and 31.5 dB on Kodak
+DEFAULT_QUALITY = 6  # λ = 0.013 in scvae-gdn: about 0.61 bpp and 31.8 dB on Kodak
 DEFAULT_TILE = 1024
-ICC_CHUNK = b"iCCP"  # ancillary chunk carrying the original's ICC profile unchanged
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -106,6 +105,9 @@ class Codec:
     def __init__(self, model: str | ModelFile = DEFAULT_MODEL, device: str | torch.device = "auto",
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         """``model``: an installed model's name, or a ``ModelFile`` (``sccodec.weights.read_model_file``)."""
+        if not isinstance(model, (str, ModelFile)):
+            raise ParameterError(f"model must be an installed model's name or a ModelFile "
+                                 f"(sccodec.weights.read_model_file(path)), got {type(model).__name__}")
         self.model_file = model if isinstance(model, ModelFile) else load_model_file(model)
         self.device = resolve_device(device)
         self.max_pixels = max_pixels
@@ -117,6 +119,11 @@ class Codec:
     @property
     def qualities(self) -> tuple[int, ...]:
         return tuple(range(1, self.model_file.config.qualities + 1))
+
+    @property
+    def default_quality(self) -> int:
+        """``DEFAULT_QUALITY``, or the best level of a model that has fewer levels."""
+        return min(DEFAULT_QUALITY, self.qualities[-1])
 
     def encode(self, image: ImageLike, quality: int | None = None, *, target_bpp: float | None = None,
                target_psnr: float | None = None, tile: int = DEFAULT_TILE) -> bytes:
@@ -175,7 +182,7 @@ class Codec:
         if target_psnr is not None:
             good = _lowest_level_past(levels, lambda q: measured(q).psnr >= target_psnr)
             return measured(levels[min(good, len(levels) - 1)])
-        return at(DEFAULT_QUALITY if quality is None else quality)
+        return at(self.default_quality if quality is None else quality)
 
     def decode_array(self, data: bytes) -> tuple[np.ndarray, str]:
         """.scv bytes -> ((H,W,3) uint8 RGB pixels, original colour mode)."""
@@ -190,6 +197,7 @@ class Codec:
         return image
 
     def _decode(self, data: bytes) -> tuple[np.ndarray, Header, dict[bytes, bytes]]:
+        data = _as_bytes(data)
         header, _ = bitstream.parse_header(data, self.max_pixels)
         mf = self.model_file
         if (header.model, header.weights_hash) != (mf.name, mf.digest):
@@ -223,6 +231,17 @@ class Codec:
         return to_pixels(x_hat[..., rows, cols])
 
 
+def _as_bytes(data: object) -> bytes:
+    """Any bytes-like object; paths and file objects get a pointer to ``open``."""
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (str, Path)) or hasattr(data, "read"):
+        raise ParameterError("decode() takes the file's bytes; use sccodec.open(path or file) to read a file")
+    raise ParameterError(f"decode() takes the .scv file's bytes, got {type(data).__name__}")
+
+
 def _assemble(tiles: list[np.ndarray], boxes: list[Box]) -> np.ndarray:
     """Per-tile symbols (K, h, w) -> one symbol grid for the whole image."""
     last = boxes[-1]
@@ -242,8 +261,8 @@ def encode(image: ImageLike, quality: int | None = None, *, target_bpp: float | 
            max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """Encode an image (PIL image, uint8 HxWx3 array, float tensor, path or bytes) to .scv bytes.
 
-    Give ``quality`` (one of ``QUALITIES``, default ``DEFAULT_QUALITY``), ``target_bpp`` (the best
-    quality that fits) or ``target_psnr`` (the smallest file whose PSNR-RGB reaches it, in dB).
+    Give ``quality`` (one of ``QUALITIES``; default ``Codec.default_quality``), ``target_bpp`` (the
+    best quality that fits) or ``target_psnr`` (the smallest file whose PSNR-RGB reaches it, in dB).
     """
     return _codec(model, str(resolve_device(device)), max_pixels).encode(image, quality, target_bpp=target_bpp,
                                                                           target_psnr=target_psnr)
@@ -255,8 +274,7 @@ def decode(data: bytes, device: str = "auto", *, as_array: bool = False,
 
     With ``as_array=True``: a uint8 (H,W,3) RGB NumPy array instead. For a path, use ``open``.
     """
-    if isinstance(data, (str, Path)):
-        raise ParameterError("decode() takes the file's bytes; use sccodec.open(path) to read a file")
+    data = _as_bytes(data)
     header, _ = bitstream.parse_header(data, max_pixels)
     codec = _codec(header.model, str(resolve_device(device)), max_pixels)
     return codec.decode_array(data)[0] if as_array else codec.decode(data)
@@ -265,8 +283,15 @@ def decode(data: bytes, device: str = "auto", *, as_array: bool = False,
 def open(fp: str | Path | BinaryIO, device: str = "auto", *,  # noqa: A001 (like PIL.Image.open)
          max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Read and decode an .scv file (a path or a binary file object)."""
+    binary_file = ParameterError(f"open() takes a path or a file opened in binary mode ('rb'), got {fp!r}")
+    if not isinstance(fp, (str, Path)) and not hasattr(fp, "read"):
+        raise binary_file
     try:
-        data = fp.read() if hasattr(fp, "read") else Path(fp).read_bytes()
+        data = Path(fp).read_bytes() if isinstance(fp, (str, Path)) else fp.read()
     except OSError as e:
         raise ImageInputError(f"cannot read {fp}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise binary_file from None
+    if isinstance(data, str):
+        raise binary_file
     return decode(data, device, max_pixels=max_pixels)

@@ -15,11 +15,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _temp_prefix(target: Path) -> str:
+    """``.NAME`` cut to 200 bytes (not characters: file-name limits count UTF-8 bytes), so that
+    the temp name stays under the usual 255-byte limit wherever the target's name fits."""
+    return "." + target.name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
+
+
 def _create_temp(target: Path) -> Path:
     """A new empty file beside ``target``, created 0666 minus the umask like any user file
     (mkstemp would give 0600, and reading the umask means changing it, which is not thread-safe)."""
     for _ in range(100):
-        tmp = target.with_name(f".{target.name[:200]}.{secrets.token_hex(4)}.tmp")
+        tmp = target.with_name(f"{_temp_prefix(target)}.{secrets.token_hex(4)}.tmp")
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             return tmp
@@ -49,7 +55,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 def remove_stale_temps(target: str | Path) -> None:
     """Delete temp files a killed writer (SIGKILL, out of memory) left beside ``target``."""
     target = Path(target)
-    for stale in target.parent.glob(f".{glob.escape(target.name[:200])}.*.tmp"):
+    for stale in target.parent.glob(f"{glob.escape(_temp_prefix(target))}.*.tmp"):
         stale.unlink(missing_ok=True)
 
 

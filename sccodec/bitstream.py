@@ -22,6 +22,7 @@ FORMAT_VERSION = FORMAT_VERSIONS[-1]
 DEFAULT_MAX_PIXELS = 1 << 27  # ~134 Mpx; raise on purpose with max_pixels / --max-pixels
 MODE_CODES = {"RGB": 0, "L": 1}
 TILE = b"TILE"
+ICC_CHUNK = b"iCCP"  # ancillary chunk carrying the original's ICC profile unchanged
 
 _FIXED = struct.Struct(">8sBBBB")  # magic, version, coder major, coder minor, name length
 _FIELDS = struct.Struct(">8sBIIBBH")  # hash, quality, width, height, mode, bit depth, tile

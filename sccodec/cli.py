@@ -20,20 +20,42 @@ import click
 
 from sccodec import atomic
 from sccodec.api import DEFAULT_QUALITY, QUALITIES
-from sccodec.bitstream import DEFAULT_MAX_PIXELS, FORMAT_VERSIONS
+from sccodec.bitstream import DEFAULT_MAX_PIXELS, FORMAT_VERSIONS, MAGIC
 from sccodec.errors import SCVError
 
 EXIT_OUTPUT = 3
 DEFAULT_SAMPLE = Path(__file__).resolve().parent / "data" / "samples" / "astronaut.jpg"
 
 
-class OutputError(click.ClickException):
+class _Error(click.ClickException):
+    """A one-line failure, shown like every other sccodec error."""
+
+    def show(self, file=None) -> None:  # noqa: ANN001 (click's signature)
+        click.echo(f"sccodec: error: {self.format_message()}", err=True)
+
+
+class InputError(_Error):
+    exit_code = 1
+
+
+class OutputError(_Error):
     exit_code = EXIT_OUTPUT
 
 
-def _fail(err: SCVError) -> None:
-    click.echo(f"sccodec: error: {err}", err=True)
-    sys.exit(err.exit_code)
+def _one_line(err: Exception) -> tuple[str, int]:
+    """(message, exit code): ours are self-explanatory; anything else (out of memory, a torch
+    error) is named by its type, and counts as a bad input (exit 1)."""
+    if isinstance(err, click.ClickException):
+        return err.format_message(), err.exit_code
+    if isinstance(err, SCVError):
+        return str(err), err.exit_code
+    return f"unexpected {type(err).__name__}: {err}", 1
+
+
+def _fail(err: Exception) -> None:
+    message, code = _one_line(err)
+    click.echo(f"sccodec: error: {message}", err=True)
+    sys.exit(code)
 
 
 def read_input(path: str) -> bytes:
@@ -42,7 +64,7 @@ def read_input(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as e:
-        raise click.FileError(path, e.strerror) from None
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def write_output(path: str, data: bytes, force: bool, source: str | None = None) -> None:
@@ -128,6 +150,8 @@ def _encode_job(job: Job) -> Outcome:
 
     try:
         data_in = read_input(job.source)
+        if data_in.startswith(MAGIC):
+            raise InputError(f"{job.source} is already an .scv file (decode it with 'sccodec decode')")
         result = _cached_codec(model, device, max_pixels).encode_with_info(data_in, quality, target_bpp=target_bpp,
                                                                            target_psnr=target_psnr)
         write_output(job.output, result.data, job.force, job.source)
@@ -176,19 +200,18 @@ def _cached_codec(model: str | None, device: str, max_pixels: int):
 
 
 def _failed(job: Job, e: Exception) -> Outcome:
-    """One line for the user: ours are self-explanatory; anything else (out of memory, a torch
-    error) is named by its type, and counts as a bad input (exit 1)."""
-    if isinstance(e, click.ClickException):
-        return Outcome(job.source, job.output, e.format_message(), e.exit_code)
-    if isinstance(e, SCVError):
-        return Outcome(job.source, job.output, str(e), e.exit_code)
-    return Outcome(job.source, job.output, f"unexpected {type(e).__name__}: {e}", 1)
+    return Outcome(job.source, job.output, *_one_line(e))
 
 
 def _output_for(source: str, output: str | None, out_dir: str | None, suffix: str, many: bool) -> str:
     if output is not None:
         if many:
             raise click.UsageError("-o/--output names one file; use --out-dir with several inputs")
+        if out_dir is not None:
+            raise click.UsageError("give -o/--output or --out-dir, not both")
+        if output != "-" and (output.endswith(("/", os.sep)) or Path(output).is_dir()):
+            raise OutputError(f"{output} is a folder; -o/--output names a file (use --out-dir for a folder)")
+        _check_output_kind(output, suffix)
         return output
     if source == "-":
         raise click.UsageError("give -o/--output when reading from stdin")
@@ -196,12 +219,28 @@ def _output_for(source: str, output: str | None, out_dir: str | None, suffix: st
     return str(Path(out_dir) / name) if out_dir else str(Path(source).with_suffix(suffix))
 
 
-def _run(fn, jobs: list[Job], workers: int, verb: str) -> None:
-    """Run every job (a failure does not stop the others), report, exit non-zero on failure."""
-    claimed: dict[Path, str] = {}
+def _check_output_kind(output: str, suffix: str) -> None:
+    """An .scv file named like an image (or an image named .scv) is a mix-up of encode and decode."""
+    from PIL import Image
+
+    Image.init()
+    named = Path(output).suffix.lower()
+    if suffix == ".scv" and named != ".scv" and named in Image.EXTENSION:
+        raise click.UsageError(f"encode writes .scv files, not {named} ({output}); to write an image, decode")
+    if suffix != ".scv" and named == ".scv":
+        raise click.UsageError(f"decode writes images, not .scv ({output}); give an image extension such as .png")
+
+
+def _run(fn, jobs: list[Job], workers: int, verb: str, out_dir: str | None) -> None:
+    """Run every job (a failure does not stop the others), report, exit non-zero on failure.
+    ``out_dir`` is created once the command line has passed every check."""
+    claimed: dict[Path, Job] = {}
     for j in jobs:
-        if j.output != "-" and (first := claimed.setdefault(Path(j.output).resolve(), j.source)) != j.source:
-            raise click.UsageError(f"{first} and {j.source} would both be written to {j.output}")
+        if j.output != "-" and (first := claimed.setdefault(Path(j.output).resolve(), j)) is not j:
+            if first.source == j.source:
+                raise click.UsageError(f"{j.source} is given twice")
+            raise click.UsageError(f"{first.source} and {j.source} would both be written to {j.output}")
+    _make_dir(out_dir)
     if out_dir_missing := {str(Path(j.output).parent) for j in jobs if j.output != "-"
                            and not Path(j.output).parent.is_dir()}:
         raise OutputError(f"output folder does not exist: {sorted(out_dir_missing)[0]}")
@@ -268,7 +307,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     return value
 
 
-_out_dir = click.option("--out-dir", type=click.Path(file_okay=False), callback=lambda ctx, param, v: _make_dir(v),
+_out_dir = click.option("--out-dir", type=click.Path(file_okay=False),
                         help="Folder for the outputs, created if missing [default: next to each input].")
 _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
                         help="Files coded in parallel (each worker loads the model once).")
@@ -279,7 +318,8 @@ _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show
 @click.option("-o", "--output", help="Output .scv file ('-' for stdout) [default: INPUT with .scv].")
 @_out_dir
 @click.option("-q", "--quality", type=int, default=None,
-              help=f"Quality level {QUALITIES[0]} (smallest) ... {QUALITIES[-1]} (best) [default: {DEFAULT_QUALITY}].")
+              help=f"Quality level {QUALITIES[0]} (smallest) ... {QUALITIES[-1]} (best) in the default model "
+                   f"[default: {DEFAULT_QUALITY}, or the best level of a model with fewer].")
 @click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True), default=None, callback=_finite,
               help="Instead of --quality: the best level whose file is at most this many bits per pixel "
                    "(the lowest level, with a note, if none is that small).")
@@ -312,7 +352,7 @@ def encode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, qua
     many = len(inputs) > 1
     jobs = [Job(src, _output_for(src, output, out_dir, ".scv", many), force,
                 (quality, target_bpp, target_psnr, device, max_pixels, model)) for src in inputs]
-    _run(_encode_job, jobs, workers, "encoding")
+    _run(_encode_job, jobs, workers, "encoding", out_dir)
 
 
 @main.command()
@@ -336,16 +376,15 @@ def decode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, wor
     many = len(inputs) > 1
     jobs = [Job(src, _output_for(src, output, out_dir, ".png", many), force, (device, max_pixels))
             for src in inputs]
-    _run(_decode_job, jobs, workers, "decoding")
+    _run(_decode_job, jobs, workers, "decoding", out_dir)
 
 
-def _make_dir(folder: str | None) -> str | None:
+def _make_dir(folder: str | None) -> None:
     if folder is not None:
         try:
             Path(folder).mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputError(f"cannot create output folder {folder}: {e.strerror or e}") from None
-    return folder
 
 
 def _pil_format(suffix: str) -> str:
@@ -407,9 +446,9 @@ def demo(quality: int | None, image: str, device: str) -> None:
     from sccodec.bench.metrics import psnr_rgb
     from sccodec.image_io import read_image
 
-    quality = DEFAULT_QUALITY if quality is None else quality
     try:
         codec = Codec(device=device)
+        quality = codec.default_quality if quality is None else quality
         src = read_image(image, codec.max_pixels)
         codec.network  # load outside the timed region
         t0 = time.perf_counter()
@@ -417,7 +456,7 @@ def demo(quality: int | None, image: str, device: str) -> None:
         t1 = time.perf_counter()
         out, _ = codec.decode_array(data)
         t2 = time.perf_counter()
-    except SCVError as e:
+    except Exception as e:  # noqa: BLE001 (one line, never a traceback)
         _fail(e)
     psnr = psnr_rgb(src.pixels, out)
     click.echo(f"{Path(image).name}: {src.width}x{src.height}, quality {quality}: {len(data)} bytes, "

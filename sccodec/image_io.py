@@ -6,15 +6,17 @@ Documented behaviour per input mode (README, "Input images"):
   I;16 / I / F (16-bit, 32-bit grey)      → refused: sccodec codes 8-bit data only
   RGBA, LA, PA, P with transparency       → opaque alpha is dropped (nothing is lost);
                                              real transparency is refused with a clear error
-EXIF orientation is applied before coding, so the decoded image is upright. An ICC profile
-is carried unchanged in an ``iCCP`` chunk and attached to the decoded image (PNG/JPEG output
-keep it); the pixels themselves are coded as they are, not converted.
+  RGB, L with a transparent colour (tRNS)  → the same: refused if any pixel has that colour
+EXIF orientation is applied before coding, so the decoded image is upright. An RGB (or, for
+grey images, grey) ICC profile is carried unchanged in an ``iCCP`` chunk and attached to the
+decoded image (PNG/JPEG output keep it); the pixels themselves are coded as they are, not
+converted. CMYK pixels with a CMYK profile are converted to sRGB through it; any other
+profile that does not describe the coded pixels (CMYK, Lab) is dropped.
 """
 from __future__ import annotations
 
-import contextlib
 import io
-from collections.abc import Iterator
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -49,33 +51,48 @@ class SourceImage:
 def _open(source: ImageLike, max_pixels: int) -> Image.Image:
     if isinstance(source, Image.Image):
         return source
-    if isinstance(source, bytes):
+    if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(source)
+    elif not isinstance(source, (str, Path)) and not hasattr(source, "read"):
+        raise ImageInputError(f"cannot read an image from {type(source).__name__} (give a PIL image, a uint8 "
+                              "(H,W,3) array, a float (3,H,W) tensor, a path, bytes or a binary file object)")
     try:
-        with _without_pillow_bomb_check():
+        with _BOMB_CHECK_OFF:
             img = Image.open(source)  # lazy: reads the header only
-            if img.width * img.height > max_pixels:
-                raise LimitError(f"image is {img.width}x{img.height}, above the pixel limit of {max_pixels}")
-            img.load()
+        if img.width * img.height > max_pixels:
+            raise LimitError(f"image is {img.width}x{img.height}, above the pixel limit of {max_pixels}")
+        img.load()
         return img
     except FileNotFoundError:
         raise ImageInputError(f"no such file: {source}") from None
     except Image.UnidentifiedImageError:
         raise ImageInputError("not an image file (or in a format Pillow cannot read)") from None
+    except (UnicodeDecodeError, TypeError):
+        raise ImageInputError("cannot read the image: open the file in binary mode ('rb')") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageInputError(f"cannot read image: {e}") from None
 
 
-@contextlib.contextmanager
-def _without_pillow_bomb_check() -> Iterator[None]:
+class _PillowBombCheckOff:
     """Pillow's bomb guard is a module global (and warns below it); ``_open`` checks our own
-    limit from the header instead, before any pixel is decoded."""
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
+    limit from the header instead, before any pixel is decoded. The lock keeps two threads from
+    restoring each other's ``None`` (which would switch the guard off for good); only the header
+    read runs under it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._saved: int | None = None
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self._saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+
+    def __exit__(self, *exc: object) -> None:
+        Image.MAX_IMAGE_PIXELS = self._saved
+        self._lock.release()
+
+
+_BOMB_CHECK_OFF = _PillowBombCheckOff()
 
 
 def _from_array(a: np.ndarray | torch.Tensor) -> SourceImage:
@@ -88,9 +105,13 @@ def _from_array(a: np.ndarray | torch.Tensor) -> SourceImage:
         if not t.is_floating_point():
             raise ImageInputError(f"tensor images must be floating point in [0,1], got {t.dtype}; "
                                   "pass 8-bit pixels as a uint8 (H,W,3) NumPy array")
+        if not torch.isfinite(t).all():
+            raise ImageInputError("tensor image has NaN or infinite values")
         a = (t.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
         raise ImageInputError(f"arrays must be uint8 (H,W,3), got {a.dtype} {a.shape}")
+    if a.size == 0:
+        raise ImageInputError(f"image has no pixels ({a.shape[0]}x{a.shape[1]})")
     return SourceImage(np.ascontiguousarray(a), "RGB")
 
 
@@ -102,6 +123,8 @@ def read_image(source: ImageLike, max_pixels: int) -> SourceImage:
             raise LimitError(f"image is above the pixel limit of {max_pixels}")
         return img_array
     img = _open(source, max_pixels)
+    if img.width == 0 or img.height == 0:
+        raise ImageInputError(f"image has no pixels ({img.width}x{img.height})")
     if img.width * img.height > max_pixels:
         raise LimitError(f"image is {img.width}x{img.height}, above the pixel limit of {max_pixels}")
     try:
@@ -113,15 +136,40 @@ def read_image(source: ImageLike, max_pixels: int) -> SourceImage:
                               "convert to 8-bit first")
     if img.mode in ("RGBa", "La"):  # premultiplied alpha: Pillow has no "A" band, and no La -> RGB
         img = img.convert(img.mode[:-1] + "A")
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
+    if "transparency" in img.info and img.mode in ("P", "RGB", "L"):  # one colour marked transparent (tRNS)
+        img = img.convert("LA" if img.mode == "L" else "RGBA")
     if img.mode in _ALPHA_MODES:
         alpha = np.asarray(img.getchannel("A"))
         if alpha.min() < 255:
-            raise ImageInputError("image has transparency (alpha channel); sccodec codes opaque "
+            raise ImageInputError("image has transparent pixels; sccodec codes opaque "
                                   "images only — flatten it onto a background first")
     mode = "L" if img.mode in ("L", "LA", "La") else "RGB"
-    return SourceImage(np.asarray(img.convert("RGB")), mode, img.info.get("icc_profile") or None)
+    icc = img.info.get("icc_profile") or None
+    if img.mode == "CMYK" and _icc_colour_space(icc) == b"CMYK":
+        return SourceImage(np.asarray(_cmyk_to_srgb(img, icc)), mode)
+    # A profile describes the pixels in its own colour space: one for CMYK or Lab pixels would
+    # mislabel the RGB that sccodec codes, so only a matching profile is carried.
+    keep = _icc_colour_space(icc) == (b"GRAY" if mode == "L" else b"RGB ")
+    return SourceImage(np.asarray(img.convert("RGB")), mode, icc if keep else None)
+
+
+def _icc_colour_space(icc: bytes | None) -> bytes | None:
+    """The profile's data colour space signature (ICC header bytes 16-19: b"RGB ", b"GRAY", ...)."""
+    return icc[16:20] if icc and len(icc) >= 128 else None
+
+
+def _cmyk_to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
+    """Colour-managed CMYK -> sRGB with the image's own profile (Pillow's plain conversion
+    ignores it); the plain conversion if littleCMS cannot use the profile."""
+    try:
+        from PIL import ImageCms
+    except ImportError:  # a Pillow built without littleCMS
+        return img.convert("RGB")
+    try:
+        return ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                         ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (OSError, ValueError, ImageCms.PyCMSError):
+        return img.convert("RGB")
 
 
 def to_image(pixels: np.ndarray, mode: str) -> Image.Image:

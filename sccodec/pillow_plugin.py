@@ -11,7 +11,8 @@ from typing import IO
 
 from PIL import Image, ImageFile
 
-from sccodec.bitstream import MAGIC, parse_header
+from sccodec.bitstream import ICC_CHUNK, MAGIC, parse
+from sccodec.errors import SCVError
 
 FORMAT = "SCV"
 MIME = "image/x-scv"
@@ -27,21 +28,34 @@ class SCVImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         self._scv_data = self.fp.read()
-        header, _ = parse_header(self._scv_data)
+        try:
+            container = parse(self._scv_data)  # checks every chunk's CRC; decodes nothing
+        except SCVError as e:
+            raise SyntaxError(f"not a valid .scv file: {e}") from None  # Pillow: "cannot identify image file"
+        header = container.header
         self._size = (header.width, header.height)
         self._mode = header.mode
         self.info["quality"] = header.quality
         self.info["model"] = header.model
+        if ICC_CHUNK in container.ancillary:
+            self.info["icc_profile"] = container.ancillary[ICC_CHUNK]
         self.tile = []
 
     def load(self):  # type: ignore[override]
         if self._scv_data is not None:
             from sccodec.api import decode
 
-            decoded = decode(self._scv_data)
+            try:
+                decoded = decode(self._scv_data)
+            except SCVError as e:  # e.g. the model it needs is not installed
+                raise OSError(f"cannot decode .scv image: {e}") from None
             self.load_prepare()
             self.im.paste(decoded.im, (0, 0, *decoded.size))
             self._scv_data = None
+            # Every byte was read in _open; like Pillow's own formats, close a file we opened.
+            if self._exclusive_fp and self._close_exclusive_fp_after_loading and self.fp is not None:
+                self.fp.close()
+            self.fp = None
         return super().load()
 
 

@@ -162,16 +162,37 @@ def test_existing_output_needs_force(run, png, scv, tmp_path, command) -> None:
 
 
 @pytest.mark.parametrize("spelling", ["same", "relative", "symlink"])
-def test_output_that_is_the_input_is_refused(run, scv, tmp_path, spelling, monkeypatch) -> None:
+def test_output_that_is_the_input_is_refused(run, png, tmp_path, spelling, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    output = {"same": str(scv), "relative": f"./{scv.name}", "symlink": "link.scv"}[spelling]
+    source = tmp_path / "photo"  # no extension, so only the same-file check can refuse it
+    png.rename(source)
+    output = {"same": str(source), "relative": "./photo", "symlink": "link"}[spelling]
     if spelling == "symlink":
-        (tmp_path / "link.scv").symlink_to(scv)
-    before = scv.read_bytes()
-    result = run("decode", scv, "-o", output, "--force")
+        (tmp_path / "link").symlink_to(source)
+    before = source.read_bytes()
+    result = run("encode", source, "-o", output, "--force", "-q", "1")
     assert_one_line_error(result, 3)
     assert "input" in result.stderr
-    assert scv.read_bytes() == before
+    assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize(("command", "output"), [("encode", "out.jpg"), ("encode", "out.PNG"), ("decode", "out.scv")])
+def test_encode_and_decode_mix_ups_are_usage_errors(run, png, scv, tmp_path, command, output) -> None:
+    result = run(command, png if command == "encode" else scv, "-o", tmp_path / output)
+    assert result.exit_code == 2 and ("writes .scv" in result.stderr or "writes images" in result.stderr)
+    assert not (tmp_path / output).exists()
+
+
+def test_encoding_an_scv_file_is_refused(run, scv, tmp_path) -> None:
+    result = run("encode", scv, "-o", tmp_path / "again.scv")
+    assert_one_line_error(result, 1)
+    assert "already an .scv file" in result.stderr and not (tmp_path / "again.scv").exists()
+
+
+def test_output_ending_in_a_slash_is_a_folder(run, png, tmp_path) -> None:
+    result = run("encode", png, "-o", f"{tmp_path / 'newdir'}/")
+    assert_one_line_error(result, 3)
+    assert not (tmp_path / "newdir").exists()
 
 
 def test_output_in_a_missing_folder(run, scv, tmp_path) -> None:
@@ -245,8 +266,11 @@ def test_bad_image_is_exit_1_with_one_line(run, tmp_path, content) -> None:
     assert not (tmp_path / "bad.scv").exists()
 
 
-def test_missing_input_is_exit_1(run, tmp_path) -> None:
-    assert_one_line_error(run("decode", tmp_path / "missing.scv"), 1)
+@pytest.mark.parametrize("command", ["decode", "info", "encode"])
+def test_missing_input_is_exit_1(run, tmp_path, command) -> None:
+    result = run(command, tmp_path / "missing.scv")
+    assert_one_line_error(result, 1)
+    assert result.stderr.startswith("sccodec: error: ") and "No such file" in result.stderr
 
 
 def test_pixel_limit_is_exit_1(run, png, scv) -> None:
@@ -311,9 +335,13 @@ def test_batch_goes_on_after_a_bad_file(run, pngs, tmp_path) -> None:
 
 
 def test_batch_usage_errors(run, pngs, tmp_path) -> None:
+    out_dir = tmp_path / "never"
     assert run("encode", *pngs, "-o", tmp_path / "one.scv").exit_code == 2
-    assert run("encode", pngs[0], "-q", "3", "--target-bpp", "0.5").exit_code == 2
-    assert not list(tmp_path.glob("*.scv"))
+    assert run("encode", pngs[0], "-q", "3", "--target-bpp", "0.5", "--out-dir", out_dir).exit_code == 2
+    assert run("encode", pngs[0], "-o", tmp_path / "one.scv", "--out-dir", out_dir).exit_code == 2
+    result = run("encode", pngs[0], pngs[0], "--out-dir", out_dir)
+    assert result.exit_code == 2 and "given twice" in result.stderr
+    assert not list(tmp_path.glob("*.scv")) and not out_dir.exists(), "nothing is written before the checks pass"
 
 
 def test_batch_creates_a_missing_out_dir(run, pngs, tmp_path) -> None:
@@ -454,6 +482,16 @@ def test_demo_with_a_bad_device_is_a_usage_error(run) -> None:
     assert_one_line_error(run("demo", "--device", "tpu"), 2)
 
 
+def test_demo_failure_is_one_line(run, monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(sccodec.api.Codec, "encode", broken)
+    result = run("demo", "--device", "cpu")
+    assert_one_line_error(result, 1)
+    assert "RuntimeError: out of memory" in result.stderr
+
+
 def test_demo_on_a_small_image(run, tmp_path) -> None:
     path = tmp_path / "small.png"
     path.write_bytes(encode_png(gradient_image(16, 24)))
@@ -494,3 +532,10 @@ def test_atomic_writes_leave_the_target_whole_or_untouched(tmp_path) -> None:
     sccodec.atomic.remove_stale_temps(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.bin.deadbeef.tmp", target.name]
     (tmp_path / ".other.bin.deadbeef.tmp").unlink()
+
+
+def test_atomic_write_of_a_long_non_ascii_name(tmp_path) -> None:
+    """File-name limits count bytes: 120 'é' are 240 bytes, a legal name, whose temp name must fit too."""
+    target = tmp_path / ("é" * 120 + ".scv")
+    sccodec.atomic.write_bytes(target, b"data")
+    assert target.read_bytes() == b"data" and sorted(tmp_path.iterdir()) == [target]

@@ -127,6 +127,13 @@ def test_default_quality(codec, small_rgb) -> None:
     assert bitstream.parse_header(codec.encode(small_rgb))[0].quality == sccodec.DEFAULT_QUALITY
 
 
+def test_default_quality_of_a_model_with_fewer_levels_is_its_best(small_rgb, monkeypatch) -> None:
+    few = sccodec.Codec(device="cpu")
+    monkeypatch.setattr(sccodec.Codec, "qualities", property(lambda self: (1, 2, 3, 4)))
+    assert few.default_quality == 4
+    assert bitstream.parse_header(few.encode(small_rgb))[0].quality == 4
+
+
 @pytest.mark.parametrize("quality", [0, max(sccodec.QUALITIES) + 1, -1, 2.5, 5.0, "5", 255])
 def test_quality_outside_the_levels_is_a_parameter_error(codec, small_rgb, quality) -> None:
     with pytest.raises(ParameterError, match="quality"):
@@ -244,6 +251,23 @@ def test_api_misuse_is_an_scverror(tmp_path) -> None:
         sccodec.open(tmp_path / "missing.scv")
     with pytest.raises(ParameterError, match="sccodec.open"):
         sccodec.decode(str(tmp_path / "photo.scv"))
+    (tmp_path / "photo.scv").write_bytes(b"\x89SCV")
+    with (tmp_path / "photo.scv").open("rb") as f, pytest.raises(ParameterError, match="sccodec.open"):
+        sccodec.decode(f)
+    for data in (None, 5):
+        with pytest.raises(ParameterError, match="bytes"):
+            sccodec.decode(data)
+    with (tmp_path / "photo.scv").open() as f, pytest.raises(ParameterError, match="binary mode"):
+        sccodec.open(f)
+    with pytest.raises(ParameterError, match="model"):
+        sccodec.Codec(tmp_path / "weights.safetensors")
+
+
+def test_decode_takes_any_bytes_like_object(codec, small_scv) -> None:
+    expected = codec.decode_array(small_scv)[0]
+    for data in (bytearray(small_scv), memoryview(small_scv)):
+        np.testing.assert_array_equal(np.asarray(sccodec.decode(data, device="cpu")), expected)
+        np.testing.assert_array_equal(codec.decode_array(data)[0], expected)
 
 
 @pytest.mark.parametrize("changes", [{"model": "no-such-model"}, {"weights_hash": b"\x01" * 8}])
@@ -376,3 +400,27 @@ def test_pillow_plugin_saves(small_rgb, tmp_path) -> None:
     for target, level in (({"target_bpp": 1e-3}, 1), ({"target_psnr": 99.0}, max(sccodec.QUALITIES))):
         Image.fromarray(small_rgb).save(path, **target)  # unreachable: the nearest level
         assert bitstream.parse_header(path.read_bytes())[0].quality == level
+
+
+def test_pillow_plugin_follows_pillows_error_and_file_conventions(codec, small_rgb, tmp_path) -> None:
+    """Damaged files raise Pillow's UnidentifiedImageError (code written for Pillow catches
+    it), an undecodable one an OSError on load, and the file is closed once loaded."""
+    from PIL import ImageCms, UnidentifiedImageError
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "icc.png"
+    Image.fromarray(small_rgb).save(src, icc_profile=profile)
+    data = codec.encode(src, 2)
+    path = tmp_path / "x.scv"
+    path.write_bytes(data)
+    img = Image.open(path)
+    assert img.info["icc_profile"] == profile
+    img.load()
+    assert img.fp is None
+    for cut in (len(data) - 1, 12):
+        path.write_bytes(data[:cut])
+        with pytest.raises(UnidentifiedImageError):
+            Image.open(path)
+    path.write_bytes(rebuild(data, model="no-such-model"))
+    with Image.open(path) as img, pytest.raises(OSError, match="no-such-model"):
+        img.load()

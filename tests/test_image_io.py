@@ -103,6 +103,53 @@ def test_palette_with_unused_transparent_index_is_fine() -> None:
     np.testing.assert_array_equal(src.pixels, np.asarray(Image.open(io.BytesIO(data)).convert("RGBA").convert("RGB")))
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("used", [True, False])
+def test_transparent_colour_is_refused_only_when_a_pixel_has_it(mode, used) -> None:
+    """PNG's tRNS chunk marks one colour transparent, without an alpha band."""
+    img = Image.fromarray(RGB).convert(mode)
+    colour = img.getpixel((4, 3)) if used else ((1, 2, 3) if mode == "RGB" else 255)
+    pixels = np.asarray(img).reshape(-1, len(img.getbands()))
+    assert used or not (pixels == np.atleast_1d(colour)).all(axis=1).any()
+    buf = io.BytesIO()
+    img.save(buf, "PNG", transparency=colour)
+    if used:
+        with pytest.raises(ImageInputError, match="transparen"):
+            read(buf.getvalue())
+    else:
+        assert read(buf.getvalue()).mode == mode
+
+
+@pytest.mark.parametrize("array", [
+    pytest.param(np.zeros((0, 5, 3), np.uint8), id="0 rows"),
+    pytest.param(torch.zeros(3, 4, 0), id="0 columns tensor"),
+    pytest.param(Image.new("RGB", (0, 4)), id="0 columns PIL"),
+    pytest.param(torch.full((3, 4, 4), float("nan")), id="NaN tensor"),
+])
+def test_empty_or_nan_images_are_refused(array) -> None:
+    with pytest.raises(ImageInputError, match="no pixels|NaN"):
+        read(array)
+
+
+@pytest.mark.parametrize("source", [None, 5, 1.5, ["in.png"]])
+def test_other_python_objects_are_refused(source) -> None:
+    with pytest.raises(ImageInputError, match="cannot read an image from"):
+        read(source)
+
+
+def test_bytes_like_inputs_are_read(tmp_path) -> None:
+    data = encode_png(RGB)
+    for source in (bytearray(data), memoryview(data)):
+        np.testing.assert_array_equal(read(source).pixels, RGB)
+
+
+def test_text_mode_file_is_refused(tmp_path) -> None:
+    path = tmp_path / "in.png"
+    path.write_bytes(encode_png(RGB))
+    with path.open() as f, pytest.raises(ImageInputError, match="binary mode"):
+        read(f)
+
+
 @pytest.mark.parametrize("source", [
     pytest.param(lambda: Image.fromarray(np.arange(120, dtype=np.uint16).reshape(12, 10) * 500), id="I;16"),
     pytest.param(lambda: encode_png(np.arange(120, dtype=np.uint16).reshape(12, 10) * 500), id="16-bit PNG"),
@@ -242,3 +289,46 @@ def test_icc_profile_is_carried_through(codec, tmp_path):
     out = tmp_path / "out.png"
     decoded.save(out)
     assert Image.open(out).info["icc_profile"] == profile
+
+
+def _fake_profile(colour_space: bytes) -> bytes:
+    """Just an ICC header with its colour space signature: what ``read_image`` looks at."""
+    head = bytearray(128)
+    head[16:20] = colour_space
+    return bytes(head)
+
+
+@pytest.mark.parametrize(("mode", "space", "kept"), [
+    ("RGB", b"RGB ", True), ("L", b"GRAY", True), ("RGB", b"CMYK", False), ("LAB", b"Lab ", False),
+    ("L", b"RGB ", False),
+])
+def test_only_a_profile_that_describes_the_coded_pixels_is_kept(mode, space, kept) -> None:
+    img = Image.fromarray(RGB).convert(mode) if mode != "LAB" else Image.new("LAB", (10, 12), (50, 0, 0))
+    img.info["icc_profile"] = _fake_profile(space)
+    assert (read(img).icc is not None) == kept
+
+
+def test_cmyk_with_its_profile_is_converted_to_srgb_through_it(monkeypatch) -> None:
+    from PIL import ImageCms
+
+    img = Image.fromarray(RGB).convert("CMYK")
+    img.info["icc_profile"] = _fake_profile(b"CMYK")
+    seen = []
+
+    def fake_transform(im, src, dst, outputMode):  # noqa: N803 (Pillow's keyword)
+        seen.append(outputMode)
+        return Image.new("RGB", im.size, (1, 2, 3))
+
+    monkeypatch.setattr(ImageCms, "profileToProfile", fake_transform)
+    monkeypatch.setattr(ImageCms, "ImageCmsProfile", lambda f: f)
+    src = read(img)
+    assert seen == ["RGB"] and src.icc is None
+    assert (src.pixels == [1, 2, 3]).all()
+
+
+def test_cmyk_with_an_unusable_profile_falls_back_to_the_plain_conversion() -> None:
+    img = Image.fromarray(RGB).convert("CMYK")
+    img.info["icc_profile"] = _fake_profile(b"CMYK")  # a header without a body: littleCMS refuses it
+    src = read(img)
+    assert src.icc is None
+    np.testing.assert_array_equal(src.pixels, np.asarray(img.convert("RGB")))
