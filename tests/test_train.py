@@ -61,6 +61,43 @@ def test_resumed_run_continues_step_count_and_history(photos, tmp_path) -> None:
     assert state["wall_seconds"] > start["wall_seconds"]
 
 
+def test_resumed_run_keeps_the_options_it_ran_with_unless_given_again(photos, tmp_path) -> None:
+    first, second, third = tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "c.pt"
+    _train("--data", str(photos), "--resume", str(WEIGHTS), "--checkpoint", str(first), "--steps", "1",
+           "--lr", "0.0002", "--dead-zone-grad", "0.1", "--validate-minutes", "0")
+    _train("--data", str(photos), "--resume", str(first), "--checkpoint", str(second), "--steps", "1")
+    state = torch.load(second, map_location="cpu", weights_only=False)
+    cfg = state["train_config"]
+    assert (cfg["lr"], cfg["dead_zone_grad"], cfg["validate_minutes"]) == (0.0002, 0.1, 0)
+    assert {"lr": 0.0002, "dead_zone_grad": 0.1, "validate_minutes": 0} == next(
+        line["options_from_checkpoint"] for line in state["history"] if "options_from_checkpoint" in line)
+    # the model's shape is recorded as the model has it, and never as an option of a resumed run
+    shipped = json.loads(WEIGHTS.with_suffix(".json").read_text())["config"]
+    assert (cfg["nonlinearity"], cfg["nested_atoms"]) == (shipped["nonlinearity"], shipped["nested_atoms"])
+    command = state["runs"][-1]["command"]
+    assert "--lr 0.0002" in command and "--nonlinearity" not in command and "--nested-atoms" not in command
+    _train("--data", str(photos), "--resume", str(second), "--checkpoint", str(third), "--steps", "1", "--lr", "3e-05")
+    cfg = torch.load(third, map_location="cpu", weights_only=False)["train_config"]
+    assert (cfg["lr"], cfg["dead_zone_grad"]) == (3e-05, 0.1)
+
+
+def test_a_run_whose_loss_stays_non_finite_stops_with_one_line(photos, tmp_path, monkeypatch) -> None:
+    import sccodec.train.loop as loop
+
+    real = loop.rd_loss
+
+    def nan_loss(*args, **kwargs):
+        out = real(*args, **kwargs)
+        return out | {"loss": out["loss"] * float("nan")}
+
+    monkeypatch.setattr(loop, "rd_loss", nan_loss)
+    monkeypatch.setattr(loop, "MAX_SKIPPED_IN_A_ROW", 3)
+    result = _cli("train", "--data", photos, "--steps", "5", "--crop", "32", "--batch", "2", "--device", "cpu",
+                  "--lambdas", "0.01,0.1", "--checkpoint", tmp_path / "x.pt")
+    assert result.exit_code == 2 and "3 steps in a row" in result.output
+    assert isinstance(result.exception, SystemExit) and not (tmp_path / "x.pt").exists()
+
+
 def test_torchrun_two_cpu_processes_end_with_identical_weights(photos, tmp_path) -> None:
     ckpt = tmp_path / "ddp.pt"
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -127,7 +164,7 @@ def test_sigterm_checkpoints_and_resume_continues_from_it(photos, tmp_path) -> N
     try:
         logged = 0  # progress lines, one per step (their "step" counts from the shipped model's)
         for line in proc.stdout:
-            logged += '"step"' in line
+            logged += '"loss"' in line
             if logged == 2:
                 break
         proc.send_signal(signal.SIGTERM)
@@ -189,6 +226,7 @@ def test_lambdas_set_a_new_models_levels_and_are_recorded(photos, tmp_path) -> N
 
 
 @pytest.mark.parametrize("extra", [["--lambdas", "0.1,0.01"], ["--lambdas", "0.1"], ["--lambdas", "a,b"],
+                                   ["--lambdas", "0.001,nan"], ["--lambdas", "0.001,inf"],
                                    ["--lambdas", "0.01,0.1", "--resume", str(WEIGHTS)],
                                    ["--nested-atoms", "--resume", str(WEIGHTS)],
                                    ["--fixed-ladder", "--resume", str(WEIGHTS)],
@@ -311,6 +349,38 @@ def test_training_errors_are_one_line(photos, tmp_path) -> None:
     assert too_small.exit_code == 1 and "at least 32 px" in too_small.output
     assert isinstance(too_small.exception, SystemExit)
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_resuming_from_a_file_that_is_not_a_model_is_one_line(photos, tmp_path) -> None:
+    fake = tmp_path / "fake.safetensors"
+    fake.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
+    result = _cli("train", "--data", photos, "--steps", "1", "--resume", fake, "--checkpoint", tmp_path / "x.pt")
+    assert result.exit_code == 2 and "cannot resume" in result.output
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_export_fit_errors_are_one_line(checkpoint, tmp_path) -> None:
+    empty, broken = tmp_path / "empty", tmp_path / "broken"
+    empty.mkdir()
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"not a jpeg")
+    result = _cli("export", checkpoint, "--name", "t", "--out-dir", tmp_path / "out", "--fit-tables", empty)
+    assert result.exit_code == 2 and "no training photos" in result.output
+    result = _cli("export", checkpoint, "--name", "t", "--out-dir", tmp_path / "out", "--fit-tables", broken)
+    assert result.exit_code == 1 and "a.jpg" in result.output and isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    (tmp_path / "file").write_bytes(b"")
+    result = _cli("export", checkpoint, "--name", "t", "--out-dir", tmp_path / "file" / "sub")
+    assert result.exit_code == 3 and "cannot write" in result.output and isinstance(result.exception, SystemExit)
+
+
+def test_fit_images_are_spread_over_the_whole_split() -> None:
+    from sccodec.train.cli import evenly_spaced
+
+    items = list(range(347))
+    chosen = evenly_spaced(items, 160)
+    assert len(chosen) == len(set(chosen)) == 160 and (chosen[0], chosen[-1]) == (0, 346)
+    assert evenly_spaced(items, 400) == items and evenly_spaced(items, 1) == [0]
 
 
 def test_train_never_replaces_a_checkpoint_it_does_not_resume(photos, tmp_path) -> None:

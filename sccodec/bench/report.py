@@ -247,7 +247,7 @@ def load_reference(path: Path) -> list[Curve]:
             return [_compressai_curve(doc, Path(path))]
         if isinstance(doc, dict) and doc and all(isinstance(v, list) for v in doc.values()):
             return _peers_curves(doc, Path(path))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BenchError(f"cannot read reference {path}: {type(exc).__name__}: {exc}") from None
     raise BenchError(f"cannot read reference {path}: neither a CompressAI results file nor a peers file")
 

@@ -1,10 +1,12 @@
 """``sccodec train`` and ``sccodec export``: argument handling for the training loop and export."""
 from __future__ import annotations
 
+import math
 import shlex
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from sccodec.context import LEGACY_SCHEME, SCHEMES
 from sccodec.errors import SCVError
@@ -43,7 +45,7 @@ from sccodec.train.loop import TrainConfig, command_line
               show_default=True, help="Gradient slope below the LISTA thresholds, so silent atoms can revive; 0: exact.")
 @click.option("--lambdas", callback=lambda ctx, param, v: _lambdas(v), metavar="L1,L2,...",
               help="A new model's quality levels (λ of loss = bpp + λ·255²·MSE, low to high); "
-                   "default: the shipped ladder. A resumed run keeps its model's.")
+                   "default: the shipped ladder. Not with --resume (a resumed run keeps its model's).")
 @click.option("--nested-atoms", is_flag=True,
               help="A new model's level q may use only its first K·q/Q atoms (keeps high-rate atoms alive).")
 @click.option("--fixed-ladder", is_flag=True,
@@ -58,6 +60,8 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
           nested_atoms: bool, fixed_ladder: bool, nonlinearity: str, force: bool) -> None:
     """Train (or keep training) the variable-rate SC-VAE.
 
+    A run resumed from a checkpoint (or from shipped weights) keeps its model and the training
+    options it last ran with (--lr, --crop, --batch, ...); options given again override them.
     Under torchrun the same command trains data-parallel (DDP; gloo on CPU, NCCL on GPU):
     every process draws its own --batch crops, rank 0 logs, validates and checkpoints.
 
@@ -79,11 +83,13 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
     if resume and cfg.new_model_options():
         flags = ", ".join("--" + name.replace("_", "-") for name in cfg.new_model_options())
         raise click.UsageError(f"{flags} shape a new model; a resumed run keeps its model's")
+    ctx = click.get_current_context()
+    given = frozenset(name for name in ctx.params if ctx.get_parameter_source(name) != ParameterSource.DEFAULT)
     continues_itself = resume is not None and Path(resume).resolve() == Path(checkpoint).resolve()
     if Path(checkpoint).exists() and not force and not continues_itself:
         _output_error(f"{checkpoint} exists; continue it with --resume {checkpoint}, or use --force to replace it")
     try:
-        path = run(cfg, resume=resume)
+        path = run(cfg, resume=resume, given=given)
     except SCVError as e:  # a bad device, unreadable or too small training photos
         from sccodec.cli import _fail
 
@@ -101,7 +107,7 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
 @click.option("--fit-tables", "fit_dir", type=click.Path(file_okay=False, exists=True),
               help="Fit the entropy tables to the encoder's symbols on these training photos.")
 @click.option("--fit-images", type=click.IntRange(min=1), default=160, show_default=True,
-              help="How many photos (evenly spaced over the sorted folder) to fit on (160 gave 0.3-1.5% "
+              help="How many photos (evenly spaced over the sorted training split) to fit on (160 gave 0.3-1.5% "
                    "fewer bits than 48 on held-out photos; about a minute on 2 cores).")
 @click.option("--context", type=click.Choice(list(SCHEMES)),
               help="The coder's context scheme (sccodec/context.py) [default: quad with --fit-tables; "
@@ -157,14 +163,33 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
         from sccodec.train.tables import fitted_tables
 
         train_paths, _ = split_holdout(list_images(fit_dir))
-        chosen = train_paths[:: max(1, len(train_paths) // fit_images)][:fit_images]
-        tables = fitted_tables(model, chosen, context)
+        if not train_paths:
+            raise click.BadParameter(f"no training photos in {fit_dir}", param_hint="--fit-tables")
+        chosen = evenly_spaced(train_paths, fit_images)
+        try:
+            tables = fitted_tables(model, chosen, context)
+        except SCVError as e:  # an unreadable photo
+            from sccodec.cli import _fail
+
+            _fail(e)
         sidecar["tables"] = {"fitted_on": f"{len(chosen)} photos of {fit_dir} (training split)",
                              "method": "counts smoothed towards all atoms' (sccodec/train/tables.py)"}
-    done = write(model, name, folder, sidecar, tables)
+    try:
+        done = write(model, name, folder, sidecar, tables)
+    except OSError as e:
+        _output_error(f"cannot write {target}: {e.strerror or e}")
     click.echo(f"wrote {done.path} ({done.path.stat().st_size / 1e6:.1f} MB) and {done.path.with_suffix('.json')}")
     if done.kept is not None:
         click.echo(f"kept the replaced weights as {done.kept} (files coded with them still decode)")
+
+
+def evenly_spaced(items: list, n: int) -> list:
+    """``n`` items spread over the whole list, first and last included (all if n >= len)."""
+    if n >= len(items):
+        return list(items)
+    if n == 1:
+        return [items[0]]
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
 
 
 def _load_checkpoint(path: str) -> dict:
@@ -198,6 +223,8 @@ def _lambdas(text: str | None) -> tuple[float, ...] | None:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise click.BadParameter(f"not a comma-separated list of numbers: {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise click.BadParameter(f"λ must be finite numbers: {text!r}")
     if len(values) < 2 or values[0] <= 0 or any(b <= a for a, b in zip(values, values[1:])):
         raise click.BadParameter("give at least two positive λ in increasing order")
     return values

@@ -13,13 +13,13 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 
 from sccodec.atomic import atomic_path, remove_stale_temps
-from sccodec.errors import ParameterError
+from sccodec.errors import ParameterError, SCVError
 from sccodec.model.scvae import SCVAE, ModelConfig
 from sccodec.train.data import PatchSampler, list_images, split_holdout
 from sccodec.train.distributed import setup
@@ -61,6 +61,29 @@ class TrainConfig:
 
 #: TrainConfig fields that are ModelConfig fields of the same name: they shape a new model only.
 NEW_MODEL_FIELDS = ("lambdas", "nested_atoms", "fixed_ladder", "nonlinearity")
+#: The recipe a resumed run takes from its checkpoint unless the command line gives it again
+#: (not the run's bounds, data, device or checkpoint path, which belong to this run).
+RESUMED_FIELDS = ("crop", "batch", "lr", "fast_lr", "warmup", "final_decay", "latent_weight",
+                  "checkpoint_minutes", "log_every", "seed", "bf16", "validate_minutes", "dead_zone_grad")
+#: Consecutive steps with a non-finite loss or gradient after which the run stops.
+MAX_SKIPPED_IN_A_ROW = 100
+
+
+def resumed_config(cfg: TrainConfig, saved: dict | None, given: frozenset[str] | None,
+                   model_config: ModelConfig) -> tuple[TrainConfig, dict]:
+    """This run's config when continuing a saved one: -> (config, the options taken from it).
+
+    Why: before this, a resumed run silently went back to the defaults of every option not
+    repeated (a GDN fine-tune at lr 5e-5 and 256 px crops resumed at lr 1e-3 and 128 px).
+    ``given``: the options set on the command line (None: all of them, as from Python). The
+    model-shape fields are recorded as the model has them, so the sidecar does not contradict it.
+    """
+    inherited = {name: saved[name] for name in RESUMED_FIELDS
+                 if saved and name in saved and given is not None and name not in given
+                 and saved[name] != getattr(cfg, name)}
+    shape = {name: getattr(model_config, name) for name in NEW_MODEL_FIELDS}
+    shape["lambdas"] = tuple(shape["lambdas"])
+    return replace(cfg, **inherited, **shape), inherited
 
 
 @dataclass(frozen=True)
@@ -114,6 +137,8 @@ def command_line(cfg: dict, resume: str | None) -> str:
     parts = ["sccodec", "train", "--data", cfg["data"]]
     for name, default in defaults.items():
         value = cfg.get(name, default)
+        if resume and name in NEW_MODEL_FIELDS:
+            continue  # the resumed model's own shape: not an option of a resumed run
         if value != default:
             flag = name.replace("_", "-")
             if isinstance(value, bool):
@@ -151,12 +176,19 @@ def _load_resume(path: str) -> dict:
         return load_checkpoint(path)
     from sccodec.weights import read_model_file
 
-    model_file = read_model_file(path)
-    sidecar = Path(path).with_suffix(".json")
-    training = json.loads(sidecar.read_text()).get("training", {}) if sidecar.is_file() else {}
-    return {"model": model_file.build().state_dict(), "model_config": model_file.config.to_dict(),
+    try:
+        model_file = read_model_file(path)
+        sidecar = Path(path).with_suffix(".json")
+        training = json.loads(sidecar.read_text()).get("training", {}) if sidecar.is_file() else {}
+        model = model_file.build().state_dict()
+    except SCVError:
+        raise
+    except Exception as e:  # noqa: BLE001 (safetensors, JSON and key errors: all mean "not a model")
+        raise ParameterError(f"cannot resume from {path}: not an sccodec model with a readable sidecar "
+                             f"({type(e).__name__}: {e})") from None
+    return {"model": model, "model_config": model_file.config.to_dict(),
             "step": training.get("iterations", 0), "wall_seconds": training.get("wall_seconds", 0.0),
-            "runs": training.get("runs", [])}
+            "runs": training.get("runs", []), "train_config": training.get("train_config")}
 
 
 def _param_groups(model: SCVAE, cfg: TrainConfig) -> list[dict]:
@@ -182,22 +214,28 @@ def rd_loss(model: torch.nn.Module, x: torch.Tensor, q: torch.Tensor, latent_wei
             "live_atoms": out["live_atoms"].float()}
 
 
-def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str | None = None) -> Path | None:
+def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str | None = None,
+          given: frozenset[str] | None = None) -> Path | None:
     """Run (or continue) training; under torchrun every rank calls this with the same arguments.
 
-    Returns the checkpoint path on rank 0 (the only writer), None on the other ranks.
+    A resumed run keeps its model's config (``model_config`` is for new models only) and its
+    checkpoint's recipe for every option not in ``given`` (``resumed_config``). Returns the
+    checkpoint path on rank 0 (the only writer), None on the other ranks.
     """
+    if resume and model_config is not None:
+        raise ParameterError("model_config shapes a new model; a resumed run keeps its model's")
     torch.set_flush_denormal(True)
-    dist = setup(cfg.device)
-    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also syncs them)
     ckpt_path = Path(cfg.checkpoint)
-    state = None
+    state, inherited = None, {}
     if resume:
         state = _load_resume(resume)
         model_config = ModelConfig.from_dict(state["model_config"])
+        cfg, inherited = resumed_config(cfg, state.get("train_config"), given, model_config)
     else:
         model_config = ModelConfig.from_dict((model_config or ModelConfig()).to_dict() | cfg.new_model_options())
-    model = SCVAE(model_config or ModelConfig()).to(dist.device, memory_format=torch.channels_last)
+    dist = setup(cfg.device)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also syncs them)
+    model = SCVAE(model_config).to(dist.device, memory_format=torch.channels_last)
     model.bf16_transforms = cfg.bf16
     model.lista.dead_zone_grad = cfg.dead_zone_grad
     opt = torch.optim.Adam(_param_groups(model, cfg))
@@ -262,8 +300,10 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
                       "wall_seconds": elapsed_before + time.time() - t0, "history": history}
                      | ({"rate_phase_in": asdict(phase_in)} if phase_in else {}), ckpt_path)
 
+    if inherited and dist.is_main:
+        report({"step": step, "options_from_checkpoint": inherited})
     acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "nonzero": 0.0, "live_atoms": 0.0}
-    n_acc, skipped = 0, 0
+    n_acc, skipped, skipped_in_a_row = 0, 0, 0
     stop = _install_stop_handlers()
     try:
         while dist.agree(progress() < 1.0 and not stop.is_set()):
@@ -282,7 +322,13 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             if not math.isfinite(grad_norm.item()):
                 skipped += 1
+                skipped_in_a_row += 1
+                if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:  # the same on every rank (all-reduced)
+                    raise ParameterError(f"{skipped_in_a_row} steps in a row had a non-finite loss or gradient "
+                                         f"at step {step} (too high a --lr?); stopped, the last checkpoint is "
+                                         f"{'unchanged' if ckpt_path.exists() else 'not written'}")
                 continue
+            skipped_in_a_row = 0
             opt.step()
             step += 1
             for k in acc:

@@ -1,7 +1,8 @@
 """Kodak-free validation: the held-out slice of the training folder, at every quality level.
 
     held-out photos ─centre crop─▶ model.forward(x, q) for each q ─▶ rate of the *rounded*
-    symbols (the coder's rate, not the noisy training proxy) and PSNR of the decoded crop
+    symbols under the training entropy model (not the noisy training proxy; a real file's
+    fitted quad tables, escapes and headers differ a little) and PSNR of the decoded crop
 
 Training watches this instead of Kodak so that no decision made during training ever looks at
 the evaluation set (BENCHMARK.md).
