@@ -317,6 +317,19 @@ def test_export_force_keeps_the_replaced_weights_so_their_files_still_decode(che
         sccodec.Codec("Tiny-1", device="cpu").decode_array(data)
 
 
+def test_export_records_the_models_own_shape_whatever_the_checkpoint_says(checkpoint, tmp_path) -> None:
+    """Checkpoints of resumed runs used to record the new-model defaults (e.g. "leaky" for a GDN model)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state["train_config"] |= {"lambdas": None, "nonlinearity": "gdn", "nested_atoms": True}
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    assert _cli("export", old, "--name", "t", "--out-dir", tmp_path / "out").exit_code == 0
+    sidecar = json.loads((tmp_path / "out" / "t.json").read_text())
+    recorded = sidecar["training"]["train_config"]
+    assert [recorded[k] for k in ("lambdas", "nonlinearity", "nested_atoms")] == [
+        sidecar["config"][k] for k in ("lambdas", "nonlinearity", "nested_atoms")] == [[0.01, 0.1], "leaky", False]
+
+
 def test_export_quad_contexts_need_fitted_tables(checkpoint, tmp_path) -> None:
     result = _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", tmp_path / "out", "--context", "quad")
     assert result.exit_code == 2 and "--fit-tables" in result.output and "Traceback" not in result.output

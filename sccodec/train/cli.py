@@ -12,7 +12,7 @@ from sccodec.context import LEGACY_SCHEME, SCHEMES
 from sccodec.errors import SCVError
 from sccodec.model.scvae import STRIDE
 from sccodec.model.transforms import NONLINEARITIES
-from sccodec.train.loop import TrainConfig, command_line
+from sccodec.train.loop import NEW_MODEL_FIELDS, TrainConfig, command_line
 
 
 @click.command()
@@ -144,7 +144,8 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
     model = SCVAE(ModelConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["model"])
     runs = state.get("runs") or [{"command": command_line(state["train_config"], None)}]
-    cfg = state["train_config"]
+    # The model's own shape, whatever an older checkpoint recorded (it used to keep the defaults).
+    cfg = state["train_config"] | {name: getattr(model.config, name) for name in NEW_MODEL_FIELDS}
     export_command = ["sccodec", "export", checkpoint, "--name", name] + (["--out-dir", out_dir] if out_dir else [])
     if fit_dir:
         export_command += ["--fit-tables", fit_dir, "--fit-images", str(fit_images), "--context", context]
