@@ -15,8 +15,10 @@ profile that does not describe the coded pixels (CMYK, Lab) is dropped.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -57,7 +59,7 @@ def _open(source: ImageLike, max_pixels: int) -> Image.Image:
         raise ImageInputError(f"cannot read an image from {type(source).__name__} (give a PIL image, a uint8 "
                               "(H,W,3) array, a float (3,H,W) tensor, a path, bytes or a binary file object)")
     try:
-        with _BOMB_CHECK_OFF:
+        with _without_pillow_bomb_check():
             img = Image.open(source)  # lazy: reads the header only
         if img.width * img.height > max_pixels:
             raise LimitError(f"image is {img.width}x{img.height}, above the pixel limit of {max_pixels}")
@@ -73,26 +75,21 @@ def _open(source: ImageLike, max_pixels: int) -> Image.Image:
         raise ImageInputError(f"cannot read image: {e}") from None
 
 
-class _PillowBombCheckOff:
+_BOMB_GUARD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_pillow_bomb_check() -> Iterator[None]:
     """Pillow's bomb guard is a module global (and warns below it); ``_open`` checks our own
     limit from the header instead, before any pixel is decoded. The lock keeps two threads from
     restoring each other's ``None`` (which would switch the guard off for good); only the header
     read runs under it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._saved: int | None = None
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-        self._saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-
-    def __exit__(self, *exc: object) -> None:
-        Image.MAX_IMAGE_PIXELS = self._saved
-        self._lock.release()
-
-
-_BOMB_CHECK_OFF = _PillowBombCheckOff()
+    with _BOMB_GUARD_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _from_array(a: np.ndarray | torch.Tensor) -> SourceImage:

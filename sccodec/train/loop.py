@@ -82,7 +82,6 @@ def resumed_config(cfg: TrainConfig, saved: dict | None, given: frozenset[str] |
                  if saved and name in saved and given is not None and name not in given
                  and saved[name] != getattr(cfg, name)}
     shape = {name: getattr(model_config, name) for name in NEW_MODEL_FIELDS}
-    shape["lambdas"] = tuple(shape["lambdas"])
     return replace(cfg, **inherited, **shape), inherited
 
 
