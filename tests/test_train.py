@@ -22,7 +22,7 @@ import sccodec
 from helpers import WEIGHTS, gradient_image
 from sccodec.cli import main
 from sccodec.model.scvae import SCVAE, ModelConfig
-from sccodec.train.loop import RatePhaseIn
+from sccodec.train.loop import RatePhaseIn, TrainConfig, _compile
 from sccodec.train.validate import validate
 
 TINY = ModelConfig(channels=8, latent=8, atoms=16, lambdas=(0.01, 0.1))
@@ -37,7 +37,8 @@ def photos(tmp_path_factory) -> Path:
 
 
 def _train(*args: str) -> None:
-    result = CliRunner().invoke(main, ["train", "--crop", "32", "--batch", "2", "--device", "cpu", *args])
+    result = CliRunner().invoke(main, ["train", "--crop", "32", "--batch", "2", "--device", "cpu", "--no-compile",
+                                         *args])
     assert result.exit_code == 0, result.output
 
 
@@ -93,7 +94,7 @@ def test_a_run_whose_loss_stays_non_finite_stops_with_one_line(photos, tmp_path,
     monkeypatch.setattr(loop, "rd_loss", nan_loss)
     monkeypatch.setattr(loop, "MAX_SKIPPED_IN_A_ROW", 3)
     result = _cli("train", "--data", photos, "--steps", "5", "--crop", "32", "--batch", "2", "--device", "cpu",
-                  "--lambdas", "0.01,0.1", "--checkpoint", tmp_path / "x.pt")
+                  "--no-compile", "--lambdas", "0.01,0.1", "--checkpoint", tmp_path / "x.pt")
     assert result.exit_code == 2 and "3 steps in a row" in result.output
     assert isinstance(result.exception, SystemExit) and not (tmp_path / "x.pt").exists()
 
@@ -103,7 +104,8 @@ def test_torchrun_two_cpu_processes_end_with_identical_weights(photos, tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "sccodec", "train", "--data", str(photos), "--resume", str(WEIGHTS), "--checkpoint", str(ckpt),
-           "--steps", "3", "--crop", "32", "--batch", "2", "--device", "cpu", "--no-bf16"]
+           "--steps", "3", "--crop", "32", "--batch", "2", "--device", "cpu", "--no-bf16",
+           "--no-compile"]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     # the ranks share one stdout: their lines may interleave, so pick the JSON objects out
@@ -113,6 +115,47 @@ def test_torchrun_two_cpu_processes_end_with_identical_weights(photos, tmp_path)
     assert finals[0]["weights_digest"] == finals[1]["weights_digest"]
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     assert state["step"] - state["runs"][-1]["start_step"] == 3 and state["runs"][-1]["processes"] == 2
+
+
+class _Broken(torch.nn.Module):
+    """Stands in for a compiled transform that fails (as with no C++ compiler)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("no C++ compiler\nfound")
+
+
+def test_compiled_transforms_train_like_eager_ones_and_leave_state_dict_alone() -> None:
+    torch.manual_seed(0)
+    model = SCVAE(TINY)
+    keys = set(model.state_dict())
+    cfg = TrainConfig(data="unused", crop=32, batch=2, bf16=False)
+    assert _compile(model, cfg, torch.device("cpu")) is None  # built both graphs, dropped the gradients
+    assert all(p.grad is None for p in model.parameters()) and set(model.state_dict()) == keys
+    x, q = torch.rand(2, 3, 32, 32), torch.tensor([0, 1])
+    grads = []
+    for compiled in (True, False):
+        if not compiled:
+            model.uncompile_transforms()
+        model.zero_grad()
+        torch.manual_seed(1)  # same noise
+        out = model(x, q)
+        out["x_hat"].pow(2).mean().backward()
+        grads.append((out["x_hat"].detach(), model.g_s[0][0].weight.grad.clone(), model.g_a[0].weight.grad.clone()))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    model._compiled = {"g_a": _Broken(), "g_s": _Broken()}
+    model.eval()  # coding and validation see many sizes: eager, never compiled for each
+    model.synthesize(model.scaled_code(torch.rand(1, 3, 48, 80), torch.tensor([1]))[0], torch.tensor([1]))
+
+
+def test_training_goes_on_eager_when_compiling_fails(photos, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(SCVAE, "compile_transforms", lambda self: setattr(self, "_compiled", {"g_a": _Broken()}))
+    ckpt = tmp_path / "eager.pt"
+    result = CliRunner().invoke(main, ["train", "--data", str(photos), "--resume", str(WEIGHTS), "--checkpoint",
+                                       str(ckpt), "--steps", "1", "--crop", "32", "--batch", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert '"compiled": false, "compile_error": "RuntimeError: no C++ compiler found"' in result.output
+    assert torch.load(ckpt, map_location="cpu", weights_only=False)["step"] > 0
 
 
 def test_validation_reports_every_level() -> None:
@@ -158,7 +201,7 @@ def test_sigterm_checkpoints_and_resume_continues_from_it(photos, tmp_path) -> N
     ckpt = tmp_path / "killed.pt"
     cmd = [sys.executable, "-m", "sccodec", "train", "--data", str(photos), "--resume", str(WEIGHTS),
            "--checkpoint", str(ckpt), "--minutes", "10", "--crop", "32", "--batch", "2", "--device", "cpu",
-           "--log-every", "1", "--no-bf16"]
+           "--log-every", "1", "--no-bf16", "--no-compile"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     try:

@@ -87,9 +87,28 @@ class SCVAE(nn.Module):
         self.threshold_logit = nn.Parameter(torch.full((c.qualities, c.atoms), -2.0))
         self.entropy = ContextualZeroInflatedLaplace(c.qualities, c.atoms)
         self.bf16_transforms = False  # training speed switch; coding always runs in fp32
+        # torch.compile'd g_a/g_s for training steps (compile_transforms); a plain dict, so the
+        # compiled wrappers are not submodules and the state dict keeps its keys
+        self._compiled: dict[str, nn.Module] = {}
 
-    def _transform(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Run a conv transform, optionally under bf16 autocast; LISTA and rates stay fp32."""
+    def compile_transforms(self) -> None:
+        """Train through torch.compile'd transforms; evaluation and coding stay eager.
+
+        Why: a third of an eager CPU training step was GDN's element-wise passes (x², √, ÷ and
+        their gradients, profiled at 256² crops), which the compiler fuses (steps per second:
+        ``bench/train_speed.py``). Eager in eval mode: validation and coding see many image
+        sizes, and each would compile anew.
+        """
+        self._compiled = {name: torch.compile(getattr(self, name), dynamic=False) for name in ("g_a", "g_s")}
+
+    def uncompile_transforms(self) -> None:
+        self._compiled = {}
+
+    def _transform(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Run the conv transform ``name``, optionally under bf16 autocast; LISTA and rates stay fp32."""
+        net = self._compiled.get(name) if self.training else None
+        if net is None:
+            net = getattr(self, name)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16_transforms):
             return net(x).float()
 
@@ -102,7 +121,7 @@ class SCVAE(nn.Module):
 
     def scaled_code(self, x: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image (B,3,H,W), H and W multiples of 16 -> (real-valued symbols s, y_q)."""
-        return self._code(self._transform(self.g_a, x), q)
+        return self._code(self._transform("g_a", x), q)
 
     def _code(self, y: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent y -> (real-valued symbols s, y_q = gain·y)."""
@@ -141,7 +160,7 @@ class SCVAE(nn.Module):
         """(Possibly straight-through) symbols (B,K,h,w) -> image (B,3,16h,16w), unclamped."""
         _, inv_gain, step = self._per_level(q)
         y_hat = self.lista.reconstruct(symbols * step) * inv_gain
-        return self._transform(self.g_s, y_hat)
+        return self._transform("g_s", y_hat)
 
     # -- training ------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, q: torch.Tensor, rate_grad: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -167,7 +186,7 @@ class SCVAE(nn.Module):
     @torch.no_grad()
     def analyze(self, x: torch.Tensor) -> torch.Tensor:
         """Padded image (1,3,H,W) -> latent y; shared by every quality level (rate search)."""
-        return self._transform(self.g_a, x)
+        return self._transform("g_a", x)
 
     @torch.no_grad()
     def quantize(self, y: torch.Tensor, quality_index: int) -> torch.Tensor:

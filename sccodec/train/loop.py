@@ -45,6 +45,7 @@ class TrainConfig:
     log_every: int = 100
     seed: int = 0
     bf16: bool = True
+    compile: bool = True  # torch.compile the conv transforms (SCVAE.compile_transforms)
     device: str = "auto"  # auto: this rank's GPU if CUDA is available, else CPU
     validate_minutes: float = 10.0  # held-out validation (rank 0); 0 turns it off
     dead_zone_grad: float = 0.0  # gradient slope below the LISTA thresholds (lista.soft_threshold)
@@ -64,7 +65,8 @@ NEW_MODEL_FIELDS = ("lambdas", "nested_atoms", "fixed_ladder", "nonlinearity")
 #: The recipe a resumed run takes from its checkpoint unless the command line gives it again
 #: (not the run's bounds, data, device or checkpoint path, which belong to this run).
 RESUMED_FIELDS = ("crop", "batch", "lr", "fast_lr", "warmup", "final_decay", "latent_weight",
-                  "checkpoint_minutes", "log_every", "seed", "bf16", "validate_minutes", "dead_zone_grad")
+                  "checkpoint_minutes", "log_every", "seed", "bf16", "compile", "validate_minutes",
+                  "dead_zone_grad")
 #: Consecutive steps with a non-finite loss or gradient after which the run stops.
 MAX_SKIPPED_IN_A_ROW = 100
 
@@ -199,6 +201,25 @@ def _param_groups(model: SCVAE, cfg: TrainConfig) -> list[dict]:
             {"params": fast, "lr": cfg.fast_lr, "base_lr": cfg.fast_lr}]
 
 
+def _compile(model: SCVAE, cfg: TrainConfig, device: torch.device) -> str | None:
+    """Compile the transforms and run one throw-away step to build both graphs now.
+
+    -> None, or why compiling failed (e.g. no C++ compiler): the run then goes on eager, so a
+    machine without a toolchain still trains, only slower. The step's gradients are dropped and
+    the bare model is used, so no optimizer state changes and no DDP all-reduce is started.
+    """
+    model.compile_transforms()
+    x = torch.rand(cfg.batch, 3, cfg.crop, cfg.crop, device=device).contiguous(memory_format=torch.channels_last)
+    try:
+        rd_loss(model, x, torch.zeros(cfg.batch, dtype=torch.int64, device=device), cfg.latent_weight)["loss"].backward()
+    except Exception as e:  # noqa: BLE001 (torch.compile fails in many ways; all mean "run eager")
+        model.uncompile_transforms()
+        return " ".join(f"{type(e).__name__}: {e}".split())[:300]
+    finally:
+        model.zero_grad(set_to_none=True)
+    return None
+
+
 def rd_loss(model: torch.nn.Module, x: torch.Tensor, q: torch.Tensor, latent_weight: float,
             rate_grad: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """``model`` may be the SCVAE or its DistributedDataParallel wrapper."""
@@ -305,6 +326,10 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
     n_acc, skipped, skipped_in_a_row = 0, 0, 0
     stop = _install_stop_handlers()
     try:
+        if cfg.compile:  # a signal while compiling still ends the run with a checkpoint
+            failed = _compile(model, cfg, dist.device)
+            if dist.is_main:
+                report({"step": step, "compiled": failed is None} | ({"compile_error": failed} if failed else {}))
         while dist.agree(progress() < 1.0 and not stop.is_set()):
             frac = progress()
             warm = min(1.0, (step - start_step + 1) / cfg.warmup) if fresh_optimizer else 1.0

@@ -1,0 +1,87 @@
+"""Training steps per second under each CPU speed setting of `sccodec train`.
+
+    python bench/train_speed.py [--model scvae-gdn] [--crop 256] [--batch 8] [--steps 20] [--threads 2]
+
+The whole training step (forward, rate and distortion, backward, Adam) of the shipped model
+on random crops, as ``sccodec train`` runs it: eager fp32, eager with bf16 autocast for the
+convolutions, and bf16 with the transforms torch.compile'd (``--compile``, the default). Each
+setting gets a fresh copy of the model and warm-up steps first (the compiled one compiles
+there, which is not counted: ``sccodec train`` logs how long its compile took as the first
+progress line's low it/s). Median seconds per step over ``--steps``. Run it on idle cores.
+Writes bench/results/train_speed.json and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import sccodec
+from sccodec.train.loop import rd_loss
+from sccodec.weights import DEFAULT_MODEL, load_model_file
+
+HERE = Path(__file__).resolve().parent
+SETTINGS = {  # name: (bf16 autocast, compiled transforms)
+    "eager fp32": (False, False),
+    "eager bf16": (True, False),
+    "compiled bf16 (default)": (True, True),
+}
+
+
+def seconds_per_step(model_name: str, bf16: bool, compiled: bool, crop: int, batch: int, steps: int) -> float:
+    torch.manual_seed(0)
+    model = load_model_file(model_name).build().train().to(memory_format=torch.channels_last)
+    model.bf16_transforms = bf16
+    if compiled:
+        model.compile_transforms()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-7)
+    x = torch.rand(batch, 3, crop, crop).contiguous(memory_format=torch.channels_last)
+    times = []
+    for i in range(steps + 3):  # 3 warm-up steps (compiling, allocator, oneDNN primitive caches)
+        q = torch.randint(0, model.config.qualities, (batch,))
+        t0 = time.perf_counter()
+        loss = rd_loss(model, x, q, 0.0)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= 3:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "train_speed.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as sccodec train sets it
+    rows = []
+    for name, (bf16, compiled) in SETTINGS.items():
+        s = seconds_per_step(args.model, bf16, compiled, args.crop, args.batch, args.steps)
+        rows.append({"setting": name, "seconds_per_step": round(s, 4), "steps_per_second": round(1 / s, 3)})
+        print(f"{name}: {s:.3f} s/step", flush=True)
+    base = rows[0]["seconds_per_step"]
+    print(f"\n{args.model}, batch {args.batch} of {args.crop}² crops, {args.threads} threads\n")
+    print("| setting | s/step | steps/s | vs eager fp32 |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['setting']} | {r['seconds_per_step']:.3f} | {r['steps_per_second']:.2f} | "
+              f"{base / r['seconds_per_step']:.2f}x |")
+    result = {"model": args.model, "crop": args.crop, "batch": args.batch, "steps": args.steps,
+              "threads": args.threads, "torch": torch.__version__, "sccodec": sccodec.__version__,
+              "machine": platform.processor() or platform.machine(), "settings": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
