@@ -79,7 +79,8 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
     if not steps and not minutes:
         raise click.UsageError("give --steps or --minutes")
     cfg = TrainConfig(data=data, checkpoint=checkpoint, steps=steps, minutes=minutes, crop=crop,
-                      batch=batch, lr=lr, fast_lr=fast_lr, latent_weight=latent_weight, log_every=log_every, bf16=bf16, compile=compile_,
+                      batch=batch, lr=lr, fast_lr=fast_lr, latent_weight=latent_weight, log_every=log_every,
+                      bf16=bf16, compile=compile_,
                       device=device, validate_minutes=validate_minutes, dead_zone_grad=dead_zone_grad,
                       lambdas=lambdas, nested_atoms=nested_atoms,
                       fixed_ladder=fixed_ladder, nonlinearity=nonlinearity)

@@ -211,7 +211,8 @@ def _compile(model: SCVAE, cfg: TrainConfig, device: torch.device) -> str | None
     model.compile_transforms()
     x = torch.rand(cfg.batch, 3, cfg.crop, cfg.crop, device=device).contiguous(memory_format=torch.channels_last)
     try:
-        rd_loss(model, x, torch.zeros(cfg.batch, dtype=torch.int64, device=device), cfg.latent_weight)["loss"].backward()
+        q = torch.zeros(cfg.batch, dtype=torch.int64, device=device)
+        rd_loss(model, x, q, cfg.latent_weight)["loss"].backward()
     except Exception as e:  # noqa: BLE001 (torch.compile fails in many ways; all mean "run eager")
         model.uncompile_transforms()
         return " ".join(f"{type(e).__name__}: {e}".split())[:300]
