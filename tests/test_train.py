@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,13 +125,17 @@ class _Broken(torch.nn.Module):
         raise RuntimeError("no C++ compiler\nfound")
 
 
+@pytest.mark.skipif(not any(map(shutil.which, ("g++", "c++", "clang++"))),
+                    reason="torch.compile needs a C++ compiler (training then runs eager: next test)")
 def test_compiled_transforms_train_like_eager_ones_and_leave_state_dict_alone() -> None:
     torch.manual_seed(0)
     model = SCVAE(TINY)
     keys = set(model.state_dict())
     cfg = TrainConfig(data="unused", crop=32, batch=2, bf16=False)
+    rng = torch.get_rng_state()
     assert _compile(model, cfg, torch.device("cpu")) is None  # built both graphs, dropped the gradients
     assert all(p.grad is None for p in model.parameters()) and set(model.state_dict()) == keys
+    assert torch.equal(torch.get_rng_state(), rng)  # the run's random stream is not touched
     x, q = torch.rand(2, 3, 32, 32), torch.tensor([0, 1])
     grads = []
     for compiled in (True, False):
@@ -154,8 +159,22 @@ def test_training_goes_on_eager_when_compiling_fails(photos, tmp_path, monkeypat
     result = CliRunner().invoke(main, ["train", "--data", str(photos), "--resume", str(WEIGHTS), "--checkpoint",
                                        str(ckpt), "--steps", "1", "--crop", "32", "--batch", "2", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert '"compiled": false, "compile_error": "RuntimeError: no C++ compiler found"' in result.output
-    assert torch.load(ckpt, map_location="cpu", weights_only=False)["step"] > 0
+    line = json.loads(next(x for x in result.output.splitlines() if '"compiled"' in x))
+    assert not line["compiled"] and line["compile_error"] == "RuntimeError: no C++ compiler found"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert state["step"] > 0 and state["runs"][-1]["compiled"] is False
+
+
+def test_compile_setting_is_inherited_on_resume_unless_given(photos, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(SCVAE, "compile_transforms", lambda self: None)  # "compiled" instantly: eager
+    first, inherited, given = tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "c.pt"
+    _train("--data", str(photos), "--resume", str(WEIGHTS), "--checkpoint", str(first), "--steps", "1")
+    for args, ckpt, expected in (((), inherited, False), (("--compile",), given, True)):
+        result = CliRunner().invoke(main, ["train", "--data", str(photos), "--resume", str(first), "--checkpoint",
+                                           str(ckpt), "--steps", "1", *args])
+        assert result.exit_code == 0, result.output
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        assert state["train_config"]["compile"] is expected and state["runs"][-1]["compiled"] is expected
 
 
 def test_validation_reports_every_level() -> None:

@@ -205,19 +205,22 @@ def _compile(model: SCVAE, cfg: TrainConfig, device: torch.device) -> str | None
     """Compile the transforms and run one throw-away step to build both graphs now.
 
     -> None, or why compiling failed (e.g. no C++ compiler): the run then goes on eager, so a
-    machine without a toolchain still trains, only slower. The step's gradients are dropped and
-    the bare model is used, so no optimizer state changes and no DDP all-reduce is started.
+    machine without a toolchain still trains, only slower. The step's gradients are dropped, its
+    random numbers drawn from a forked generator and the bare model used, so the optimizer
+    state, the run's random stream and DDP are untouched: the same seed trains the same
+    levels and crops with or without ``--compile``.
     """
     model.compile_transforms()
-    x = torch.rand(cfg.batch, 3, cfg.crop, cfg.crop, device=device).contiguous(memory_format=torch.channels_last)
-    try:
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        x = torch.rand(cfg.batch, 3, cfg.crop, cfg.crop, device=device).contiguous(memory_format=torch.channels_last)
         q = torch.zeros(cfg.batch, dtype=torch.int64, device=device)
-        rd_loss(model, x, q, cfg.latent_weight)["loss"].backward()
-    except Exception as e:  # noqa: BLE001 (torch.compile fails in many ways; all mean "run eager")
-        model.uncompile_transforms()
-        return " ".join(f"{type(e).__name__}: {e}".split())[:300]
-    finally:
-        model.zero_grad(set_to_none=True)
+        try:
+            rd_loss(model, x, q, cfg.latent_weight)["loss"].backward()
+        except Exception as e:  # noqa: BLE001 (torch.compile fails in many ways; all mean "run eager")
+            model.uncompile_transforms()
+            return " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        finally:
+            model.zero_grad(set_to_none=True)
     return None
 
 
@@ -314,6 +317,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
         if not dist.is_main:
             return
         this_run = {"command": command_line(asdict(cfg), resume), "start_step": start_step, "end_step": step,
+                    "compiled": compiled,
                     "wall_seconds": round(time.time() - t0, 1), "processes": dist.world_size,
                     "device": dist.device.type, "threads_per_process": torch.get_num_threads()}
         _atomic_save({"runs": runs + [this_run], "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
@@ -325,12 +329,19 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
         report({"step": step, "options_from_checkpoint": inherited})
     acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "nonzero": 0.0, "live_atoms": 0.0}
     n_acc, skipped, skipped_in_a_row = 0, 0, 0
+    compiled = False  # whether this run's training steps run compiled (recorded in the run history)
     stop = _install_stop_handlers()
     try:
         if cfg.compile:  # a signal while compiling still ends the run with a checkpoint
+            started = time.time()
             failed = _compile(model, cfg, dist.device)
+            rank0_compiled = dist.agree(failed is None)
+            if not rank0_compiled:  # every rank runs eager then, as rank 0 reports
+                model.uncompile_transforms()
+            compiled = rank0_compiled and failed is None
             if dist.is_main:
-                report({"step": step, "compiled": failed is None} | ({"compile_error": failed} if failed else {}))
+                report({"step": step, "compiled": compiled, "seconds": round(time.time() - started, 1)}
+                       | ({"compile_error": failed} if failed else {}))
         while dist.agree(progress() < 1.0 and not stop.is_set()):
             frac = progress()
             warm = min(1.0, (step - start_step + 1) / cfg.warmup) if fresh_optimizer else 1.0
