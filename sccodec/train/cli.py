@@ -37,7 +37,7 @@ from sccodec.train.loop import NEW_MODEL_FIELDS, TrainConfig, command_line
               help="Print a progress line (loss, bpp, PSNR, it/s, ETA) every this many steps.")
 @click.option("--bf16/--no-bf16", default=TrainConfig.bf16, show_default=True,
               help="bf16 autocast for the convolutions (faster on CPUs with AVX512-BF16/AMX).")
-@click.option("--compile/--no-compile", "compile_", default=TrainConfig.compile, show_default=True,
+@click.option("--compile/--no-compile", default=TrainConfig.compile, show_default=True,
               help="torch.compile the conv transforms (faster steps, see bench/train_speed.py; needs a "
                    "C++ compiler, else training goes on without it).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=TrainConfig.device,
@@ -58,7 +58,8 @@ from sccodec.train.loop import NEW_MODEL_FIELDS, TrainConfig, command_line
 @click.option("--force", "-f", is_flag=True,
               help="Replace an existing --checkpoint that this run does not resume from.")
 def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: float, crop: int,
-          batch: int, lr: float, fast_lr: float, latent_weight: float, log_every: int, bf16: bool, compile_: bool,
+          batch: int, lr: float, fast_lr: float, latent_weight: float, log_every: int, bf16: bool,
+          compile: bool,  # noqa: A002 (click names it after --compile; the builtin is not used here)
           device: str, validate_minutes: float, dead_zone_grad: float, lambdas: tuple[float, ...] | None,
           nested_atoms: bool, fixed_ladder: bool, nonlinearity: str, force: bool) -> None:
     """Train (or keep training) the variable-rate SC-VAE.
@@ -80,7 +81,7 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
         raise click.UsageError("give --steps or --minutes")
     cfg = TrainConfig(data=data, checkpoint=checkpoint, steps=steps, minutes=minutes, crop=crop,
                       batch=batch, lr=lr, fast_lr=fast_lr, latent_weight=latent_weight, log_every=log_every,
-                      bf16=bf16, compile=compile_,
+                      bf16=bf16, compile=compile,
                       device=device, validate_minutes=validate_minutes, dead_zone_grad=dead_zone_grad,
                       lambdas=lambdas, nested_atoms=nested_atoms,
                       fixed_ladder=fixed_ladder, nonlinearity=nonlinearity)
@@ -88,8 +89,7 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
         flags = ", ".join("--" + name.replace("_", "-") for name in cfg.new_model_options())
         raise click.UsageError(f"{flags} shape a new model; a resumed run keeps its model's")
     ctx = click.get_current_context()
-    given = frozenset(name.rstrip("_") for name in ctx.params  # compile_: TrainConfig.compile
-                   if ctx.get_parameter_source(name) != ParameterSource.DEFAULT)
+    given = frozenset(name for name in ctx.params if ctx.get_parameter_source(name) != ParameterSource.DEFAULT)
     continues_itself = resume is not None and Path(resume).resolve() == Path(checkpoint).resolve()
     if Path(checkpoint).exists() and not force and not continues_itself:
         _output_error(f"{checkpoint} exists; continue it with --resume {checkpoint}, or use --force to replace it")
