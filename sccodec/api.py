@@ -25,7 +25,7 @@ from sccodec.bitstream import DEFAULT_MAX_PIXELS, ICC_CHUNK, Container, Header
 from sccodec.errors import CorruptFileError, FormatError, ImageInputError, ParameterError
 from sccodec.image_io import ImageLike, pad_to_multiple, read_image, to_image, to_pixels, to_tensor
 from sccodec.model.scvae import STRIDE, SCVAE
-from sccodec.tiling import ANALYSIS_MARGIN, SYNTHESIS_MARGIN, Box, latent_box, tile_boxes
+from sccodec.tiling import ANALYSIS_MARGIN, Box, latent_box, tile_boxes
 from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
 
 QUALITIES: tuple[int, ...] = tuple(range(1, shipped_config().qualities + 1))  # of the default model; higher = better
@@ -224,7 +224,7 @@ class Codec:
     def _synthesize_tile(self, grid: np.ndarray, box: Box, quality_index: int) -> np.ndarray:
         """The tile's pixels, synthesised with its neighbours' symbols in view (sccodec.tiling)."""
         own = latent_box(box, STRIDE)
-        ctx = own.grow(SYNTHESIS_MARGIN, *grid.shape[1:])
+        ctx = own.grow(self.network.g_s.margin, *grid.shape[1:])
         symbols = torch.from_numpy(grid[:, ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width])
         x_hat = self.network.decode_symbols(symbols.to(self.device), quality_index)
         rows, cols = box.within(ctx.scaled(STRIDE))

@@ -4,9 +4,10 @@ Each tile is an independent chunk of symbols (../shared/DESIGN.md §2.4), but ne
 a tile edge:
 
     encode: pixels of the tile + ANALYSIS_MARGIN px of its neighbours ─g_a─▶ latents ─crop─▶ tile's latents
-    decode: tile's symbols + SYNTHESIS_MARGIN latent positions of its neighbours' ─g_s─▶ pixels ─crop─▶ tile
+    decode: tile's symbols + g_s.margin latent positions of its neighbours' ─g_s─▶ pixels ─crop─▶ tile
 
-The margins cover the receptive fields (g_a: 61 px; g_s: under 2 latent positions), so a tiled
+The margins cover the receptive fields (g_a: 61 px; g_s: under 2 latent positions, more with
+residual blocks, see SynthesisTransform.margin), so a tiled
 image decodes like the whole image at once, up to floating point. The earlier scheme (each tile
 coded as if alone) cost 0.014 dB overall but showed a visible seam, 0.39 dB worse in a 32-px
 strip across it (bench/results/seam_crop.png).
@@ -16,7 +17,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 ANALYSIS_MARGIN = 64  # pixels, a multiple of the stride
-SYNTHESIS_MARGIN = 2  # latent positions
 
 
 class Box(NamedTuple):

@@ -39,3 +39,33 @@ def test_tiled_coding_matches_whole_image_coding(codec, h, w) -> None:
     whole = np.asarray(codec.decode(codec.encode(img, quality=6)))
     tiled = np.asarray(codec.decode(codec.encode(img, quality=6, tile=16)))
     assert psnr(tiled, whole) > 45, "tiles must not change the decoded image beyond float noise"
+
+
+@pytest.mark.parametrize("blocks", [0, 1, 2])
+def test_synthesis_margin_covers_its_receptive_field(blocks) -> None:
+    """Symbols beyond g_s.margin latent positions never change a tile's pixels; tiled decoding
+    reads exactly that far into its neighbours (random block weights: new ones are the identity)."""
+    import torch
+
+    from sccodec.model.transforms import SynthesisTransform
+
+    torch.manual_seed(blocks)
+    g_s = SynthesisTransform(8, 4, "gdn", blocks).eval()
+    for p in g_s.parameters():
+        p.data.uniform_(0, 0.05)  # positive: no cancellation hides a path
+    size, centre = 13, 6
+    y = torch.randn(1, 4, size, size)
+    changed = y.clone()
+    far = g_s.margin + 1  # every latent position at least this far from the centre one
+    idx = torch.arange(size)
+    ring = ((idx[:, None] - centre).abs() >= far) | ((idx[None, :] - centre).abs() >= far)
+    changed[..., ring] += 1.0
+    with torch.no_grad():
+        a, b = (g_s(t)[..., centre * 16 : centre * 16 + 16, centre * 16 : centre * 16 + 16] for t in (y, changed))
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    # and the margin is not wasted: a change just inside it reaches the pixels
+    near = changed.clone()
+    near[..., centre, centre + g_s.margin] += 1.0
+    with torch.no_grad():
+        c = g_s(near)[..., centre * 16 : centre * 16 + 16, centre * 16 : centre * 16 + 16]
+    assert not torch.allclose(b, c)

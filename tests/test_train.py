@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -285,6 +286,39 @@ def test_lambdas_set_a_new_models_levels_and_are_recorded(photos, tmp_path) -> N
     model.load_state_dict(state["model"])  # the ladder is stored (as buffers) but not learned
     assert "log_step" in state["model"] and "log_step" not in dict(model.named_parameters())
     torch.testing.assert_close(model.log_gain, SCVAE(config).log_gain)
+
+
+def test_resumed_model_grows_synthesis_blocks_that_start_as_the_identity(photos, tmp_path) -> None:
+    small, grown, again = tmp_path / "small.pt", tmp_path / "grown.pt", tmp_path / "again.pt"
+    _train("--data", str(photos), "--nonlinearity", "gdn", "--checkpoint", str(small), "--steps", "2",
+           "--validate-minutes", "0")
+    _train("--data", str(photos), "--resume", str(small), "--synthesis-blocks", "1", "--blocks-lr", "0.003",
+           "--checkpoint", str(grown), "--steps", "1")
+    before, after = (torch.load(p, map_location="cpu", weights_only=False) for p in (small, grown))
+    assert ModelConfig.from_dict(after["model_config"]).synthesis_blocks == 1
+    assert {"synthesis_blocks": [0, 1]} == next(line["grown"] for line in after["history"] if "grown" in line)
+    assert "--synthesis-blocks 1 --resume" in after["runs"][-1]["command"]  # the run can be repeated
+    # Adam kept the old parameters' statistics and gave the blocks a group of their own
+    assert [g["base_lr"] for g in after["optimizer"]["param_groups"]] == [0.001, 0.005, 0.003]
+    assert after["optimizer"]["state"][0]["step"] == before["optimizer"]["state"][0]["step"] + 1
+    # the new blocks are the identity: the grown model decodes what the small one did
+    config = ModelConfig.from_dict(before["model_config"])
+    small_model, grown_model = SCVAE(config).eval(), SCVAE(replace(config, synthesis_blocks=2)).eval()
+    small_model.load_state_dict(before["model"])
+    grown_model.load_state_dict(before["model"], strict=False)
+    symbols = small_model.encode_symbols(torch.rand(1, 3, 48, 32), 1)
+    assert torch.equal(small_model.decode_symbols(symbols, 1), grown_model.decode_symbols(symbols, 1))
+    # resumed as it is, the grown model keeps its blocks; blocks are never removed
+    _train("--data", str(photos), "--resume", str(grown), "--checkpoint", str(again), "--steps", "1")
+    assert ModelConfig.from_dict(torch.load(again, weights_only=False)["model_config"]).synthesis_blocks == 1
+    result = CliRunner().invoke(main, ["train", "--data", str(photos), "--resume", str(grown), "--steps", "1",
+                                       "--synthesis-blocks", "2", "--checkpoint", str(again), "--force",
+                                       "--crop", "32", "--batch", "2", "--no-compile"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["train", "--data", str(photos), "--resume", str(again), "--steps", "1",
+                                       "--synthesis-blocks", "1", "--checkpoint", str(tmp_path / "x.pt")])
+    assert result.exit_code != 0 and "cannot be removed" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x.pt").exists()
 
 
 @pytest.mark.parametrize("extra", [["--lambdas", "0.1,0.01"], ["--lambdas", "0.1"], ["--lambdas", "a,b"],

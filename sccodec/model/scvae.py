@@ -40,6 +40,7 @@ class ModelConfig:
     # Per-level gains and steps fixed to the initial ladder instead of learned (see SCVAE.__init__).
     fixed_ladder: bool = False
     nonlinearity: str = "leaky"  # of the transforms: "leaky" or "gdn" (sccodec.model.transforms)
+    synthesis_blocks: int = 0  # residual blocks per refined stage of g_s (SynthesisTransform)
     # rate-distortion trade-off per quality level (loss = bpp + λ·255²·MSE), low to high
     lambdas: tuple[float, ...] = field(
         default=(0.00045, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932, 0.18)
@@ -65,7 +66,7 @@ class SCVAE(nn.Module):
         c = config
         self.config = c
         self.g_a = AnalysisTransform(c.channels, c.latent, c.nonlinearity)
-        self.g_s = SynthesisTransform(c.channels, c.latent, c.nonlinearity)
+        self.g_s = SynthesisTransform(c.channels, c.latent, c.nonlinearity, c.synthesis_blocks)
         self.lista = LISTA(c.latent, c.atoms, c.lista_steps)
         # Levels start spread apart (step ratio sqrt(2) per level, as high-rate theory gives
         # for λ doubling); the calibration run found levels collapse together otherwise.

@@ -12,7 +12,7 @@ from sccodec.context import LEGACY_SCHEME, SCHEMES
 from sccodec.errors import SCVError
 from sccodec.model.scvae import STRIDE
 from sccodec.model.transforms import NONLINEARITIES
-from sccodec.train.loop import NEW_MODEL_FIELDS, TrainConfig, command_line
+from sccodec.train.loop import GROWABLE_FIELDS, NEW_MODEL_FIELDS, TrainConfig, command_line
 
 
 @click.command()
@@ -31,6 +31,8 @@ from sccodec.train.loop import NEW_MODEL_FIELDS, TrainConfig, command_line
 @click.option("--lr", type=float, default=TrainConfig.lr, show_default=True, help="Learning rate of the networks.")
 @click.option("--fast-lr", type=float, default=TrainConfig.fast_lr, show_default=True,
               help="Learning rate of the per-level gains, steps, thresholds and entropy model.")
+@click.option("--blocks-lr", type=click.FloatRange(min=0), default=TrainConfig.blocks_lr,
+              help="Learning rate of the synthesis' residual blocks (--synthesis-blocks) [default: --lr].")
 @click.option("--latent-weight", type=click.FloatRange(min=0), default=TrainConfig.latent_weight,
               show_default=True, help="Weight of the SC-VAE latent term ||y_q - D z||^2.")
 @click.option("--log-every", type=click.IntRange(min=1), default=TrainConfig.log_every, show_default=True,
@@ -55,13 +57,17 @@ from sccodec.train.loop import NEW_MODEL_FIELDS, TrainConfig, command_line
               help="A new model's per-level gains and quantiser steps stay at their initial ladder.")
 @click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default=TrainConfig.nonlinearity,
               show_default=True, help="A new model's transforms: LeakyReLU, or GDN (train it with --lr 1e-4).")
+@click.option("--synthesis-blocks", type=click.IntRange(min=0), default=TrainConfig.synthesis_blocks,
+              show_default=True, help="Residual blocks in each of the synthesis' two refined stages. With "
+                                      "--resume, a model with fewer grows to this many; new blocks start as "
+                                      "the identity, so the model goes on from where it was.")
 @click.option("--force", "-f", is_flag=True,
               help="Replace an existing --checkpoint that this run does not resume from.")
 def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: float, crop: int,
-          batch: int, lr: float, fast_lr: float, latent_weight: float, log_every: int, bf16: bool,
+          batch: int, lr: float, fast_lr: float, blocks_lr: float, latent_weight: float, log_every: int, bf16: bool,
           compile: bool,  # noqa: A002 (click names it after --compile; the builtin is not used here)
           device: str, validate_minutes: float, dead_zone_grad: float, lambdas: tuple[float, ...] | None,
-          nested_atoms: bool, fixed_ladder: bool, nonlinearity: str, force: bool) -> None:
+          nested_atoms: bool, fixed_ladder: bool, nonlinearity: str, synthesis_blocks: int, force: bool) -> None:
     """Train (or keep training) the variable-rate SC-VAE.
 
     A run resumed from a checkpoint (or from shipped weights) keeps its model and the training
@@ -80,13 +86,14 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
     if not steps and not minutes:
         raise click.UsageError("give --steps or --minutes")
     cfg = TrainConfig(data=data, checkpoint=checkpoint, steps=steps, minutes=minutes, crop=crop,
-                      batch=batch, lr=lr, fast_lr=fast_lr, latent_weight=latent_weight, log_every=log_every,
+                      batch=batch, lr=lr, fast_lr=fast_lr, blocks_lr=blocks_lr, latent_weight=latent_weight, log_every=log_every,
                       bf16=bf16, compile=compile,
                       device=device, validate_minutes=validate_minutes, dead_zone_grad=dead_zone_grad,
                       lambdas=lambdas, nested_atoms=nested_atoms,
-                      fixed_ladder=fixed_ladder, nonlinearity=nonlinearity)
-    if resume and cfg.new_model_options():
-        flags = ", ".join("--" + name.replace("_", "-") for name in cfg.new_model_options())
+                      fixed_ladder=fixed_ladder, nonlinearity=nonlinearity, synthesis_blocks=synthesis_blocks)
+    shaping = [name for name in cfg.new_model_options() if name not in GROWABLE_FIELDS]
+    if resume and shaping:
+        flags = ", ".join("--" + name.replace("_", "-") for name in shaping)
         raise click.UsageError(f"{flags} shape a new model; a resumed run keeps its model's")
     ctx = click.get_current_context()
     given = frozenset(name for name in ctx.params if ctx.get_parameter_source(name) != ParameterSource.DEFAULT)

@@ -36,6 +36,7 @@ class TrainConfig:
     batch: int = 8
     lr: float = 1e-3
     fast_lr: float = 5e-3  # gains, steps, thresholds, entropy parameters
+    blocks_lr: float = 0.0  # the synthesis' residual blocks; 0: lr (new blocks in an old model may want more)
     warmup: int = 500
     final_decay: float = 0.15  # last fraction of the run at lr / 10
     # ‖y_q − D z‖² (SC-VAE latent term). Off by default: measured after the per-level gain it
@@ -53,6 +54,8 @@ class TrainConfig:
     nested_atoms: bool = False  # a new model's levels use nested atom sets (SCVAE.atom_mask)
     fixed_ladder: bool = False  # a new model's per-level gains and steps are fixed (ModelConfig)
     nonlinearity: str = "leaky"  # a new model's transforms (ModelConfig.nonlinearity)
+    # a new model's residual blocks in g_s; with a resume, a model with fewer grows to this many
+    synthesis_blocks: int = 0
 
     def new_model_options(self) -> dict:
         """The ModelConfig fields this run sets away from their defaults (a new model's shape)."""
@@ -61,10 +64,12 @@ class TrainConfig:
 
 
 #: TrainConfig fields that are ModelConfig fields of the same name: they shape a new model only.
-NEW_MODEL_FIELDS = ("lambdas", "nested_atoms", "fixed_ladder", "nonlinearity")
+NEW_MODEL_FIELDS = ("lambdas", "nested_atoms", "fixed_ladder", "nonlinearity", "synthesis_blocks")
+#: NEW_MODEL_FIELDS a resumed model may take too: it grows (see grown_config).
+GROWABLE_FIELDS = ("synthesis_blocks",)
 #: The recipe a resumed run takes from its checkpoint unless the command line gives it again
 #: (not the run's bounds, data, device or checkpoint path, which belong to this run).
-RESUMED_FIELDS = ("crop", "batch", "lr", "fast_lr", "warmup", "final_decay", "latent_weight",
+RESUMED_FIELDS = ("crop", "batch", "lr", "fast_lr", "blocks_lr", "warmup", "final_decay", "latent_weight",
                   "checkpoint_minutes", "log_every", "seed", "bf16", "compile", "validate_minutes",
                   "dead_zone_grad")
 #: Consecutive steps with a non-finite loss or gradient after which the run stops.
@@ -138,7 +143,7 @@ def command_line(cfg: dict, resume: str | None) -> str:
     parts = ["sccodec", "train", "--data", cfg["data"]]
     for name, default in defaults.items():
         value = cfg.get(name, default)
-        if resume and name in NEW_MODEL_FIELDS:
+        if resume and name in NEW_MODEL_FIELDS and name not in GROWABLE_FIELDS:
             continue  # the resumed model's own shape: not an option of a resumed run
         if value != default:
             flag = name.replace("_", "-")
@@ -192,13 +197,53 @@ def _load_resume(path: str) -> dict:
             "runs": training.get("runs", []), "train_config": training.get("train_config")}
 
 
+def grown_config(model_config: ModelConfig, cfg: TrainConfig) -> ModelConfig:
+    """A resumed model's config after the growth ``cfg`` asks for (more synthesis blocks, or none).
+
+    Why grow rather than train a bigger model anew: on our CPUs the shipped lineage holds tens of
+    CPU-hours; new blocks start as the identity (ResidualBlock) and add capacity to what it learned.
+    """
+    have, want = model_config.synthesis_blocks, cfg.synthesis_blocks
+    if 0 < want < have:
+        raise ParameterError(f"the resumed model has {have} synthesis blocks per stage; blocks cannot be removed")
+    return replace(model_config, synthesis_blocks=max(have, want))
+
+
 def _param_groups(model: SCVAE, cfg: TrainConfig) -> list[dict]:
+    """Networks, then per-level and entropy parameters, then the synthesis' residual blocks if any.
+
+    The blocks come last and apart, so a checkpoint saved before they were grown still loads
+    into the first two groups (``_optimizer``).
+    """
     fast_names = ("log_gain", "log_inv_gain", "log_step", "threshold_logit", "entropy.")
-    fast, slow = [], []
+    fast, slow, blocks = [], [], []
     for name, p in model.named_parameters():
-        (fast if name.startswith(fast_names) else slow).append(p)
-    return [{"params": slow, "lr": cfg.lr, "base_lr": cfg.lr},
-            {"params": fast, "lr": cfg.fast_lr, "base_lr": cfg.fast_lr}]
+        (blocks if name.startswith("g_s.refine.") else fast if name.startswith(fast_names) else slow).append(p)
+    groups = [{"params": slow, "lr": cfg.lr, "base_lr": cfg.lr},
+              {"params": fast, "lr": cfg.fast_lr, "base_lr": cfg.fast_lr}]
+    blocks_lr = cfg.blocks_lr or cfg.lr
+    return groups + ([{"params": blocks, "lr": blocks_lr, "base_lr": blocks_lr}] if blocks else [])
+
+
+def _optimizer(model: SCVAE, cfg: TrainConfig, saved: dict | None, grown: bool) -> torch.optim.Adam:
+    """Adam over ``_param_groups``, with the saved state when there is one.
+
+    A grown model keeps the saved statistics of its first two groups; its blocks start afresh.
+    """
+    groups = _param_groups(model, cfg)
+    if saved is None:
+        return torch.optim.Adam(groups)
+    if grown:
+        kept = saved["param_groups"][:2]
+        ids = {i for g in kept for i in g["params"]}
+        saved = {"state": {i: v for i, v in saved["state"].items() if i in ids}, "param_groups": kept}
+    opt = torch.optim.Adam(groups[:len(saved["param_groups"])])
+    opt.load_state_dict(saved)
+    for group, fresh in zip(opt.param_groups, groups):
+        group["base_lr"] = fresh["base_lr"]  # this run's --lr/--fast-lr, not the saved ones
+    for group in groups[len(saved["param_groups"]):]:
+        opt.add_param_group(group)
+    return opt
 
 
 def _compile(model: SCVAE, cfg: TrainConfig, device: torch.device) -> str | None:
@@ -250,10 +295,11 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
         raise ParameterError("model_config shapes a new model; a resumed run keeps its model's")
     torch.set_flush_denormal(True)
     ckpt_path = Path(cfg.checkpoint)
-    state, inherited = None, {}
+    state, saved_config, inherited = None, None, {}
     if resume:
         state = _load_resume(resume)
-        model_config = ModelConfig.from_dict(state["model_config"])
+        saved_config = ModelConfig.from_dict(state["model_config"])
+        model_config = grown_config(saved_config, cfg)
         cfg, inherited = resumed_config(cfg, state.get("train_config"), given, model_config)
     else:
         model_config = ModelConfig.from_dict((model_config or ModelConfig()).to_dict() | cfg.new_model_options())
@@ -262,14 +308,14 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
     model = SCVAE(model_config).to(dist.device, memory_format=torch.channels_last)
     model.bf16_transforms = cfg.bf16
     model.lista.dead_zone_grad = cfg.dead_zone_grad
-    opt = torch.optim.Adam(_param_groups(model, cfg))
+    grown = saved_config is not None and model_config != saved_config
     step, elapsed_before, history, runs = 0, 0.0, [], []
     if state is not None:
-        model.load_state_dict(state["model"])
-        if "optimizer" in state:
-            opt.load_state_dict(state["optimizer"])
-            for group, fresh in zip(opt.param_groups, _param_groups(model, cfg)):
-                group["base_lr"] = fresh["base_lr"]  # this run's --lr/--fast-lr, not the saved ones
+        missing, unexpected = model.load_state_dict(state["model"], strict=not grown)
+        if unexpected or any(not key.startswith("g_s.refine.") for key in missing):
+            raise ParameterError(f"cannot grow the model of {resume}: keys {unexpected or missing} do not fit")
+    opt = _optimizer(model, cfg, state.get("optimizer") if state else None, grown)
+    if state is not None:
         step = state.get("step", 0)
         elapsed_before = state.get("wall_seconds", 0.0)
         history = state.get("history", [])
@@ -327,6 +373,9 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
 
     if inherited and dist.is_main:
         report({"step": step, "options_from_checkpoint": inherited})
+    if grown and dist.is_main:
+        report({"step": step, "grown": {"synthesis_blocks": [saved_config.synthesis_blocks,
+                                                              model_config.synthesis_blocks]}})
     acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "nonzero": 0.0, "live_atoms": 0.0}
     n_acc, skipped, skipped_in_a_row = 0, 0, 0
     compiled = False  # whether this run's training steps run compiled (recorded in the run history)
