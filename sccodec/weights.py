@@ -173,17 +173,26 @@ def _keep_replaced(path: Path, digest: bytes) -> Path | None:
     return kept
 
 
+def is_transform_weight(key: str) -> bool:
+    """A convolution kernel of g_a or g_s: most of the file, and the part that float16 storage
+    barely changes (0.01 dB on a photo, training_log.md), unlike LISTA's matrices or the ladder."""
+    return key.startswith(("g_a.", "g_s.")) and key.endswith(".weight")
+
+
 def export(model: SCVAE, name: str, out_dir: str | Path, sidecar: dict,
-           tables: SymbolTables | None = None) -> Exported:
+           tables: SymbolTables | None = None, float16_transforms: bool = False) -> Exported:
     """Write ``<out_dir>/<name>.safetensors`` (+ ``.json`` sidecar) atomically.
 
     ``tables`` default to the model's parametric ones (checkerboard contexts). A model it
     replaces with different weights is kept as ``NAME@HASH`` (``_keep_replaced``).
+    ``float16_transforms`` stores the transforms' kernels in float16 (``is_transform_weight``),
+    which a bigger model needs to stay under the 20 MB budget; loading casts them back to float32.
     """
     if tables is None:
         p, v = model.entropy.tables(model.config.value_range)
         tables = SymbolTables(p.numpy(), v.numpy(), model.config.groups, LEGACY_SCHEME)
-    tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().to(torch.float16 if float16_transforms and is_transform_weight(k) else torch.float32)
+                  .contiguous().cpu() for k, v in model.state_dict().items()}
     # float16: the quad scheme's P(non-zero) table is 3.7x the checkerboard's (1.8 MB in float32),
     # which left the weights file ~10 kB under its 20 MB budget; Kodak bits with float16 tables:
     # training_log.md, "The quad context scheme"

@@ -383,6 +383,26 @@ def test_export_writes_a_loadable_model_and_never_replaces_one_silently(checkpoi
     assert sorted(p.name for p in out.iterdir()) == ["Tiny-1.json", "Tiny-1.safetensors"]  # same weights: none kept
 
 
+def test_export_can_store_the_transforms_in_float16(checkpoint, tmp_path) -> None:
+    from safetensors import safe_open
+
+    from sccodec.weights import is_transform_weight, read_model_file
+
+    full, half = tmp_path / "full", tmp_path / "half"
+    assert _cli("export", checkpoint, "--name", "m", "--out-dir", full).exit_code == 0
+    assert _cli("export", checkpoint, "--name", "m", "--out-dir", half, "--float16-transforms").exit_code == 0
+    with safe_open(str(half / "m.safetensors"), framework="pt") as f:
+        dtypes = {key: f.get_slice(key).get_dtype() for key in f.keys()}
+    assert {dtypes[k] for k in dtypes if is_transform_weight(k)} == {"F16"}
+    assert dtypes["lista.w_e"] == "F32" and "g_s.0.0.bias" in dtypes and dtypes["g_s.0.0.bias"] == "F32"
+    assert "--float16-transforms" in json.loads((half / "m.json").read_text())["training"]["export_command"]
+    a, b = (read_model_file(d / "m.safetensors").build() for d in (full, half))
+    x = torch.rand(1, 3, 32, 48)
+    symbols = a.encode_symbols(x, 1)
+    out_a, out_b = a.decode_symbols(symbols, 1), b.decode_symbols(symbols, 1)
+    assert not torch.equal(out_a, out_b) and (out_a - out_b).abs().max() < 0.01
+
+
 def test_export_force_keeps_the_replaced_weights_so_their_files_still_decode(checkpoint, photos, tmp_path,
                                                                              monkeypatch) -> None:
     from sccodec.weights import available_models, read_model_file
