@@ -69,3 +69,23 @@ def test_synthesis_margin_covers_its_receptive_field(blocks) -> None:
     with torch.no_grad():
         c = g_s(near)[..., centre * 16 : centre * 16 + 16, centre * 16 : centre * 16 + 16]
     assert not torch.allclose(b, c)
+
+
+def test_tiled_decoding_of_a_model_with_synthesis_blocks_has_no_seams(tmp_path) -> None:
+    """Blocks widen the synthesis' reach (g_s.margin 4 instead of 2); tiles must read that far."""
+    import torch
+
+    from sccodec import Codec
+    from sccodec.model.scvae import SCVAE, ModelConfig
+    from sccodec.weights import export, read_model_file
+
+    torch.manual_seed(0)
+    model = SCVAE(ModelConfig(channels=8, latent=8, atoms=16, lambdas=(0.01, 0.1), synthesis_blocks=1))
+    for block in model.g_s.refine.modules():
+        if isinstance(block, torch.nn.Conv2d):
+            block.weight.data.normal_(0, 0.2)  # not the identity they start as
+    codec = Codec(read_model_file(export(model, "tiny-blocks", tmp_path, {}).path), device="cpu")
+    img = textured_image(96, 112, seed=5)
+    whole = np.asarray(codec.decode(codec.encode(img, quality=2)))
+    tiled = np.asarray(codec.decode(codec.encode(img, quality=2, tile=16)))
+    assert psnr(tiled, whole) > 45

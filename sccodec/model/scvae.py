@@ -10,13 +10,14 @@ its own entropy tables.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from torch import nn
 
 from sccodec.context import contexts
 from sccodec.entropy import MAX_MAGNITUDE_OVER_RANGE
+from sccodec.errors import ModelMismatchError
 from sccodec.model.entropy_model import ContextualZeroInflatedLaplace
 from sccodec.model.lista import LISTA
 from sccodec.model.transforms import AnalysisTransform, SynthesisTransform
@@ -51,13 +52,23 @@ class ModelConfig:
         return len(self.lambdas)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Fields added after the first weights format are left out at their default, so a model
+        without the feature keeps its bytes (and weights hash) and older sccodec versions read it."""
+        return {k: v for k, v in asdict(self).items() if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ModelMismatchError(f"a model with architecture fields this sccodec does not know "
+                                     f"({', '.join(sorted(unknown))}): made by a newer sccodec?")
         d = dict(d)
         d["lambdas"] = tuple(d["lambdas"])
         return cls(**d)
+
+
+#: ModelConfig fields added after the first weights format, with their (omitted) defaults.
+_LATER_FIELDS = {"synthesis_blocks": 0}
 
 
 class SCVAE(nn.Module):

@@ -91,7 +91,9 @@ class SynthesisTransform(nn.Sequential):
 
     ``blocks`` residual blocks after the first two upsamplings, where they are cheap (a block at
     1/4 scale costs about a third of the plain synthesis' multiply-adds, one at 1/8 a twelfth).
-    Kept in ``refine`` beside the plain layers, so a model without them has the same keys as before.
+    Kept in ``refine`` beside the plain layers, so a model without them has the same keys as before;
+    ``refine`` is then the Sequential's last child, so run the transform through ``forward`` only
+    (``self[i]`` for i < ``self.layers`` are the plain layers).
     """
 
     REFINED = (1, 3)  # indices of the layers the refinement follows

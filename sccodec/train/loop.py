@@ -209,40 +209,45 @@ def grown_config(model_config: ModelConfig, cfg: TrainConfig) -> ModelConfig:
     return replace(model_config, synthesis_blocks=max(have, want))
 
 
-def _param_groups(model: SCVAE, cfg: TrainConfig) -> list[dict]:
-    """Networks, then per-level and entropy parameters, then the synthesis' residual blocks if any.
+BLOCKS_GROUP = 2  # index of the synthesis blocks' parameter group, when the model has blocks
 
-    The blocks come last and apart, so a checkpoint saved before they were grown still loads
-    into the first two groups (``_optimizer``).
-    """
+
+def _grouped_names(model: SCVAE) -> list[list[str]]:
+    """Parameter names per optimizer group: networks, per-level and entropy parameters, then the
+    synthesis' residual blocks if any (their own group: their own --blocks-lr and warm-up)."""
     fast_names = ("log_gain", "log_inv_gain", "log_step", "threshold_logit", "entropy.")
     fast, slow, blocks = [], [], []
-    for name, p in model.named_parameters():
-        (blocks if name.startswith("g_s.refine.") else fast if name.startswith(fast_names) else slow).append(p)
-    groups = [{"params": slow, "lr": cfg.lr, "base_lr": cfg.lr},
-              {"params": fast, "lr": cfg.fast_lr, "base_lr": cfg.fast_lr}]
-    blocks_lr = cfg.blocks_lr or cfg.lr
-    return groups + ([{"params": blocks, "lr": blocks_lr, "base_lr": blocks_lr}] if blocks else [])
+    for name, _ in model.named_parameters():
+        (blocks if name.startswith("g_s.refine.") else fast if name.startswith(fast_names) else slow).append(name)
+    return [slow, fast] + ([blocks] if blocks else [])
 
 
-def _optimizer(model: SCVAE, cfg: TrainConfig, saved: dict | None, grown: bool) -> torch.optim.Adam:
-    """Adam over ``_param_groups``, with the saved state when there is one.
+def _param_groups(model: SCVAE, cfg: TrainConfig) -> list[dict]:
+    params = dict(model.named_parameters())
+    rates = (cfg.lr, cfg.fast_lr, cfg.blocks_lr or cfg.lr)
+    return [{"params": [params[n] for n in names], "lr": lr, "base_lr": lr}
+            for names, lr in zip(_grouped_names(model), rates)]
 
-    A grown model keeps the saved statistics of its first two groups; its blocks start afresh.
+
+def _optimizer(model: SCVAE, cfg: TrainConfig, saved: dict | None, saved_config: ModelConfig | None) -> torch.optim.Adam:
+    """Adam over ``_param_groups``, with the saved state (of a model of ``saved_config``) if any.
+
+    Adam's state is keyed by position; it is carried over by parameter name, so a grown model
+    keeps the statistics of every parameter it had (blocks already trained included) and only
+    its new blocks start afresh.
     """
-    groups = _param_groups(model, cfg)
+    opt = torch.optim.Adam(_param_groups(model, cfg))
     if saved is None:
-        return torch.optim.Adam(groups)
-    if grown:
-        kept = saved["param_groups"][:2]
-        ids = {i for g in kept for i in g["params"]}
-        saved = {"state": {i: v for i, v in saved["state"].items() if i in ids}, "param_groups": kept}
-    opt = torch.optim.Adam(groups[:len(saved["param_groups"])])
-    opt.load_state_dict(saved)
-    for group, fresh in zip(opt.param_groups, groups):
-        group["base_lr"] = fresh["base_lr"]  # this run's --lr/--fast-lr, not the saved ones
-    for group in groups[len(saved["param_groups"]):]:
-        opt.add_param_group(group)
+        return opt
+    old = {name: i for i, name in enumerate(n for names in _grouped_names(SCVAE(saved_config)) for n in names)}
+    current = opt.state_dict()
+    current["state"] = {i: saved["state"][old[name]] for i, name in
+                        enumerate(n for names in _grouped_names(model) for n in names)
+                        if name in old and old[name] in saved["state"]}
+    for i, group in enumerate(saved["param_groups"][: len(current["param_groups"])]):
+        current["param_groups"][i] = group | {"params": current["param_groups"][i]["params"],
+                                              "base_lr": current["param_groups"][i]["base_lr"]}
+    opt.load_state_dict(current)  # base_lr: this run's --lr/--fast-lr/--blocks-lr, not the saved ones
     return opt
 
 
@@ -303,6 +308,9 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
         cfg, inherited = resumed_config(cfg, state.get("train_config"), given, model_config)
     else:
         model_config = ModelConfig.from_dict((model_config or ModelConfig()).to_dict() | cfg.new_model_options())
+    if cfg.blocks_lr and not model_config.synthesis_blocks:
+        raise ParameterError("--blocks-lr sets the learning rate of synthesis blocks; this model has none "
+                             "(add --synthesis-blocks N)")
     dist = setup(cfg.device)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also syncs them)
     model = SCVAE(model_config).to(dist.device, memory_format=torch.channels_last)
@@ -314,7 +322,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
         missing, unexpected = model.load_state_dict(state["model"], strict=not grown)
         if unexpected or any(not key.startswith("g_s.refine.") for key in missing):
             raise ParameterError(f"cannot grow the model of {resume}: keys {unexpected or missing} do not fit")
-    opt = _optimizer(model, cfg, state.get("optimizer") if state else None, grown)
+    opt = _optimizer(model, cfg, state.get("optimizer") if state else None, saved_config)
     if state is not None:
         step = state.get("step", 0)
         elapsed_before = state.get("wall_seconds", 0.0)
@@ -323,7 +331,9 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
     phase_in = RatePhaseIn(**state["rate_phase_in"]) if state and "rate_phase_in" in state else None
     net = dist.wrap(model)
     start_step = step
-    fresh_optimizer = state is None or "optimizer" not in state  # warm up Adam's statistics
+    # Warm up Adam's statistics where they are new: every group, or a grown model's blocks
+    fresh_optimizer = state is None or "optimizer" not in state
+    warmed = range(len(opt.param_groups)) if fresh_optimizer else [BLOCKS_GROUP] if grown else []
 
     train_paths, held_out = split_holdout(list_images(cfg.data))
     # each rank (and each resumed run) draws its own crops, levels and noise
@@ -393,10 +403,10 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
                        | ({"compile_error": failed} if failed else {}))
         while dist.agree(progress() < 1.0 and not stop.is_set()):
             frac = progress()
-            warm = min(1.0, (step - start_step + 1) / cfg.warmup) if fresh_optimizer else 1.0
+            warm = min(1.0, (step - start_step + 1) / cfg.warmup)
             decay = 0.1 if frac > 1 - cfg.final_decay else 1.0
-            for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * warm * decay
+            for i, g in enumerate(opt.param_groups):
+                g["lr"] = g["base_lr"] * (warm if i in warmed else 1.0) * decay
             x = sampler.batch(cfg.batch).to(dist.device).contiguous(memory_format=torch.channels_last)
             q = torch.randint(0, model.config.qualities, (cfg.batch,), device=dist.device)
             rate_grad = phase_in.rate_grad(step, model.config.atoms) if phase_in else None
