@@ -229,20 +229,22 @@ def _param_groups(model: SCVAE, cfg: TrainConfig) -> list[dict]:
             for names, lr in zip(_grouped_names(model), rates)]
 
 
-def _optimizer(model: SCVAE, cfg: TrainConfig, saved: dict | None, saved_config: ModelConfig | None) -> torch.optim.Adam:
-    """Adam over ``_param_groups``, with the saved state (of a model of ``saved_config``) if any.
+def _optimizer(model: SCVAE, cfg: TrainConfig, saved: dict | None, saved_keys: set[str]) -> torch.optim.Adam:
+    """Adam over ``_param_groups``, with the saved state (of the model whose state dict had
+    ``saved_keys``) if any.
 
     Adam's state is keyed by position; it is carried over by parameter name, so a grown model
     keeps the statistics of every parameter it had (blocks already trained included) and only
-    its new blocks start afresh.
+    its new blocks start afresh. Growing only adds parameters, so the saved model's positions
+    are the current ones without the new names.
     """
     opt = torch.optim.Adam(_param_groups(model, cfg))
     if saved is None:
         return opt
-    old = {name: i for i, name in enumerate(n for names in _grouped_names(SCVAE(saved_config)) for n in names)}
+    names = [n for group in _grouped_names(model) for n in group]
+    old = {name: i for i, name in enumerate(n for n in names if n in saved_keys)}
     current = opt.state_dict()
-    current["state"] = {i: saved["state"][old[name]] for i, name in
-                        enumerate(n for names in _grouped_names(model) for n in names)
+    current["state"] = {i: saved["state"][old[name]] for i, name in enumerate(names)
                         if name in old and old[name] in saved["state"]}
     for i, group in enumerate(saved["param_groups"][: len(current["param_groups"])]):
         current["param_groups"][i] = group | {"params": current["param_groups"][i]["params"],
@@ -322,7 +324,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
         missing, unexpected = model.load_state_dict(state["model"], strict=not grown)
         if unexpected or any(not key.startswith("g_s.refine.") for key in missing):
             raise ParameterError(f"cannot grow the model of {resume}: keys {unexpected or missing} do not fit")
-    opt = _optimizer(model, cfg, state.get("optimizer") if state else None, saved_config)
+    opt = _optimizer(model, cfg, state.get("optimizer") if state else None, set(state["model"]) if state else set())
     if state is not None:
         step = state.get("step", 0)
         elapsed_before = state.get("wall_seconds", 0.0)
