@@ -20,4 +20,5 @@ python bench/speed.py --model scvae-base
 python bench/memory.py --kodak "$KODAK"
 python bench/determinism.py
 python bench/target_bpp.py --targets 0.15,0.25,0.5
+python bench/adaptation.py --images "$KODAK"
 python bench/fuzz.py --cases 100000

@@ -69,9 +69,10 @@ def parse_symbols(data: bytes, model_file: ModelFile | None = None,
     if not 1 <= h.quality <= model_file.config.qualities:
         raise CorruptFileError(f"quality {h.quality} does not exist in model '{h.model}'")
     tables = model_file.tables
-    if h.version != tables.scheme.format_version:
-        raise FormatError(f".scv format {h.version} file, but its model '{h.model}' codes format "
-                          f"{tables.scheme.format_version} ({tables.context} contexts)")
+    coding = entropy.FORMATS[h.version]
+    if coding.context != tables.context:
+        raise FormatError(f".scv format {h.version} file ({coding.context} contexts), but its model "
+                          f"'{h.model}' has {tables.context} tables (format {entropy.newest_format(tables.context)})")
     tiles = []
     for payload, box in zip(container.tiles, tile_boxes(h.height, h.width, h.tile)):
         if len(payload) % 4:
@@ -79,7 +80,8 @@ def parse_symbols(data: bytes, model_file: ModelFile | None = None,
         words = np.frombuffer(payload, dtype="<u4")
         own = latent_box(box, STRIDE)
         try:
-            tiles.append(entropy.decode(words, tables, h.quality - 1, (model_file.config.atoms, own.height, own.width)))
+            tiles.append(entropy.decode(words, tables, h.quality - 1, (model_file.config.atoms, own.height, own.width),
+                                        coding.adaptive))
         except (ValueError, RuntimeError, IndexError) as e:
             raise CorruptFileError(f"tile {len(tiles)} cannot be entropy-decoded: {e}") from None
     return DecodedSymbols(h, tiles, container.ancillary)
@@ -157,13 +159,15 @@ class Codec:
         # The analysis transform does not depend on the quality: run it once per tile.
         latents = [self._analyze_tile(src.pixels, box) for box in tile_boxes(src.height, src.width, tile)]
         mf = self.model_file
+        version = entropy.newest_format(mf.tables.context)
+        adaptive = entropy.FORMATS[version].adaptive
 
         @functools.cache
         def at(q: int) -> Encoded:
             header = Header(model=mf.name, weights_hash=mf.digest, quality=q, width=src.width,
                             height=src.height, mode=src.mode, tile=tile, coder_version=entropy.CODER_VERSION,
-                            version=mf.tables.scheme.format_version)
-            chunks = [entropy.encode(self.network.quantize(y, q - 1).cpu().numpy(), mf.tables, q - 1)
+                            version=version)
+            chunks = [entropy.encode(self.network.quantize(y, q - 1).cpu().numpy(), mf.tables, q - 1, adaptive)
                       .astype("<u4").tobytes() for y in latents]
             data = bitstream.pack(Container(header, chunks, ancillary))
             return Encoded(data, q, len(data) * 8 / (src.width * src.height))

@@ -68,6 +68,13 @@ def _bucket(x: np.ndarray, edges: tuple[int, ...]) -> np.ndarray:
     return np.searchsorted(np.array(edges), x, side="right").astype(np.int32)
 
 
+def value_index(v: np.ndarray, r: int) -> np.ndarray:
+    """A value's column in its table row: -R..-1, 1..R -> 0..2R-1 (clipped: the ±R bins
+    double as escape symbols)."""
+    v = np.clip(v, -r, r)
+    return np.where(v < 0, v + r, v + r - 1).astype(np.int32)
+
+
 def parity(h: int, w: int) -> np.ndarray:
     """(h, w) int map: 0 for anchors (coded first), 1 for the rest."""
     return (np.arange(h)[:, None] + np.arange(w)[None, :]) % 2
@@ -107,7 +114,6 @@ def contexts(symbols: np.ndarray, groups: int) -> np.ndarray:
 @dataclass(frozen=True)
 class Checkerboard:
     name: ClassVar[str] = "checkerboard"
-    format_version: ClassVar[int] = 1  # of the .scv files coded with it (docs/format.md)
     phases: ClassVar[int] = 2
     flag_contexts: ClassVar[int] = NUM_CONTEXTS
     value_contexts: ClassVar[int] = NUM_ACTIVITY
@@ -129,7 +135,6 @@ class Checkerboard:
 @dataclass(frozen=True)
 class Quad:
     name: ClassVar[str] = "quad"
-    format_version: ClassVar[int] = 2
     phases: ClassVar[int] = 4
     flag_contexts: ClassVar[int] = (1 + 3 * NUM_MAGNITUDE) * NUM_ACTIVITY
     value_contexts: ClassVar[int] = 4 + NUM_MAGNITUDE

@@ -7,7 +7,8 @@ weights file) and the contexts are integer functions of already-decoded symbols,
 parses identically on every device (../shared/DESIGN.md principle 1). Coding runs in
 ``phases·G`` steps of the tables' context scheme (``sccodec.context``); in each step one
 vectorised call codes the significance flags and one codes the values of the non-zero symbols
-(../shared/DESIGN.md principle 5).
+(../shared/DESIGN.md principle 5). With ``adaptive=True`` (.scv format 3) a tile's stream
+starts with its ``sccodec.adaptation.Adaptation``, which adjusts the tables to the tile.
 """
 from __future__ import annotations
 
@@ -16,10 +17,31 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
-from sccodec.context import LEGACY_SCHEME, SCHEMES, Scheme, steps
+from sccodec.adaptation import FLAG_INDEX_PROBS, TILT_INDEX_PROBS, Adaptation, choose
+from sccodec.context import LEGACY_SCHEME, SCHEMES, Scheme, steps, value_index
 
 CODER_NAME = "constriction"
 CODER_VERSION = (0, 5)  # output is stable within a minor release of 0.x; recorded in every file
+
+
+@dataclass(frozen=True)
+class TileCoding:
+    """How one .scv format version entropy-codes its tiles (docs/format.md)."""
+
+    context: str  # the context scheme its tables must have (sccodec.context.SCHEMES)
+    adaptive: bool  # whether each tile starts with its table adaptation (sccodec.adaptation)
+
+
+#: .scv format version -> tile coding. A writer uses the newest version for its tables' scheme;
+#: every version stays readable.
+FORMATS = {1: TileCoding("checkerboard", adaptive=False),
+           2: TileCoding("quad", adaptive=False),
+           3: TileCoding("quad", adaptive=True)}
+
+
+def newest_format(context: str) -> int:
+    """The format version a writer uses for tables of this context scheme."""
+    return max(v for v, coding in FORMATS.items() if coding.context == context)
 
 
 @dataclass(frozen=True)
@@ -69,12 +91,6 @@ _ESCAPE_CLASS_PROBS = 0.5 ** np.arange(1, ESCAPE_CLASSES + 1)  # fixed: escapes 
 _POWERS = 1 << np.arange(ESCAPE_CLASSES, dtype=np.int64)
 
 
-def value_index(v: np.ndarray, r: int) -> np.ndarray:
-    """Values -R..-1, 1..R (clipped: the ±R bins double as escape symbols) -> 0..2R-1."""
-    v = np.clip(v, -r, r)
-    return np.where(v < 0, v + r, v + r - 1).astype(np.int32)
-
-
 def _escape_parts(magnitudes: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
     """Magnitudes >= R -> (class n with m = |v| - R + 1 in [2^n, 2^(n+1)), the n low bits of m)."""
     m = magnitudes.astype(np.int64) - r + 1
@@ -98,10 +114,12 @@ def _value_from_index(i: np.ndarray, r: int) -> np.ndarray:
 class _Walk:
     """Walks the coding steps over a (G, K/G, h, w) symbol array, tracking significance counts."""
 
-    def __init__(self, symbols: np.ndarray, tables: SymbolTables, quality_index: int) -> None:
+    def __init__(self, symbols: np.ndarray, tables: SymbolTables, quality_index: int,
+                 adaptation: Adaptation | None = None) -> None:
         k, h, w = symbols.shape
         g = tables.groups
         self.tables, self.q, self.scheme = tables, quality_index, tables.scheme
+        self.adaptation = adaptation or Adaptation.neutral(tables.scheme.phases * g)
         self.grouped = symbols.reshape(g, k // g, h, w)
         self.per_group = (self.grouped != 0).sum(1, dtype=np.int32)
         self.phase = self.scheme.phase(h, w)
@@ -115,11 +133,11 @@ class _Walk:
         flag, value = flag[:, here], value[:, here]
         return flag, value, np.broadcast_to(self.atoms[g], flag.shape)
 
-    def flag_probs(self, ctx: np.ndarray, atom: np.ndarray) -> np.ndarray:
-        return self.tables.p_nonzero[self.q, atom, ctx]
+    def flag_probs(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
+        return self.adaptation.flag_probs(self.tables.p_nonzero[self.q, atom, ctx], step)
 
     def value_rows(self, ctx: np.ndarray, atom: np.ndarray) -> np.ndarray:
-        return self.tables.values[self.q, atom, ctx]
+        return self.adaptation.value_rows(self.tables.values[self.q, atom, ctx])
 
     def store(self, p: int, g: int, values: np.ndarray) -> None:
         self.grouped[g][:, self.phase == p] = values
@@ -136,17 +154,25 @@ def _models():
             constriction.stream.model.Categorical(perfect=False))
 
 
-def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int) -> np.ndarray:
+def _side_models():
+    return (constriction.stream.model.Categorical(FLAG_INDEX_PROBS, perfect=False),
+            constriction.stream.model.Categorical(TILT_INDEX_PROBS, perfect=False))
+
+
+def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int, adaptive: bool = False) -> np.ndarray:
     """Integer symbols (K,h,w), |s| <= R + MAX_MAGNITUDE_OVER_RANGE (escapes) -> uint32 words."""
     r = tables.value_range
     if np.abs(symbols).max(initial=0) > r + MAX_MAGNITUDE_OVER_RANGE:
         raise ValueError(f"symbol magnitude above the codable range {r + MAX_MAGNITUDE_OVER_RANGE}")
-    walk = _Walk(np.array(symbols, dtype=np.int32), tables, quality_index)
+    symbols = np.array(symbols, dtype=np.int32)
+    adaptation = choose(symbols, tables, quality_index) if adaptive else None
+    walk = _Walk(symbols, tables, quality_index, adaptation)
     flag_model, value_model = _models()
     class_model, bit_model = _escape_models()
     coder = constriction.stream.stack.AnsCoder()
     # ANS is a stack: encode the steps in reverse so the decoder reads them forwards.
-    for p, g in reversed(steps(tables.scheme, tables.groups)):
+    order = steps(tables.scheme, tables.groups)
+    for i, (p, g) in reversed(list(enumerate(order))):
         ctx, vctx, atom = walk.contexts(p, g)
         s = walk.grouped[g][:, walk.phase == p]
         nz = s != 0
@@ -159,23 +185,33 @@ def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int) -> np.
                 coder.encode_reverse(n, class_model)
             coder.encode_reverse(value_index(s[nz], r), value_model, walk.value_rows(vctx[nz], atom[nz]))
         if s.size:
-            coder.encode_reverse(nz.ravel().astype(np.int32), flag_model, walk.flag_probs(ctx, atom).ravel())
+            coder.encode_reverse(nz.ravel().astype(np.int32), flag_model, walk.flag_probs(ctx, atom, i).ravel())
+    if adaptation is not None:  # read first: the tables of every step depend on it
+        flag_index_model, tilt_model = _side_models()
+        coder.encode_reverse(np.array([adaptation.tilt], dtype=np.int32), tilt_model)
+        coder.encode_reverse(np.array(adaptation.flags, dtype=np.int32), flag_index_model)
     return coder.get_compressed()
 
 
 def decode(words: np.ndarray, tables: SymbolTables, quality_index: int,
-           shape: tuple[int, int, int]) -> np.ndarray:
+           shape: tuple[int, int, int], adaptive: bool = False) -> np.ndarray:
     """Inverse of ``encode``. Garbage words give garbage symbols or a ValueError, never a hang."""
     r = tables.value_range
-    walk = _Walk(np.zeros(shape, dtype=np.int32), tables, quality_index)
+    order = steps(tables.scheme, tables.groups)
+    coder = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+    adaptation = None
+    if adaptive:
+        flag_index_model, tilt_model = _side_models()
+        flags = coder.decode(flag_index_model, len(order))
+        adaptation = Adaptation(tuple(int(f) for f in flags), int(coder.decode(tilt_model, 1)[0]))
+    walk = _Walk(np.zeros(shape, dtype=np.int32), tables, quality_index, adaptation)
     flag_model, value_model = _models()
     class_model, bit_model = _escape_models()
-    coder = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
-    for p, g in steps(tables.scheme, tables.groups):
+    for i, (p, g) in enumerate(order):
         ctx, vctx, atom = walk.contexts(p, g)
         if ctx.size == 0:
             continue
-        nz = coder.decode(flag_model, walk.flag_probs(ctx, atom).ravel()).astype(bool).reshape(ctx.shape)
+        nz = coder.decode(flag_model, walk.flag_probs(ctx, atom, i).ravel()).astype(bool).reshape(ctx.shape)
         values = np.zeros(ctx.shape, dtype=np.int32)
         if nz.any():
             v = _value_from_index(coder.decode(value_model, walk.value_rows(vctx[nz], atom[nz])), r)

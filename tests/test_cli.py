@@ -454,7 +454,7 @@ def test_info_json(run, tmp_path, tiled_scv, model_file) -> None:
     assert result.exit_code == 0
     record = json.loads(result.output)
     container = bitstream.parse(tiled_scv)
-    assert record["format_version"] == model_file.tables.scheme.format_version == 2  # quad contexts
+    assert record["format_version"] == container.header.version == 3  # quad contexts, adapted per tile
     assert record["model"] == DEFAULT_MODEL
     assert record["weights_hash"] == weights_hash().hex()
     assert (record["width"], record["height"], record["mode"]) == (70, 40, "RGB")

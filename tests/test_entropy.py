@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sccodec import entropy
+from sccodec.adaptation import FLAG_SCALES, NEUTRAL_FLAG, NEUTRAL_TILT, VALUE_TILTS, choose, scale_odds, tilt_weights
 from sccodec.context import SCHEMES, scheme_contexts, steps
 from sccodec.entropy import SymbolTables
 
@@ -32,25 +33,29 @@ def random_symbols(k: int, h: int, w: int, r: int, seed: int) -> np.ndarray:
     return np.where(rng.random((k, h, w)) < 0.4, 0, values).astype(np.int32)
 
 
-def roundtrip(symbols: np.ndarray, tables: SymbolTables, q: int) -> np.ndarray:
-    words = entropy.encode(symbols, tables, q)
+def roundtrip(symbols: np.ndarray, tables: SymbolTables, q: int, adaptive: bool = False) -> np.ndarray:
+    words = entropy.encode(symbols, tables, q, adaptive)
     assert words.dtype == np.uint32
-    return entropy.decode(words, tables, q, symbols.shape)
+    return entropy.decode(words, tables, q, symbols.shape, adaptive)
+
+
+#: (context scheme, per-tile adaptation) of every .scv format version
+CODINGS = [(c.context, c.adaptive) for c in entropy.FORMATS.values()]
 
 
 @pytest.mark.parametrize(("k", "groups", "h", "w"), SHAPES)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("context", list(SCHEMES))
-def test_encode_decode_is_lossless(k, groups, h, w, seed, context) -> None:
+@pytest.mark.parametrize(("context", "adaptive"), CODINGS)
+def test_encode_decode_is_lossless(k, groups, h, w, seed, context, adaptive) -> None:
     r = 7
     tables = random_tables(k, groups, r, seed, context=context)
     symbols = random_symbols(k, h, w, r, seed)
     for q in range(tables.qualities):
-        np.testing.assert_array_equal(roundtrip(symbols, tables, q), symbols)
+        np.testing.assert_array_equal(roundtrip(symbols, tables, q, adaptive), symbols)
 
 
-@pytest.mark.parametrize("context", list(SCHEMES))
-def test_lossless_with_degenerate_tables(context) -> None:
+@pytest.mark.parametrize(("context", "adaptive"), CODINGS)
+def test_lossless_with_degenerate_tables(context, adaptive) -> None:
     """Probabilities of exactly 0 and 1 (e.g. float16 underflow in exported tables) must still
     code every symbol of the range: the coder has to be leaky, not fail."""
     k, groups, r = 8, 4, 3
@@ -62,15 +67,16 @@ def test_lossless_with_degenerate_tables(context) -> None:
     tables = SymbolTables(p_nonzero, values, groups, context)
     symbols = random_symbols(k, 3, 4, r, seed=5)
     for q in (0, 1):
-        np.testing.assert_array_equal(roundtrip(symbols, tables, q), symbols)
+        np.testing.assert_array_equal(roundtrip(symbols, tables, q, adaptive), symbols)
 
 
-def test_lossless_with_the_shipped_tables(model_file) -> None:
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_lossless_with_the_shipped_tables(model_file, adaptive) -> None:
     tables = model_file.tables
     r = tables.value_range
     symbols = random_symbols(tables.atoms, 2, 3, r, seed=7)
     for q in (0, tables.qualities - 1):
-        np.testing.assert_array_equal(roundtrip(symbols, tables, q), symbols)
+        np.testing.assert_array_equal(roundtrip(symbols, tables, q, adaptive), symbols)
 
 
 def test_tables_must_fit_their_context_scheme() -> None:
@@ -83,27 +89,59 @@ def test_tables_must_fit_their_context_scheme() -> None:
         SymbolTables(good.p_nonzero, good.values, 2, "hexagonal")
 
 
-# sha256 of the words for fixed tables and symbols. The checkerboard value was also produced by
-# sccodec 0.3's coder: files of format 1 must stay readable by every later version.
-GOLDEN = {"checkerboard": "d452836db7ff18c2442a06a819169c3db98517616409852ff723c2d8ae0ff529",
-          "quad": "faaf1e58d16aaf2e9da623c7d1b3f208eaae0f1c43c1f7141fd9417eabd4762a"}
+# sha256 of the words for fixed tables and symbols, per .scv format version. The checkerboard
+# value was also produced by sccodec 0.3's coder: files of every format version must stay
+# readable by every later version.
+GOLDEN = {1: "d452836db7ff18c2442a06a819169c3db98517616409852ff723c2d8ae0ff529",
+          2: "faaf1e58d16aaf2e9da623c7d1b3f208eaae0f1c43c1f7141fd9417eabd4762a",
+          3: "19bd80f83a372d056cb0b6abdb9c1c11d54efd7019124e72e81f986900000025"}
 
 
-@pytest.mark.parametrize("context", list(SCHEMES))
-def test_bitstream_of_each_scheme_is_frozen(context) -> None:
-    """A change of contexts, coding order or escape coding that still round-trips would silently
-    make existing files undecodable: pin the exact words."""
+@pytest.mark.parametrize("version", list(entropy.FORMATS))
+def test_bitstream_of_each_format_is_frozen(version) -> None:
+    """A change of contexts, coding order, escape coding or adaptation that still round-trips
+    would silently make existing files undecodable: pin the exact words."""
+    coding = entropy.FORMATS[version]
     rng = np.random.default_rng(11)
-    scheme = SCHEMES[context]
+    scheme = SCHEMES[coding.context]
     p_nonzero = rng.uniform(0.0, 1.0, size=(2, 16, scheme.flag_contexts))
     values = rng.dirichlet(np.full(12, 0.5), size=(2, 16, scheme.value_contexts))
-    tables = SymbolTables(p_nonzero, values, 4, context)
+    tables = SymbolTables(p_nonzero, values, 4, coding.context)
     rng = np.random.default_rng(5)
     symbols = np.where(rng.random((16, 7, 9)) < 0.3, rng.integers(-9, 10, (16, 7, 9)), 0).astype(np.int32)
     symbols[2, 3, 4] = 1000  # an escape
-    words = entropy.encode(symbols, tables, 1)
-    assert hashlib.sha256(words.tobytes()).hexdigest() == GOLDEN[context]
-    np.testing.assert_array_equal(entropy.decode(words, tables, 1, symbols.shape), symbols)
+    words = entropy.encode(symbols, tables, 1, coding.adaptive)
+    assert hashlib.sha256(words.tobytes()).hexdigest() == GOLDEN[version]
+    np.testing.assert_array_equal(entropy.decode(words, tables, 1, symbols.shape, coding.adaptive), symbols)
+
+
+def test_adaptation_follows_the_tile() -> None:
+    """Symbols sparser and smaller than the tables expect: the encoder lowers every step's
+    P(non-zero) and tilts the values to small magnitudes, and the file gets smaller; symbols
+    drawn from the tables themselves keep (nearly) the neutral choice."""
+    k, groups, r = 16, 4, 6
+    rng = np.random.default_rng(3)
+    scheme = SCHEMES["quad"]
+    p_nonzero = rng.uniform(0.2, 0.6, size=(1, k, scheme.flag_contexts))
+    values = rng.dirichlet(np.full(2 * r, 2.0), size=(1, k, scheme.value_contexts))
+    tables = SymbolTables(p_nonzero, values, groups, "quad")
+    typical = sample_from_tables(tables, 0, (k, 16, 16), seed=1)
+    neutral = choose(typical, tables, 0)
+    assert sum(f != NEUTRAL_FLAG for f in neutral.flags) <= 2 and neutral.tilt == NEUTRAL_TILT
+    sparse = np.where(rng.random(typical.shape) < 0.3, np.sign(typical), 0).astype(np.int32)
+    adapted = choose(sparse, tables, 0)
+    assert all(FLAG_SCALES[f] < 1 for f in adapted.flags) and VALUE_TILTS[adapted.tilt] < 1
+    assert len(entropy.encode(sparse, tables, 0, adaptive=True)) < 0.9 * len(entropy.encode(sparse, tables, 0))
+
+
+def test_odds_scaling_and_tilts_are_exact() -> None:
+    """The decoder must rebuild the encoder's probabilities bit for bit: the factors are exact
+    binary fractions and the tilt powers come from plain multiplication."""
+    assert all((s * 16).is_integer() for s in FLAG_SCALES + VALUE_TILTS)
+    np.testing.assert_array_equal(tilt_weights(0.75, 3), [0.421875, 0.5625, 0.75, 0.75, 0.5625, 0.421875])
+    p = np.array([0.0, 0.2, 0.5, 1.0])
+    np.testing.assert_array_equal(scale_odds(p, 1.0), p)
+    assert scale_odds(p, 2.0)[2] == 2 / 3 and scale_odds(p, 0.5)[1] == 0.1 / 0.9
 
 
 def test_tables_of_the_wrong_shape_are_refused() -> None:
@@ -201,12 +239,12 @@ def test_code_length_matches_the_model(seed, context) -> None:
     assert ideal - 64 <= actual <= 1.02 * ideal + 96, (actual, ideal)
 
 
-def _decode_with_timeout(words: np.ndarray, tables: SymbolTables, shape, seconds: float = 20.0):
+def _decode_with_timeout(words: np.ndarray, tables: SymbolTables, shape, adaptive: bool, seconds: float = 20.0):
     box: dict = {}
 
     def work() -> None:
         try:
-            box["result"] = entropy.decode(words, tables, 0, shape)
+            box["result"] = entropy.decode(words, tables, 0, shape, adaptive)
         except ValueError as e:  # constriction: e.g. "never ends in a zero word"
             box["error"] = e
         except BaseException as e:  # noqa: BLE001 - reported below
@@ -221,8 +259,8 @@ def _decode_with_timeout(words: np.ndarray, tables: SymbolTables, shape, seconds
 
 
 @pytest.mark.parametrize("n_words", [0, 1, 2, 5, 64])
-@pytest.mark.parametrize("context", list(SCHEMES))
-def test_garbage_words_decode_to_something_or_valueerror_quickly(n_words, context) -> None:
+@pytest.mark.parametrize(("context", "adaptive"), CODINGS)
+def test_garbage_words_decode_to_something_or_valueerror_quickly(n_words, context, adaptive) -> None:
     k, groups, r = 8, 4, 5
     tables = random_tables(k, groups, r, seed=n_words, context=context)
     rng = np.random.default_rng(n_words)
@@ -231,7 +269,7 @@ def test_garbage_words_decode_to_something_or_valueerror_quickly(n_words, contex
         if trial == 0 and n_words:
             words[-1] = 0  # a zero last word is invalid ANS data
         shape = (k, 1 + trial, 3)
-        result = _decode_with_timeout(words, tables, shape)
+        result = _decode_with_timeout(words, tables, shape, adaptive)
         if result is not None:
             assert result.shape == shape
             assert np.abs(result).max(initial=0) <= r + entropy.MAX_MAGNITUDE_OVER_RANGE  # escapes

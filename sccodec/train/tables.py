@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sccodec.context import SCHEMES, scheme_contexts
-from sccodec.entropy import SymbolTables, value_index
+from sccodec.context import SCHEMES, scheme_contexts, value_index
+from sccodec.entropy import SymbolTables
 from sccodec.image_io import pad_to_multiple, to_tensor
 from sccodec.model.scvae import SCVAE, STRIDE
 from sccodec.train.data import load_rgb
