@@ -110,7 +110,9 @@ def choose(symbols: np.ndarray, tables, quality_index: int) -> Adaptation:
     if nz.any():
         r = tables.value_range
         v = tables.values.shape[-2]
-        row = atom[nz] * v + value_ctx[nz]
+        # rows without the sign factor: a sign table scales a whole row half, which leaves the
+        # tilt's effect on the code length unchanged (it separates out of -log2 P)
+        row = atom[nz] * v + value_ctx[nz] // tables.scheme.sign_contexts
         counts = np.bincount(row * 2 * r + value_index(symbols[nz], r), minlength=k * v * 2 * r).reshape(k * v, 2 * r)
         used = np.flatnonzero(counts.sum(1))
         rows = np.maximum(tables.values[q].reshape(k * v, 2 * r)[used], _MIN_P)

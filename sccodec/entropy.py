@@ -36,7 +36,8 @@ class TileCoding:
 #: every version stays readable.
 FORMATS = {1: TileCoding("checkerboard", adaptive=False),
            2: TileCoding("quad", adaptive=False),
-           3: TileCoding("quad", adaptive=True)}
+           3: TileCoding("quad", adaptive=True),
+           4: TileCoding("nested", adaptive=True)}
 
 
 def newest_format(context: str) -> int:
@@ -46,12 +47,18 @@ def newest_format(context: str) -> int:
 
 @dataclass(frozen=True)
 class SymbolTables:
-    """Probability tables for one model (all quality levels)."""
+    """Probability tables for one model (all quality levels).
+
+    A value context (``sccodec.context``) is ``row * S + sign context`` with S the scheme's
+    ``sign_contexts``. With S = 1 the row alone gives the value's distribution; with S > 1
+    the rows are symmetric (P(|v|)) and ``signs`` gives P(v > 0) per (atom, sign context).
+    """
 
     p_nonzero: np.ndarray  # (Q, K, C): P(symbol != 0 | flag context)
-    values: np.ndarray  # (Q, K, V, 2R): P(symbol = v | != 0, value context), v = -R..-1, 1..R
+    values: np.ndarray  # (Q, K, V, 2R): P(symbol = v | != 0, value row), v = -R..-1, 1..R
     groups: int
     context: str = LEGACY_SCHEME  # a key of sccodec.context.SCHEMES
+    signs: np.ndarray | None = None  # (Q, K, S): P(v > 0 | sign context); schemes with S > 1 only
 
     def __post_init__(self) -> None:
         # constriction takes float64; convert once here rather than per coded step.
@@ -67,6 +74,17 @@ class SymbolTables:
         if (p[-1], v[-2]) != want:
             raise ValueError(f"tables have {p[-1]} flag and {v[-2]} value contexts; "
                              f"the {self.context} scheme has {want[0]} and {want[1]}")
+        s = self.scheme.sign_contexts
+        if s == 1:
+            if self.signs is not None:
+                raise ValueError(f"the {self.context} scheme has no sign table")
+            return
+        object.__setattr__(self, "signs", None if self.signs is None else np.ascontiguousarray(self.signs, np.float64))
+        if self.signs is None or self.signs.shape != (*p[:2], s):
+            raise ValueError(f"the {self.context} scheme needs a sign table of shape {(*p[:2], s)}")
+        r = v[-1] // 2
+        if not np.array_equal(self.values[..., :r], self.values[..., r:][..., ::-1]):
+            raise ValueError(f"the {self.context} scheme's value rows must be symmetric (the sign has its own table)")
 
     @property
     def scheme(self) -> Scheme:
@@ -83,6 +101,33 @@ class SymbolTables:
     @property
     def value_range(self) -> int:
         return self.values.shape[-1] // 2
+
+    def value_table(self, quality_index: int) -> np.ndarray:
+        """(K, V·S, 2R): one level's value distribution (not normalised: constriction does that)
+        for every atom and value context. With a sign table, each row half is weighted by one
+        exactly rounded float64 multiplication per entry, so every reader builds the same rows."""
+        s = self.scheme.sign_contexts
+        if s == 1:
+            return self.values[quality_index]
+        rows = self.values[quality_index].repeat(s, axis=1)  # (K, V·S, 2R): row ctx // S
+        positive = np.tile(self.signs[quality_index], (1, self.values.shape[2]))[..., None]  # sign ctx % S
+        r = self.value_range
+        return np.concatenate([rows[..., :r] * (1.0 - positive), rows[..., r:] * positive], axis=-1)
+
+    def stored(self) -> dict[str, np.ndarray]:
+        """The arrays a weights file keeps (symmetric rows: only their positive half)."""
+        if self.signs is None:
+            return {"p_nonzero": self.p_nonzero, "values": self.values}
+        return {"p_nonzero": self.p_nonzero, "magnitudes": self.values[..., self.value_range:], "signs": self.signs}
+
+    @classmethod
+    def from_stored(cls, arrays: dict[str, np.ndarray], groups: int, context: str) -> "SymbolTables":
+        """Inverse of ``stored``."""
+        if "magnitudes" in arrays:
+            m = np.asarray(arrays["magnitudes"], np.float64)
+            return cls(arrays["p_nonzero"], np.concatenate([m[..., ::-1], m], axis=-1), groups, context,
+                       arrays["signs"])
+        return cls(arrays["p_nonzero"], arrays["values"], groups, context)
 
 
 ESCAPE_CLASSES = 21  # an escaped magnitude |v| >= R is coded as R + (m - 1), 1 <= m < 2**21
@@ -119,6 +164,7 @@ class _Walk:
         k, h, w = symbols.shape
         g = tables.groups
         self.tables, self.q, self.scheme = tables, quality_index, tables.scheme
+        self.value_table = tables.value_table(quality_index)
         self.adaptation = adaptation or Adaptation.neutral(tables.scheme.phases * g)
         self.grouped = symbols.reshape(g, k // g, h, w)
         self.per_group = (self.grouped != 0).sum(1, dtype=np.int32)
@@ -137,7 +183,7 @@ class _Walk:
         return self.adaptation.flag_probs(self.tables.p_nonzero[self.q, atom, ctx], step)
 
     def value_rows(self, ctx: np.ndarray, atom: np.ndarray) -> np.ndarray:
-        return self.adaptation.value_rows(self.tables.values[self.q, atom, ctx])
+        return self.adaptation.value_rows(self.value_table[atom, ctx])
 
     def store(self, p: int, g: int, values: np.ndarray) -> None:
         self.grouped[g][:, self.phase == p] = values

@@ -47,8 +47,8 @@ class ModelFile:
     def tables(self) -> SymbolTables:
         """Built once per file (a float64 copy: the coder's input type)."""
         try:
-            tables = SymbolTables(self.tensors[TABLE_PREFIX + "p_nonzero"],
-                                  self.tensors[TABLE_PREFIX + "values"], self.config.groups, self.context)
+            arrays = {k[len(TABLE_PREFIX):]: v for k, v in self.tensors.items() if k.startswith(TABLE_PREFIX)}
+            tables = SymbolTables.from_stored(arrays, self.config.groups, self.context)
         except (KeyError, ValueError) as e:  # e.g. a scheme from a newer sccodec
             raise ModelMismatchError(f"cannot use the tables of {self.path}: {e}") from None
         if (tables.qualities, tables.atoms) != (self.config.qualities, self.config.atoms):
@@ -196,8 +196,8 @@ def export(model: SCVAE, name: str, out_dir: str | Path, sidecar: dict,
     # float16: the quad scheme's P(non-zero) table is 3.7x the checkerboard's (1.8 MB in float32),
     # which left the weights file ~10 kB under its 20 MB budget; Kodak bits with float16 tables:
     # training_log.md, "The quad context scheme"
-    tensors[TABLE_PREFIX + "p_nonzero"] = torch.from_numpy(tables.p_nonzero).half().contiguous()
-    tensors[TABLE_PREFIX + "values"] = torch.from_numpy(tables.values).half().contiguous()
+    for key, array in tables.stored().items():
+        tensors[TABLE_PREFIX + key] = torch.from_numpy(np.ascontiguousarray(array)).half().contiguous()
     meta = {"name": name, "config": json.dumps(model.config.to_dict()), "format": "sccodec-weights-1",
             "context": tables.context}
     out_dir = Path(out_dir)

@@ -20,6 +20,7 @@ import sccodec.atomic
 import sccodec.cli
 from helpers import DEFAULT_MODEL, encode_png, gradient_image, psnr, rebuild, weights_hash
 from sccodec import bitstream
+from sccodec.entropy import newest_format
 from sccodec.cli import main
 
 
@@ -454,7 +455,7 @@ def test_info_json(run, tmp_path, tiled_scv, model_file) -> None:
     assert result.exit_code == 0
     record = json.loads(result.output)
     container = bitstream.parse(tiled_scv)
-    assert record["format_version"] == container.header.version == 3  # quad contexts, adapted per tile
+    assert record["format_version"] == container.header.version == newest_format(model_file.tables.context)
     assert record["model"] == DEFAULT_MODEL
     assert record["weights_hash"] == weights_hash().hex()
     assert (record["width"], record["height"], record["mode"]) == (70, 40, "RGB")

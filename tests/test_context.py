@@ -75,13 +75,47 @@ def test_coding_steps_cover_each_symbol_once(groups, context) -> None:
 
 
 @pytest.mark.parametrize(("k", "groups", "h", "w", "density"), SHAPES)
-def test_quad_context_values_are_in_range(k, groups, h, w, density) -> None:
-    scheme = SCHEMES["quad"]
+@pytest.mark.parametrize("context", ["quad", "nested"])
+def test_context_values_are_in_range(k, groups, h, w, density, context) -> None:
+    scheme = SCHEMES[context]
     flag, value = scheme_contexts(scheme, random_symbols(k, h, w, density, seed=3), groups)
+    s = scheme.sign_contexts
     assert 0 <= flag.min() and flag.max() < scheme.flag_contexts
-    assert 0 <= value.min() and value.max() < scheme.value_contexts
+    assert 0 <= value.min() and value.max() < scheme.value_contexts * s
     first = np.broadcast_to(scheme.phase(h, w) == 0, flag.shape)  # no decoded neighbour of its own atom
-    assert flag[first].max(initial=0) < NUM_ACTIVITY and value[first].max(initial=0) < 4
+    assert flag[first].max(initial=0) < NUM_ACTIVITY and value[first].max(initial=0) // s < 4
+    assert (value[first] % s == 0).all(), "a first-phase symbol has no neighbour sign to go by"
+
+
+def test_nested_phases_split_the_first_quad_phase() -> None:
+    """Phases 0-3 are quad's first phase, itself in quad order at stride 2; 4-6 are quad's later ones."""
+    h, w = 9, 10
+    nested, quad = SCHEMES["nested"].phase(h, w), SCHEMES["quad"].phase(h, w)
+    np.testing.assert_array_equal(nested >= 4, quad > 0)
+    np.testing.assert_array_equal(nested[quad > 0], quad[quad > 0] + 3)
+    np.testing.assert_array_equal(nested[::2, ::2], quad[: (h + 1) // 2, : (w + 1) // 2])
+
+
+def test_nested_sign_context_follows_the_neighbours_signs() -> None:
+    """The sign context of a later-phase symbol is the sign of its atom's decoded neighbours'
+    sum (at distance 2 inside the first quad phase, 1 after), and ignores other atoms."""
+    k, groups, h, w = 4, 2, 5, 5
+    scheme = SCHEMES["nested"]
+    s = scheme.sign_contexts
+
+    def sign_at(symbols, y, x):
+        return scheme_contexts(scheme, symbols, groups)[1][0, y, x] % s
+
+    base = np.zeros((k, h, w), dtype=np.int32)
+    for value, want in ((-3, 1), (0, 2), (4, 3)):
+        near, far = base.copy(), base.copy()
+        near[0, 0, 0] = value  # (0, 0) is phase 0, (1, 1) phase 4: neighbours at distance 1
+        far[0, 0, 0] = value  # (2, 2) is phase 1: (0, 0) is its neighbour at distance 2
+        assert sign_at(near, 1, 1) == want and sign_at(far, 2, 2) == want
+    other = base.copy()
+    other[1, 0, 0] = -3
+    assert sign_at(other, 1, 1) == 2, "another atom's sign counted as this atom's"
+    assert sign_at(base, 0, 0) == 0
 
 
 def test_quad_phases_have_their_own_flag_contexts() -> None:

@@ -22,7 +22,19 @@ def random_tables(k: int, groups: int, r: int, seed: int, qualities: int = 2,
     scheme = SCHEMES[context]
     p_nonzero = rng.uniform(0.0, 1.0, size=(qualities, k, scheme.flag_contexts))
     values = rng.dirichlet(np.full(2 * r, 0.5), size=(qualities, k, scheme.value_contexts))
-    return SymbolTables(p_nonzero, values, groups, context)
+    return make_tables(p_nonzero, values, groups, context, seed)
+
+
+def make_tables(p_nonzero: np.ndarray, values: np.ndarray, groups: int, context: str, seed: int = 0,
+                signs: np.ndarray | None = None) -> SymbolTables:
+    """Tables of any scheme from flag and value arrays: a scheme with a sign table gets the
+    value rows made symmetric and (unless given) random sign probabilities."""
+    scheme = SCHEMES[context]
+    if scheme.sign_contexts == 1:
+        return SymbolTables(p_nonzero, values, groups, context)
+    if signs is None:
+        signs = np.random.default_rng(seed).uniform(0.0, 1.0, size=(*p_nonzero.shape[:2], scheme.sign_contexts))
+    return SymbolTables(p_nonzero, values + values[..., ::-1], groups, context, signs)
 
 
 def random_symbols(k: int, h: int, w: int, r: int, seed: int) -> np.ndarray:
@@ -63,8 +75,9 @@ def test_lossless_with_degenerate_tables(context, adaptive) -> None:
     p_nonzero = np.zeros((2, k, scheme.flag_contexts))
     p_nonzero[1] = 1.0
     values = np.zeros((2, k, scheme.value_contexts, 2 * r))
-    values[..., 0] = 1.0  # all mass on -r
-    tables = SymbolTables(p_nonzero, values, groups, context)
+    values[..., 0] = 1.0  # all mass on -r (on +-r where the sign has its own table, and that is 0 or 1)
+    signs = np.stack([np.zeros((k, scheme.sign_contexts)), np.ones((k, scheme.sign_contexts))])
+    tables = make_tables(p_nonzero, values, groups, context, signs=signs)
     symbols = random_symbols(k, 3, 4, r, seed=5)
     for q in (0, 1):
         np.testing.assert_array_equal(roundtrip(symbols, tables, q, adaptive), symbols)
@@ -94,7 +107,8 @@ def test_tables_must_fit_their_context_scheme() -> None:
 # readable by every later version.
 GOLDEN = {1: "d452836db7ff18c2442a06a819169c3db98517616409852ff723c2d8ae0ff529",
           2: "faaf1e58d16aaf2e9da623c7d1b3f208eaae0f1c43c1f7141fd9417eabd4762a",
-          3: "19bd80f83a372d056cb0b6abdb9c1c11d54efd7019124e72e81f986900000025"}
+          3: "19bd80f83a372d056cb0b6abdb9c1c11d54efd7019124e72e81f986900000025",
+          4: "f3aceda7594c05f99ba549ca1d54e4d4528eb8932ff900533a7bb4bffbfd4e77"}
 
 
 @pytest.mark.parametrize("version", list(entropy.FORMATS))
@@ -106,7 +120,7 @@ def test_bitstream_of_each_format_is_frozen(version) -> None:
     scheme = SCHEMES[coding.context]
     p_nonzero = rng.uniform(0.0, 1.0, size=(2, 16, scheme.flag_contexts))
     values = rng.dirichlet(np.full(12, 0.5), size=(2, 16, scheme.value_contexts))
-    tables = SymbolTables(p_nonzero, values, 4, coding.context)
+    tables = make_tables(p_nonzero, values, 4, coding.context, seed=12)
     rng = np.random.default_rng(5)
     symbols = np.where(rng.random((16, 7, 9)) < 0.3, rng.integers(-9, 10, (16, 7, 9)), 0).astype(np.int32)
     symbols[2, 3, 4] = 1000  # an escape
@@ -154,6 +168,44 @@ def test_tables_of_the_wrong_shape_are_refused() -> None:
             SymbolTables(p, v, groups)
 
 
+def test_sign_tables_only_where_the_scheme_has_them() -> None:
+    """nested needs a sign table of shape (Q, K, S) and sign-symmetric value rows; the older
+    schemes carry the sign in their rows and refuse a sign table."""
+    good = random_tables(8, 4, 3, seed=0, context="nested")
+    with pytest.raises(ValueError, match="needs a sign table"):
+        SymbolTables(good.p_nonzero, good.values, 4, "nested")
+    with pytest.raises(ValueError, match="needs a sign table"):
+        SymbolTables(good.p_nonzero, good.values, 4, "nested", good.signs[..., :2])
+    lopsided = good.values.copy()
+    lopsided[..., 0] += 0.5
+    with pytest.raises(ValueError, match="symmetric"):
+        SymbolTables(good.p_nonzero, lopsided, 4, "nested", good.signs)
+    quad = random_tables(8, 4, 3, seed=0, context="quad")
+    with pytest.raises(ValueError, match="no sign table"):
+        SymbolTables(quad.p_nonzero, quad.values, 4, "quad", good.signs)
+
+
+@pytest.mark.parametrize("context", list(SCHEMES))
+def test_stored_tables_read_back_exactly(context) -> None:
+    """A weights file keeps half of a symmetric row: reading it back must give the same rows."""
+    tables = random_tables(8, 4, 3, seed=1, context=context)
+    back = SymbolTables.from_stored(tables.stored(), 4, context)
+    for q in range(tables.qualities):
+        np.testing.assert_array_equal(back.value_table(q), tables.value_table(q))
+    np.testing.assert_array_equal(back.p_nonzero, tables.p_nonzero)
+
+
+def test_sign_table_weights_the_row_halves() -> None:
+    """A value's probability is P(|v| | row) x P(sign | sign context)."""
+    tables = random_tables(4, 2, 3, seed=2, context="nested")
+    s, r = tables.scheme.sign_contexts, tables.value_range
+    table = tables.value_table(1)
+    for atom, ctx in ((0, 0), (3, 4 * s + 3), (2, 5 * s + 1)):
+        row = tables.values[1, atom, ctx // s]
+        p = tables.signs[1, atom, ctx % s]
+        np.testing.assert_array_equal(table[atom, ctx], np.concatenate([row[:r] * (1 - p), row[r:] * p]))
+
+
 def test_all_zero_symbols() -> None:
     tables = random_tables(8, 4, 3, seed=4)
     symbols = np.zeros((8, 2, 3), dtype=np.int32)
@@ -199,7 +251,8 @@ def sample_from_tables(tables: SymbolTables, q: int, shape: tuple[int, int, int]
         here = np.broadcast_to(tables.scheme.phase(h, w) == p, (per, h, w))
         mine = slice(g * per, (g + 1) * per)
         nonzero = rng.random((per, h, w)) < tables.p_nonzero[q, atoms, flag[mine]]
-        rows = tables.values[q, atoms, value[mine]]  # (per, h, w, 2r)
+        rows = tables.value_table(q)[atoms, value[mine]]  # (per, h, w, 2r)
+        rows = rows / rows.sum(-1, keepdims=True)
         index = (rows.cumsum(-1) < rng.random((per, h, w, 1))).sum(-1).clip(0, 2 * r - 1)
         value = np.where(index < r, index - r, index - r + 1)
         symbols[g * per : (g + 1) * per][here] = np.where(nonzero, value, 0)[here]
@@ -217,7 +270,9 @@ def information_bits(symbols: np.ndarray, tables: SymbolTables, q: int) -> float
     bits = -np.log2(np.where(nz, p_flag, 1 - p_flag)).sum()
     index = np.where(symbols < 0, symbols + r, symbols + r - 1)
     escapes = int((np.abs(symbols) == r).sum())  # |v| = R: escape class 0 follows, 1 bit each
-    return float(bits + escapes - np.log2(tables.values[q, atom[nz], vctx[nz], index[nz]]).sum())
+    rows = tables.value_table(q)[atom[nz], vctx[nz]]
+    rows = rows / rows.sum(-1, keepdims=True)
+    return float(bits + escapes - np.log2(rows[np.arange(len(rows)), index[nz]]).sum())
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -232,7 +287,8 @@ def test_code_length_matches_the_model(seed, context) -> None:
     # sharply context-dependent tables: the right context is worth a lot of bits
     p_nonzero = np.where(rng.random((1, k, scheme.flag_contexts)) < 0.5, 0.03, 0.97)
     values = rng.dirichlet(np.full(2 * r, 0.3), size=(1, k, scheme.value_contexts))
-    tables = SymbolTables(p_nonzero, values, groups, context)
+    signs = np.where(rng.random((1, k, scheme.sign_contexts)) < 0.5, 0.1, 0.9)
+    tables = make_tables(p_nonzero, values, groups, context, signs=signs)
     symbols = sample_from_tables(tables, 0, (k, 8, 8), seed)
     ideal = information_bits(symbols, tables, 0)
     actual = 32 * len(entropy.encode(symbols, tables, 0))

@@ -436,11 +436,11 @@ def test_export_force_keeps_the_replaced_weights_so_their_files_still_decode(che
     assert result.exit_code == 0 and "kept the replaced weights" in result.output
     new = read_model_file(out / "Tiny-1.safetensors")
     assert new.digest != old.digest
-    # parametric tables use training's checkerboard contexts; fitted ones default to quad
-    assert (old.context, new.context) == ("checkerboard", "quad")
+    # parametric tables use training's checkerboard contexts; fitted ones default to nested
+    assert (old.context, new.context) == ("checkerboard", "nested")
     pixels = gradient_image(48, 40)
     fresh = sccodec.Codec("Tiny-1", device="cpu")
-    assert fresh.model_file.context == "quad"
+    assert fresh.model_file.context == "nested"
     assert fresh.decode_array(fresh.encode(pixels, 2))[0].shape == pixels.shape
     assert (out / f"Tiny-1@{old.digest.hex()}.safetensors").read_bytes() == old_bytes
     assert available_models() == ["Tiny-1"]

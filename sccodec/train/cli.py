@@ -122,7 +122,7 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
               help="How many photos (evenly spaced over the sorted training split) to fit on (160 gave 0.3-1.5% "
                    "fewer bits than 48 on held-out photos; about a minute on 2 cores).")
 @click.option("--context", type=click.Choice(list(SCHEMES)),
-              help="The coder's context scheme (sccodec/context.py) [default: quad with --fit-tables; "
+              help="The coder's context scheme (sccodec/context.py) [default: nested with --fit-tables; "
                    "checkerboard, the parametric tables training learns, without].")
 @click.option("--float16-transforms", is_flag=True,
               help="Store the transforms' conv kernels in float16 (a 19 MB model becomes 12 MB; decoded "

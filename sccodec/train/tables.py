@@ -23,17 +23,21 @@ from sccodec.train.data import load_rgb
 
 FLAG_PRIOR = 16.0  # pseudo-counts given to the pooled table per (atom, context)
 VALUE_PRIOR = 64.0  # pseudo-counts per value distribution
-DEFAULT_CONTEXT = "quad"
+SIGN_PRIOR = 16.0  # pseudo-counts per sign distribution
+DEFAULT_CONTEXT = "nested"
 
 
 def count_symbols(model: SCVAE, paths: list[Path], context: str = DEFAULT_CONTEXT,
                   max_side: int = 768) -> tuple[np.ndarray, ...]:
-    """(flag totals (Q,K,C), non-zero counts (Q,K,C), value counts (Q,K,V,2R)) over the images."""
+    """(flag totals (Q,K,C), non-zero counts (Q,K,C), value counts (Q,K,V,2R), sign counts
+    (Q,K,S,2): negative, positive) over the images; value rows as the coder reads them
+    (without the sign context)."""
     c, scheme = model.config, SCHEMES[context]
-    r, n_flag, n_value = c.value_range, scheme.flag_contexts, scheme.value_contexts
+    r, n_flag, n_value, n_sign = c.value_range, scheme.flag_contexts, scheme.value_contexts, scheme.sign_contexts
     totals = np.zeros((c.qualities, c.atoms, n_flag))
     nonzero = np.zeros_like(totals)
     values = np.zeros((c.qualities, c.atoms, n_value, 2 * r))
+    signs = np.zeros((c.qualities, c.atoms, n_sign, 2))
     atom = np.arange(c.atoms)[:, None, None]
     for path in paths:
         img = load_rgb(path)[:, :max_side, :max_side].permute(1, 2, 0).numpy()
@@ -46,19 +50,30 @@ def count_symbols(model: SCVAE, paths: list[Path], context: str = DEFAULT_CONTEX
             nz = s != 0
             nonzero[q] += np.bincount(flat[nz.ravel()], minlength=c.atoms * n_flag).reshape(c.atoms, -1)
             vidx = value_index(s[nz], r)  # escapes land in the ±R bins, as in the coder
-            a = np.broadcast_to(atom, s.shape)[nz] * n_value + value[nz]
+            nz_atom = np.broadcast_to(atom, s.shape)[nz]
+            a = nz_atom * n_value + value[nz] // n_sign
             values[q] += np.bincount(a * 2 * r + vidx, minlength=c.atoms * n_value * 2 * r).reshape(
                 c.atoms, n_value, 2 * r)
-    return totals, nonzero, values
+            b = (nz_atom * n_sign + value[nz] % n_sign) * 2 + (s[nz] > 0)
+            signs[q] += np.bincount(b, minlength=c.atoms * n_sign * 2).reshape(c.atoms, n_sign, 2)
+    return totals, nonzero, values, signs
+
+
+def _smoothed(counts: np.ndarray, prior: float, floor: float) -> np.ndarray:
+    """Each atom's distributions (last axis) pulled towards all atoms' (axis 1) by ``prior``
+    pseudo-counts, so rare (atom, context) pairs fall back to what the other atoms do."""
+    pooled = counts.sum(1, keepdims=True) + floor
+    pooled /= pooled.sum(-1, keepdims=True)
+    return (counts + prior * pooled) / (counts.sum(-1, keepdims=True) + prior)
 
 
 @torch.no_grad()
 def fitted_tables(model: SCVAE, paths: list[Path], context: str = DEFAULT_CONTEXT) -> SymbolTables:
     """The coder's tables for ``context``, fitted to the model's symbols on ``paths``."""
-    totals, nonzero, values = count_symbols(model.eval(), paths, context)
-    pooled_p = (nonzero.sum(1, keepdims=True) + 1) / (totals.sum(1, keepdims=True) + 2)
-    pooled_v = values.sum(1, keepdims=True) + 0.1
-    pooled_v /= pooled_v.sum(-1, keepdims=True)
-    p = (nonzero + FLAG_PRIOR * pooled_p) / (totals + FLAG_PRIOR)
-    v = (values + VALUE_PRIOR * pooled_v) / (values.sum(-1, keepdims=True) + VALUE_PRIOR)
-    return SymbolTables(p, v, model.config.groups, context)
+    totals, nonzero, values, signs = count_symbols(model.eval(), paths, context)
+    flags = _smoothed(np.stack([totals - nonzero, nonzero], -1), FLAG_PRIOR, 1.0)
+    if SCHEMES[context].sign_contexts == 1:
+        return SymbolTables(flags[..., 1], _smoothed(values, VALUE_PRIOR, 0.1), model.config.groups, context)
+    magnitudes = values + values[..., ::-1]  # both signs of |v| counted together: symmetric rows
+    return SymbolTables(flags[..., 1], _smoothed(magnitudes, VALUE_PRIOR, 0.1), model.config.groups, context,
+                        _smoothed(signs, SIGN_PRIOR, 1.0)[..., 1])
