@@ -279,10 +279,11 @@ def test_tile_payload_not_whole_words(small_scv, model_file) -> None:
 def test_garbage_tile_payloads_are_detected_despite_valid_crcs(small_scv, model_file) -> None:
     """Random words, or the real words with one byte changed or the last word zeroed, inside
     valid CRCs: the ANS decoder must end exactly where the data does, so these are
-    CorruptFileErrors naming the tile, never another exception. Two of the 30 allowed: a
+    CorruptFileErrors naming the tile, never another exception. Three of the 30 allowed: a
     short stream can, by chance, decode to a valid code that ends exactly (an 8-byte random
     one did with the 0.4.2 weights; with format 3, that one and one of the 16 one-byte changes
-    of this 16-byte stream). What catches real damage is the chunk CRC."""
+    of this 16-byte stream; with the 0.5.1 weights, a 16-byte random one and two one-byte
+    changes). What catches real damage is the chunk CRC."""
     c = bitstream.parse(small_scv)
     random_words = [bytes((seed * 37 + i * 101) % 256 for i in range(4 * (1 + seed))) for seed in range(10)]
     broken = [payload[:-4] + bytes(4) for payload in random_words[::3]]  # zero last word: invalid ANS data
@@ -296,7 +297,7 @@ def test_garbage_tile_payloads_are_detected_despite_valid_crcs(small_scv, model_
             assert "tile 0" in str(e)
         else:
             decoded += 1
-    assert decoded <= 2, f"{decoded} of {len(random_words + broken)} random or damaged payloads decoded"
+    assert decoded <= 3, f"{decoded} of {len(random_words + broken)} random or damaged payloads decoded"
 
 
 # ---------------------------------------------------------------- limits and models

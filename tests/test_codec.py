@@ -424,3 +424,14 @@ def test_pillow_plugin_follows_pillows_error_and_file_conventions(codec, small_r
     path.write_bytes(rebuild(data, model="no-such-model"))
     with Image.open(path) as img, pytest.raises(OSError, match="no-such-model"):
         img.load()
+
+
+def test_the_encoder_rounds_with_a_dead_zone_around_zero() -> None:
+    """Values just past ±0.5 steps are coded as 0 (cheaper than the error they remove);
+    everything else rounds to the nearest integer, so the decoder needs no change."""
+    from sccodec.model.scvae import ZERO_THRESHOLD, dead_zone_round
+    s = torch.tensor([0.0, 0.49, 0.55, -0.55, ZERO_THRESHOLD, -ZERO_THRESHOLD - 0.01, 1.4, -1.6, 2.5, 7.2])
+    expected = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, -1.0, 1.0, -2.0, 2.0, 7.0])
+    assert 0.5 < ZERO_THRESHOLD < 1.0
+    assert torch.equal(dead_zone_round(s), expected)
+    assert torch.equal(dead_zone_round(s, 0.5), torch.round(s))

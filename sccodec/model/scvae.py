@@ -1,6 +1,6 @@
 """The SC-VAE: image -> latent -> sparse code -> integer symbols, and back.
 
-    x ─g_a─▶ y ─×gain[q]─▶ y_q ─LISTA(θ[q])─▶ z ─÷step[q]─▶ s ─round─▶ symbols
+    x ─g_a─▶ y ─×gain[q]─▶ y_q ─LISTA(θ[q])─▶ z ─÷step[q]─▶ s ─round*─▶ symbols   (*dead zone at the encoder)
     symbols ─×step[q]─▶ ẑ ─D─▶ ŷ_q ─×inv_gain[q]─▶ ŷ ─g_s─▶ x̂
 
 One model serves every quality level q (../shared/DESIGN.md principle 6): a level only selects a gain
@@ -24,6 +24,15 @@ from sccodec.model.transforms import AnalysisTransform, SynthesisTransform
 
 STRIDE = 16
 MAX_THRESHOLD = 1.5  # LISTA threshold bound, in quantiser steps
+# The encoder codes |s| < ZERO_THRESHOLD as 0 (a dead zone; plain rounding would be 0.5): a ±1
+# costs more bits than the error it removes near the rounding boundary. Encoder-side only:
+# decoders and files are unchanged. Measured in training_log.md ("Dead-zone quantisation").
+ZERO_THRESHOLD = 0.58
+
+
+def dead_zone_round(s: torch.Tensor, zero_threshold: float = ZERO_THRESHOLD) -> torch.Tensor:
+    """Round to the nearest integer, except that |s| < zero_threshold becomes 0."""
+    return torch.where(s.abs() < zero_threshold, torch.zeros_like(s), torch.round(s))
 
 
 @dataclass(frozen=True)
@@ -205,7 +214,7 @@ class SCVAE(nn.Module):
         """Latent y (1,M,h,w) -> int32 symbols (K,h,w); |s| > R is coded with escapes."""
         s, _ = self._code(y, torch.tensor([quality_index], device=y.device))
         limit = self.config.value_range + MAX_MAGNITUDE_OVER_RANGE  # beyond: escape codes run out
-        return torch.round(s[0]).clamp_(-limit, limit).to(torch.int32)
+        return dead_zone_round(s[0]).clamp_(-limit, limit).to(torch.int32)
 
     def encode_symbols(self, x: torch.Tensor, quality_index: int) -> torch.Tensor:
         """Padded image (1,3,H,W) -> int32 symbols (K,h,w)."""
