@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sccodec.context import scheme_contexts, steps, value_index
+from sccodec.context import phase_map, scheme_contexts, steps, value_index
 
 #: Odds factors of P(non-zero), one chosen per coding step; index NEUTRAL_FLAG leaves the table.
 FLAG_SCALES = tuple(k / 16 for k in (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 20, 22, 24, 28, 32))
@@ -77,18 +77,19 @@ def tilt_weights(t: float, r: int) -> np.ndarray:
     return np.concatenate([powers[::-1], powers])
 
 
-def choose(symbols: np.ndarray, tables, quality_index: int) -> Adaptation:
+def choose(symbols: np.ndarray, tables, quality_index: int,
+           contexts: tuple[np.ndarray, np.ndarray] | None = None) -> Adaptation:
     """The adaptation that minimises the tile's ideal code length, side information included.
 
     Works on counts per table entry (not per symbol), so its cost grows with the tables, not
-    with the image.
+    with the image. ``contexts``: the symbols' ``scheme_contexts``, if the caller has them.
     """
     k, h, w = symbols.shape
     groups, q = tables.groups, quality_index
-    flag_ctx, value_ctx = scheme_contexts(tables.scheme, symbols, groups)
+    flag_ctx, value_ctx = contexts if contexts is not None else scheme_contexts(tables.scheme, symbols, groups)
     nz = symbols != 0
     atom = np.broadcast_to(np.arange(k)[:, None, None], symbols.shape)
-    phase = tables.scheme.phase(h, w)
+    phase = phase_map(tables.scheme, h, w)
     per = k // groups
     c = tables.p_nonzero.shape[-1]
     side_flag = -np.log2(FLAG_INDEX_PROBS)

@@ -53,6 +53,7 @@ level) to 1.1% (top level) fewer bits than quad (training_log.md, "The nested co
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -189,7 +190,7 @@ class Quad:
                       ) -> tuple[np.ndarray, np.ndarray]:
         """As ``Checkerboard.step_contexts``. The 8 neighbours of a position all lie in other
         phases, so 'decoded' is: earlier phases anywhere, plus earlier groups at the centre."""
-        done, counts = _decoded(self.phase(*grouped.shape[-2:]), per_group, phase, group)
+        done, counts = _decoded(phase_map(self, *grouped.shape[-2:]), per_group, phase, group)
         activity = activity_bucket(_window_sum(counts, _WINDOW))[None]
         if phase == 0:
             return np.broadcast_to(activity, grouped[group].shape), np.broadcast_to(activity // 2, grouped[group].shape)
@@ -214,7 +215,7 @@ class Nested:
     def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int
                       ) -> tuple[np.ndarray, np.ndarray]:
         """As ``Quad.step_contexts``; the value context also holds the sign context."""
-        done, counts = _decoded(self.phase(*grouped.shape[-2:]), per_group, phase, group)
+        done, counts = _decoded(phase_map(self, *grouped.shape[-2:]), per_group, phase, group)
         coarse = phase < 4  # the stride-2 lattice: decoded neighbours lie 2 apart
         activity = activity_bucket(_window_sum(counts, _WINDOW5 if coarse else _WINDOW))[None]
         shape = grouped[group].shape
@@ -233,6 +234,15 @@ SCHEMES: dict[str, Scheme] = {s.name: s for s in (Checkerboard(), Quad(), Nested
 LEGACY_SCHEME = "checkerboard"  # weights files that name no scheme
 
 
+@functools.lru_cache(maxsize=16)
+def phase_map(scheme: Scheme, h: int, w: int) -> np.ndarray:
+    """``scheme.phase(h, w)``, read-only and computed once per tile shape: every coding step of a
+    tile asks for it."""
+    phases = scheme.phase(h, w)
+    phases.setflags(write=False)
+    return phases
+
+
 def steps(scheme: Scheme, groups: int) -> list[tuple[int, int]]:
     """(phase, group) in coding order: phase by phase, group by group within a phase."""
     return [(p, g) for p in range(scheme.phases) for g in range(groups)]
@@ -243,7 +253,7 @@ def scheme_contexts(scheme: Scheme, symbols: np.ndarray, groups: int) -> tuple[n
     k, h, w = symbols.shape
     grouped = symbols.reshape(groups, k // groups, h, w)
     per_group = (grouped != 0).sum(1, dtype=np.int32)
-    phase = scheme.phase(h, w)
+    phase = phase_map(scheme, h, w)
     flag = np.zeros(grouped.shape, dtype=np.int32)
     value = np.zeros(grouped.shape, dtype=np.int32)
     for p, g in steps(scheme, groups):

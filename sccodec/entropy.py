@@ -18,7 +18,7 @@ import constriction
 import numpy as np
 
 from sccodec.adaptation import FLAG_INDEX_PROBS, TILT_INDEX_PROBS, Adaptation, choose
-from sccodec.context import LEGACY_SCHEME, SCHEMES, Scheme, steps, value_index
+from sccodec.context import LEGACY_SCHEME, SCHEMES, Scheme, phase_map, scheme_contexts, steps, value_index
 
 CODER_NAME = "constriction"
 CODER_VERSION = (0, 5)  # output is stable within a minor release of 0.x; recorded in every file
@@ -160,7 +160,10 @@ class _Walk:
     """Walks the coding steps over a (G, K/G, h, w) symbol array, tracking significance counts."""
 
     def __init__(self, symbols: np.ndarray, tables: SymbolTables, quality_index: int,
-                 adaptation: Adaptation | None = None) -> None:
+                 adaptation: Adaptation | None = None,
+                 known_contexts: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """``known_contexts``: every symbol's (flag, value) context from ``scheme_contexts``, when
+        all symbols are known up front (the encoder): then no step recomputes them."""
         k, h, w = symbols.shape
         g = tables.groups
         self.tables, self.q, self.scheme = tables, quality_index, tables.scheme
@@ -168,14 +171,18 @@ class _Walk:
         self.adaptation = adaptation or Adaptation.neutral(tables.scheme.phases * g)
         self.grouped = symbols.reshape(g, k // g, h, w)
         self.per_group = (self.grouped != 0).sum(1, dtype=np.int32)
-        self.phase = self.scheme.phase(h, w)
+        self.phase = phase_map(self.scheme, h, w)
         atoms = np.arange(k).reshape(g, k // g)
         self.atoms = [atoms[i][:, None] for i in range(g)]
+        self.known = None if known_contexts is None else [c.reshape(self.grouped.shape) for c in known_contexts]
 
     def contexts(self, p: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(flag context, value context, atom index) of the step's symbols, each (K/G, n) in coding order."""
         here = self.phase == p
-        flag, value = self.scheme.step_contexts(self.grouped, self.per_group, p, g)
+        if self.known is None:
+            flag, value = self.scheme.step_contexts(self.grouped, self.per_group, p, g)
+        else:
+            flag, value = self.known[0][g], self.known[1][g]
         flag, value = flag[:, here], value[:, here]
         return flag, value, np.broadcast_to(self.atoms[g], flag.shape)
 
@@ -211,8 +218,9 @@ def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int, adapti
     if np.abs(symbols).max(initial=0) > r + MAX_MAGNITUDE_OVER_RANGE:
         raise ValueError(f"symbol magnitude above the codable range {r + MAX_MAGNITUDE_OVER_RANGE}")
     symbols = np.array(symbols, dtype=np.int32)
-    adaptation = choose(symbols, tables, quality_index) if adaptive else None
-    walk = _Walk(symbols, tables, quality_index, adaptation)
+    known = scheme_contexts(tables.scheme, symbols, tables.groups)
+    adaptation = choose(symbols, tables, quality_index, known) if adaptive else None
+    walk = _Walk(symbols, tables, quality_index, adaptation, known)
     flag_model, value_model = _models()
     class_model, bit_model = _escape_models()
     coder = constriction.stream.stack.AnsCoder()

@@ -12,6 +12,8 @@ from PIL import Image
 import sccodec
 import sccodec_weights
 from sccodec import bitstream
+from sccodec.context import SCHEMES
+from sccodec.entropy import SymbolTables
 from sccodec.weights import DEFAULT_MODEL
 
 ASTRONAUT = Path(sccodec.__file__).resolve().parent / "data" / "samples" / "astronaut.jpg"
@@ -91,3 +93,18 @@ def rebuild(data: bytes, **header_changes) -> bytes:
     container = bitstream.parse(data)
     header = dataclasses.replace(container.header, **header_changes)
     return bitstream.pack(bitstream.Container(header, container.tiles, container.ancillary))
+
+
+# ---------------------------------------------------------------- entropy tables
+
+
+def make_tables(p_nonzero: np.ndarray, values: np.ndarray, groups: int, context: str, seed: int = 0,
+                signs: np.ndarray | None = None) -> SymbolTables:
+    """Tables of any scheme from flag and value arrays: a scheme with a sign table gets the
+    value rows made symmetric and (unless given) random sign probabilities."""
+    scheme = SCHEMES[context]
+    if scheme.sign_contexts == 1:
+        return SymbolTables(p_nonzero, values, groups, context)
+    if signs is None:
+        signs = np.random.default_rng(seed).uniform(0.0, 1.0, size=(*p_nonzero.shape[:2], scheme.sign_contexts))
+    return SymbolTables(p_nonzero, values + values[..., ::-1], groups, context, signs)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import sccodec
-from helpers import DEFAULT_MODEL, WEIGHTS, rebuild, weights_hash
+from helpers import DEFAULT_MODEL, WEIGHTS, make_tables, rebuild, weights_hash
 from sccodec import bitstream, entropy
 from sccodec.api import parse_symbols
 from sccodec.bench.fuzz import repair_crcs
@@ -181,10 +181,7 @@ def tables_of_scheme(model_file, context: str) -> entropy.SymbolTables:
     rng = np.random.default_rng(0)
     p = rng.uniform(0.05, 0.95, (t.qualities, t.atoms, scheme.flag_contexts))
     v = rng.dirichlet(np.ones(2 * t.value_range), (t.qualities, t.atoms, scheme.value_contexts))
-    if scheme.sign_contexts == 1:
-        return entropy.SymbolTables(p, v, t.groups, context)
-    signs = rng.uniform(0.05, 0.95, (t.qualities, t.atoms, scheme.sign_contexts))
-    return entropy.SymbolTables(p, v + v[..., ::-1], t.groups, context, signs)
+    return make_tables(p, v, t.groups, context)
 
 
 @pytest.mark.parametrize("version", list(FORMATS))

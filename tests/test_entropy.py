@@ -10,6 +10,7 @@ import pytest
 from sccodec import entropy
 from sccodec.adaptation import FLAG_SCALES, NEUTRAL_FLAG, NEUTRAL_TILT, VALUE_TILTS, choose, scale_odds, tilt_weights
 from sccodec.context import SCHEMES, scheme_contexts, steps
+from helpers import make_tables
 from sccodec.entropy import SymbolTables
 
 # (atoms K, groups G, h, w)
@@ -23,18 +24,6 @@ def random_tables(k: int, groups: int, r: int, seed: int, qualities: int = 2,
     p_nonzero = rng.uniform(0.0, 1.0, size=(qualities, k, scheme.flag_contexts))
     values = rng.dirichlet(np.full(2 * r, 0.5), size=(qualities, k, scheme.value_contexts))
     return make_tables(p_nonzero, values, groups, context, seed)
-
-
-def make_tables(p_nonzero: np.ndarray, values: np.ndarray, groups: int, context: str, seed: int = 0,
-                signs: np.ndarray | None = None) -> SymbolTables:
-    """Tables of any scheme from flag and value arrays: a scheme with a sign table gets the
-    value rows made symmetric and (unless given) random sign probabilities."""
-    scheme = SCHEMES[context]
-    if scheme.sign_contexts == 1:
-        return SymbolTables(p_nonzero, values, groups, context)
-    if signs is None:
-        signs = np.random.default_rng(seed).uniform(0.0, 1.0, size=(*p_nonzero.shape[:2], scheme.sign_contexts))
-    return SymbolTables(p_nonzero, values + values[..., ::-1], groups, context, signs)
 
 
 def random_symbols(k: int, h: int, w: int, r: int, seed: int) -> np.ndarray:

@@ -130,6 +130,7 @@ class SCVAE(nn.Module):
         net = self._compiled.get(name) if self.training else None
         if net is None:
             net = getattr(self, name)
+        x = x.contiguous(memory_format=torch.channels_last)  # a no-op for training batches
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16_transforms):
             return net(x).float()
 
