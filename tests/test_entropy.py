@@ -7,10 +7,10 @@ import threading
 import numpy as np
 import pytest
 
+from helpers import make_tables
 from sccodec import entropy
 from sccodec.adaptation import FLAG_SCALES, NEUTRAL_FLAG, NEUTRAL_TILT, VALUE_TILTS, choose, scale_odds, tilt_weights
 from sccodec.context import SCHEMES, scheme_contexts, steps
-from helpers import make_tables
 from sccodec.entropy import SymbolTables
 
 # (atoms K, groups G, h, w)
