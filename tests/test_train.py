@@ -569,3 +569,54 @@ def test_the_same_weights_always_export_to_the_same_file() -> None:
     assert list(header) == sorted(header) and n % 8 == 0
     loaded = load(blob)
     assert all(np.array_equal(loaded[k], v.numpy()) for k, v in tensors.items())
+
+
+def test_tail_average_is_the_running_mean_of_the_floating_point_state() -> None:
+    from sccodec.train.averaging import TailAverage
+
+    net = torch.nn.BatchNorm1d(2)  # float parameters and an integer buffer (num_batches_tracked)
+    average = TailAverage(first_step=5)
+    for value in (1.0, 2.0, 6.0):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        net.num_batches_tracked.fill_(int(value))
+        average.update(net)
+    weights = TailAverage.from_dict(average.to_dict()).weights(net.state_dict())
+    assert average.count == 3 and torch.equal(weights["weight"], torch.full((2,), 3.0))
+    assert weights["num_batches_tracked"].dtype == torch.long and weights["num_batches_tracked"].item() == 6
+
+
+def test_a_run_keeps_the_mean_of_its_lr_tail_validates_it_and_export_ships_it(tmp_path) -> None:
+    from sccodec.weights import read_model_file
+
+    data = tmp_path / "photos"  # 40 photos: the 40th is held out, and large enough to validate on
+    data.mkdir()
+    for i in range(40):
+        side = 256 if i == 39 else 40
+        Image.fromarray(gradient_image(side, side, seed=i)).save(data / f"p{i:02d}.png")
+    ckpt, out = tmp_path / "t.pt", tmp_path / "out"
+    # the last 15% of 20 steps run at lr/10: steps 19 and 20 are averaged
+    _train("--data", str(data), "--lambdas", "0.01,0.1", "--checkpoint", str(ckpt), "--steps", "20",
+           "--validate-minutes", "100")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert (state["tail_average"]["first_step"], state["tail_average"]["count"]) == (19, 2)
+    (line,) = [h["tail_average"] for h in state["history"] if "tail_average" in h]
+    assert line["count"] == 2 and len(line["validation"]["levels"]) == 2
+    assert _cli("export", ckpt, "--name", "mean", "--out-dir", out).exit_code == 0
+    assert _cli("export", ckpt, "--name", "last", "--out-dir", out, "--last-weights").exit_code == 0
+    mean = read_model_file(out / "mean.safetensors").build().state_dict()
+    last = read_model_file(out / "last.safetensors").build().state_dict()
+    key = "lista.w_e"
+    assert torch.equal(mean[key], state["tail_average"]["mean"][key]) and torch.equal(last[key], state["model"][key])
+    assert not torch.equal(mean[key], last[key])
+    sidecar = json.loads((out / "mean.json").read_text())["training"]
+    assert sidecar["weights"].startswith("mean over steps 19-20") and sidecar["last_validation"]["tail_average"]
+    assert json.loads((out / "last.json").read_text())["training"]["weights"] == "the last step's"
+
+
+def test_no_tail_average_keeps_none(photos, tmp_path) -> None:
+    ckpt = tmp_path / "t.pt"
+    _train("--data", str(photos), "--lambdas", "0.01,0.1", "--checkpoint", str(ckpt), "--steps", "20",
+           "--validate-minutes", "0", "--no-tail-average")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert "tail_average" not in state and state["train_config"]["tail_average"] is False

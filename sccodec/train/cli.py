@@ -48,6 +48,8 @@ from sccodec.train.loop import GROWABLE_FIELDS, NEW_MODEL_FIELDS, TrainConfig, c
               show_default=True, help="Validate on the held-out photos (every 40th of --data) this often; 0: never.")
 @click.option("--dead-zone-grad", type=click.FloatRange(min=0, max=1), default=TrainConfig.dead_zone_grad,
               show_default=True, help="Gradient slope below the LISTA thresholds, so silent atoms can revive; 0: exact.")
+@click.option("--tail-average/--no-tail-average", default=TrainConfig.tail_average, show_default=True,
+              help="Keep the mean of the weights over the run's final lr/10 phase (SWA); export ships it.")
 @click.option("--lambdas", callback=lambda ctx, param, v: _lambdas(v), metavar="L1,L2,...",
               help="A new model's quality levels (λ of loss = bpp + λ·255²·MSE, low to high); "
                    "default: the shipped ladder. Not with --resume (a resumed run keeps its model's).")
@@ -66,7 +68,7 @@ from sccodec.train.loop import GROWABLE_FIELDS, NEW_MODEL_FIELDS, TrainConfig, c
 def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: float, crop: int,
           batch: int, lr: float, fast_lr: float, blocks_lr: float, latent_weight: float, log_every: int, bf16: bool,
           compile: bool,  # noqa: A002 (click names it after --compile; the builtin is not used here)
-          device: str, validate_minutes: float, dead_zone_grad: float, lambdas: tuple[float, ...] | None,
+          device: str, validate_minutes: float, dead_zone_grad: float, tail_average: bool, lambdas: tuple[float, ...] | None,
           nested_atoms: bool, fixed_ladder: bool, nonlinearity: str, synthesis_blocks: int, force: bool) -> None:
     """Train (or keep training) the variable-rate SC-VAE.
 
@@ -89,6 +91,7 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
                       batch=batch, lr=lr, fast_lr=fast_lr, blocks_lr=blocks_lr, latent_weight=latent_weight, log_every=log_every,
                       bf16=bf16, compile=compile,
                       device=device, validate_minutes=validate_minutes, dead_zone_grad=dead_zone_grad,
+                      tail_average=tail_average,
                       lambdas=lambdas, nested_atoms=nested_atoms,
                       fixed_ladder=fixed_ladder, nonlinearity=nonlinearity, synthesis_blocks=synthesis_blocks)
     shaping = [name for name in cfg.new_model_options() if name not in GROWABLE_FIELDS]
@@ -127,11 +130,13 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
 @click.option("--float16-transforms", is_flag=True,
               help="Store the transforms' conv kernels in float16 (a 19 MB model becomes 12 MB; decoded "
                    "images change by about 0.01 dB). Computation stays float32.")
+@click.option("--last-weights", is_flag=True,
+              help="Export the last step's weights, not the mean over the run's lr/10 tail (--tail-average).")
 @click.option("--force", "-f", is_flag=True, help="Replace an existing model of that name; its weights stay "
                                                   "beside it as NAME@HASH.safetensors, so files coded with them "
                                                   "still decode.")
 def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None, fit_images: int,
-           context: str | None, float16_transforms: bool, force: bool) -> None:
+           context: str | None, float16_transforms: bool, last_weights: bool, force: bool) -> None:
     """Export a training checkpoint to <out-dir>/<name>.safetensors + .json (weights + entropy tables).
 
     A model exported to the installed models folder (the default) is usable at once:
@@ -142,6 +147,7 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
       sccodec export train_runs/run1.pt --name my-model --fit-tables ../shared/data/train
     """
     from sccodec.model.scvae import SCVAE, ModelConfig
+    from sccodec.train.averaging import TailAverage
     from sccodec.weights import export as write
     from sccodec.weights import shipped_dir
 
@@ -157,7 +163,8 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
         _output_error(f"{target} exists; use --force to replace it (its weights are then kept as {name}@HASH)")
     state = _load_checkpoint(checkpoint)
     model = SCVAE(ModelConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["model"])
+    average = None if last_weights or "tail_average" not in state else TailAverage.from_dict(state["tail_average"])
+    model.load_state_dict(average.weights(state["model"]) if average else state["model"])
     runs = state.get("runs") or [{"command": command_line(state["train_config"], None)}]
     # The model's own shape, whatever an older checkpoint recorded (it used to keep the defaults).
     cfg = state["train_config"] | {name: getattr(model.config, name) for name in NEW_MODEL_FIELDS}
@@ -166,14 +173,20 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
         export_command += ["--fit-tables", fit_dir, "--fit-images", str(fit_images), "--context", context]
     if float16_transforms:
         export_command.append("--float16-transforms")
+    if last_weights:
+        export_command.append("--last-weights")
+    history = state.get("history", [])
     sidecar = {"training": {"runs": runs, "iterations": state["step"],
                             "wall_seconds": round(state["wall_seconds"], 1),
                             "cpu_hours": round(_cpu_hours(runs), 2),
                             "train_config": cfg,
                             "data": f"{cfg['data']} (every 40th photo held out for validation), random crops "
                                     f"({cfg['crop']} px in the last run), random downscale 0.5-1, flips; Kodak never used",
-                            "last_log": _last(state.get("history", []), "loss"),
-                            "last_validation": _last(state.get("history", []), "validation"),
+                            "weights": (f"mean over steps {average.first_step}-{state['step']} ({average.count} "
+                                        "steps: the last run's lr/10 tail, sccodec/train/averaging.py)"
+                                        if average else "the last step's"),
+                            "last_log": _last(history, "loss"),
+                            "last_validation": _last(history, "tail_average" if average else "validation"),
                             "export_command": shlex.join(export_command)}}
     tables = None
     if fit_dir:

@@ -21,6 +21,7 @@ import torch
 from sccodec.atomic import atomic_path, remove_stale_temps
 from sccodec.errors import ParameterError, SCVError
 from sccodec.model.scvae import SCVAE, ModelConfig
+from sccodec.train.averaging import TailAverage
 from sccodec.train.data import PatchSampler, list_images, split_holdout
 from sccodec.train.distributed import setup
 from sccodec.train.validate import load_validation, validate
@@ -39,6 +40,7 @@ class TrainConfig:
     blocks_lr: float = 0.0  # the synthesis' residual blocks; 0: lr (new blocks in an old model may want more)
     warmup: int = 500
     final_decay: float = 0.15  # last fraction of the run at lr / 10
+    tail_average: bool = True  # keep the mean of the weights over the lr/10 tail (averaging.py)
     # ‖y_q − D z‖² (SC-VAE latent term). Off by default: measured after the per-level gain it
     # penalised large gains and collapsed the quality levels in our first run.
     latent_weight: float = 0.0
@@ -71,7 +73,7 @@ GROWABLE_FIELDS = ("synthesis_blocks",)
 #: (not the run's bounds, data, device or checkpoint path, which belong to this run).
 RESUMED_FIELDS = ("crop", "batch", "lr", "fast_lr", "blocks_lr", "warmup", "final_decay", "latent_weight",
                   "checkpoint_minutes", "log_every", "seed", "bf16", "compile", "validate_minutes",
-                  "dead_zone_grad")
+                  "dead_zone_grad", "tail_average")
 #: Consecutive steps with a non-finite loss or gradient after which the run stops.
 MAX_SKIPPED_IN_A_ROW = 100
 
@@ -367,9 +369,18 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
         print(json.dumps(line), flush=True)
         history.append(line)
 
+    average: TailAverage | None = None  # this run's own tail only: a resumed run starts a new one
+
     def run_validation() -> None:
-        if val_images is not None and len(val_images):
-            report({"step": step, "validation": validate(model, val_images)})
+        if val_images is None or not len(val_images):
+            return
+        report({"step": step, "validation": validate(model, val_images)})
+        if average is not None:
+            averaged = SCVAE(model.config).to(dist.device)
+            averaged.load_state_dict(average.weights(model.state_dict()))
+            averaged.bf16_transforms = model.bf16_transforms
+            report({"step": step, "tail_average": {"first_step": average.first_step, "count": average.count,
+                                                   "validation": validate(averaged, val_images)}})
 
     def checkpoint() -> None:
         if not dist.is_main:
@@ -381,7 +392,8 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
         _atomic_save({"runs": runs + [this_run], "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                       "model_config": model.config.to_dict(), "train_config": asdict(cfg),
                       "wall_seconds": elapsed_before + time.time() - t0, "history": history}
-                     | ({"rate_phase_in": asdict(phase_in)} if phase_in else {}), ckpt_path)
+                     | ({"rate_phase_in": asdict(phase_in)} if phase_in else {})
+                     | ({"tail_average": average.to_dict()} if average else {}), ckpt_path)
 
     if inherited and dist.is_main:
         report({"step": step, "options_from_checkpoint": inherited})
@@ -428,6 +440,9 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
             skipped_in_a_row = 0
             opt.step()
             step += 1
+            if cfg.tail_average and decay < 1 and dist.is_main:  # ranks hold the same weights
+                average = average or TailAverage(first_step=step)
+                average.update(model)
             for k in acc:
                 acc[k] += res[k].detach().item()
             n_acc += 1
