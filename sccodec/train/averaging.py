@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.optim.swa_utils import get_swa_multi_avg_fn
 
+_AVERAGE_STEP = get_swa_multi_avg_fn()  # torch's in-place (foreach) running-mean update
+
 
 @dataclass
 class TailAverage:
@@ -34,8 +36,8 @@ class TailAverage:
             self.mean = {k: v.float().clone() for k, v in current.items()}
         else:
             names = list(self.mean)
-            get_swa_multi_avg_fn()([self.mean[k] for k in names],
-                                   [current[k].float() for k in names], self.count)
+            _AVERAGE_STEP([self.mean[k] for k in names],
+                          [current[k].float() for k in names], self.count)
         self.count += 1
 
     def weights(self, last: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
