@@ -178,6 +178,18 @@ def test_compile_setting_is_inherited_on_resume_unless_given(photos, tmp_path, m
         assert state["train_config"]["compile"] is expected and state["runs"][-1]["compiled"] is expected
 
 
+def test_bf16_is_this_machines_setting_and_falls_back_to_fp32_where_it_is_emulated(photos, tmp_path,
+                                                                                  monkeypatch) -> None:
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    _train("--data", str(photos), "--resume", str(WEIGHTS), "--checkpoint", str(first), "--steps", "1", "--no-bf16")
+    monkeypatch.setattr("sccodec.train.loop.has_native_bf16", lambda device: False)
+    _train("--data", str(photos), "--resume", str(first), "--checkpoint", str(second), "--steps", "1")
+    state = torch.load(second, map_location="cpu", weights_only=False)
+    assert state["train_config"]["bf16"] is True  # the default again: not taken from the checkpoint
+    assert [r["bf16"] for r in state["runs"][-2:]] == [False, False]  # asked off, then emulated here
+    assert any(str(line.get("bf16", "")).startswith("off: no native bf16") for line in state["history"])
+
+
 def test_validation_reports_every_level() -> None:
     torch.manual_seed(0)
     model = SCVAE(TINY)

@@ -38,7 +38,8 @@ from sccodec.train.loop import GROWABLE_FIELDS, NEW_MODEL_FIELDS, TrainConfig, c
 @click.option("--log-every", type=click.IntRange(min=1), default=TrainConfig.log_every, show_default=True,
               help="Print a progress line (loss, bpp, PSNR, it/s, ETA) every this many steps.")
 @click.option("--bf16/--no-bf16", default=TrainConfig.bf16, show_default=True,
-              help="bf16 autocast for the convolutions (faster on CPUs with AVX512-BF16/AMX).")
+              help="bf16 autocast for the convolutions where the hardware has it (CUDA, CPUs with "
+                   "AVX512-BF16/AMX); elsewhere the run trains in fp32 and says so.")
 @click.option("--compile/--no-compile", default=TrainConfig.compile, show_default=True,
               help="torch.compile the conv transforms (faster steps, see bench/train_speed.py; needs a "
                    "C++ compiler, else training goes on without it).")

@@ -23,7 +23,7 @@ from sccodec.errors import ParameterError, SCVError
 from sccodec.model.scvae import SCVAE, ModelConfig
 from sccodec.train.averaging import TailAverage
 from sccodec.train.data import PatchSampler, list_images, split_holdout
-from sccodec.train.distributed import setup
+from sccodec.train.distributed import has_native_bf16, setup
 from sccodec.train.validate import load_validation, validate
 
 
@@ -70,9 +70,10 @@ NEW_MODEL_FIELDS = ("lambdas", "nested_atoms", "fixed_ladder", "nonlinearity", "
 #: NEW_MODEL_FIELDS a resumed model may take too: it grows (see grown_config).
 GROWABLE_FIELDS = ("synthesis_blocks",)
 #: The recipe a resumed run takes from its checkpoint unless the command line gives it again
-#: (not the run's bounds, data, device or checkpoint path, which belong to this run).
+#: (not the run's bounds, data, device, bf16 or checkpoint path, which belong to this run and
+#: machine: bf16 is on wherever the hardware has it, see has_native_bf16).
 RESUMED_FIELDS = ("crop", "batch", "lr", "fast_lr", "blocks_lr", "warmup", "final_decay", "latent_weight",
-                  "checkpoint_minutes", "log_every", "seed", "bf16", "compile", "validate_minutes",
+                  "checkpoint_minutes", "log_every", "seed", "compile", "validate_minutes",
                   "dead_zone_grad", "tail_average")
 #: Consecutive steps with a non-finite loss or gradient after which the run stops.
 MAX_SKIPPED_IN_A_ROW = 100
@@ -318,7 +319,8 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
     dist = setup(cfg.device)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also syncs them)
     model = SCVAE(model_config).to(dist.device, memory_format=torch.channels_last)
-    model.bf16_transforms = cfg.bf16
+    bf16 = cfg.bf16 and has_native_bf16(dist.device)  # cfg.bf16 stays the recipe a resume inherits
+    model.bf16_transforms = bf16
     model.lista.dead_zone_grad = cfg.dead_zone_grad
     grown = saved_config is not None and model_config != saved_config
     step, elapsed_before, history, runs = 0, 0.0, [], []
@@ -386,7 +388,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
         if not dist.is_main:
             return
         this_run = {"command": command_line(asdict(cfg), resume), "start_step": start_step, "end_step": step,
-                    "compiled": compiled,
+                    "compiled": compiled, "bf16": bf16,
                     "wall_seconds": round(time.time() - t0, 1), "processes": dist.world_size,
                     "device": dist.device.type, "threads_per_process": torch.get_num_threads()}
         _atomic_save({"runs": runs + [this_run], "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
@@ -395,6 +397,9 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
                      | ({"rate_phase_in": asdict(phase_in)} if phase_in else {})
                      | ({"tail_average": average.to_dict()} if average else {}), ckpt_path)
 
+    if cfg.bf16 and not bf16 and dist.is_main:
+        report({"step": step, "bf16": f"off: no native bf16 on this {dist.device.type} (emulated, it is many "
+                                      "times slower than fp32); training in fp32"})
     if inherited and dist.is_main:
         report({"step": step, "options_from_checkpoint": inherited})
     if grown and dist.is_main:
