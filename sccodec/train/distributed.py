@@ -22,7 +22,6 @@ from torch import nn
 from sccodec.api import resolve_device
 
 
-
 def has_native_bf16(device: torch.device) -> bool:
     """Whether bf16 convolutions run natively here: CUDA with bf16, CPUs with AVX512-BF16 or AMX.
 
@@ -36,6 +35,8 @@ def has_native_bf16(device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a torch without the probe: trust the request
         return True
+
+
 @dataclass(frozen=True)
 class Distributed:
     rank: int = 0

@@ -319,7 +319,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig | None = None, resume: str
     dist = setup(cfg.device)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also syncs them)
     model = SCVAE(model_config).to(dist.device, memory_format=torch.channels_last)
-    bf16 = cfg.bf16 and has_native_bf16(dist.device)  # cfg.bf16 stays the recipe a resume inherits
+    bf16 = cfg.bf16 and has_native_bf16(dist.device)  # what runs; cfg.bf16 is what was asked for
     model.bf16_transforms = bf16
     model.lista.dead_zone_grad = cfg.dead_zone_grad
     grown = saved_config is not None and model_config != saved_config
