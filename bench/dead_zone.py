@@ -1,50 +1,74 @@
-"""How wide the encoder's dead zone around 0 should be: real files and PSNR per zero threshold.
+"""How the encoder should round near 0: real files and PSNR per rounding rule.
 
-    python bench/dead_zone.py [--images 4] [--thresholds 0.5,0.55,0.6,0.65,0.7] [--model scvae-gdn]
+    python bench/dead_zone.py [--images 4] [--thresholds 0.5,0.58] [--bits-weights 0.035] [--model scvae-gdn]
 
 Held-out training photos (``split_holdout``, 512×768 crops; never Kodak, which is the
-evaluation set), all quality levels. The encoder codes |s| < threshold as 0 and rounds the rest
-(``sccodec.model.scvae.dead_zone_round``); 0.5 is plain rounding, the anchor. Prints and writes
-to bench/results/dead_zone.json each threshold's change in bits at equal PSNR per level
-(interpolated on the anchor's curve) and its BD-rate.
+evaluation set), all quality levels, files written by ``sccodec.api.Codec`` with its rounding
+replaced. Two kinds of rule: a fixed dead zone (code |s| < threshold as 0, round the rest:
+``sccodec.model.scvae.dead_zone_round``; 0.5 is plain rounding) and the rate-aware rounding
+the encoder uses (``sccodec.rdo.quantize``: the zero threshold grows by ``bits_weight`` per bit
+a ±1 costs in its context), at every level with each ``--bits-weights`` value and per level as
+the encoder does it (``rdo.BITS_WEIGHTS``). The first threshold is the anchor. Prints and writes to
+bench/results/dead_zone.json each rule's change in bits at equal PSNR per level (interpolated
+on the anchor's curve) and its BD-rate.
 """
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import Callable
+from unittest import mock
 
 import numpy as np
 import torch
 
+from sccodec import rdo
 from sccodec.api import Codec
 from sccodec.bench.bdrate import bd_rate
-from sccodec.entropy import MAX_MAGNITUDE_OVER_RANGE
+from sccodec.entropy import MAX_MAGNITUDE_OVER_RANGE, SymbolTables
 from sccodec.model.scvae import dead_zone_round
+from sccodec.rdo import bits_weight, quantize as rdo_quantize  # bound before curve() patches rdo.quantize
 from sccodec.train.data import list_images, load_rgb, split_holdout
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "train"
 
 
-def curve(codec: Codec, images: list[np.ndarray], threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """(bpp, PSNR) per level over all images, with the encoder's zero threshold set."""
-    net = codec.network
-    limit = net.config.value_range + MAX_MAGNITUDE_OVER_RANGE
+Rule = Callable[[np.ndarray, SymbolTables, int], np.ndarray]  # (s, tables, level) -> symbols
 
-    def quantize(y: torch.Tensor, quality_index: int) -> torch.Tensor:
-        s, _ = net._code(y, torch.tensor([quality_index], device=y.device))
-        return dead_zone_round(s[0], threshold).clamp_(-limit, limit).to(torch.int32)
 
-    net.quantize = quantize  # this instance only
+def fixed_dead_zone(threshold: float) -> Rule:
+    def rule(s: np.ndarray, tables: SymbolTables, quality_index: int) -> np.ndarray:
+        limit = tables.value_range + MAX_MAGNITUDE_OVER_RANGE
+        return dead_zone_round(torch.from_numpy(s), threshold).clamp_(-limit, limit).to(torch.int32).numpy()
+    return rule
+
+
+def rate_aware(weight: float) -> Rule:
+    def rule(s: np.ndarray, tables: SymbolTables, quality_index: int) -> np.ndarray:
+        return rdo_quantize(s, tables, quality_index, weight)
+    return rule
+
+
+def encoders_rule(model: str) -> Rule:
+    """What ``Codec`` does for this model: per level, rate-aware or the fixed dead zone (rdo.BITS_WEIGHTS)."""
+    def rule(s: np.ndarray, tables: SymbolTables, quality_index: int) -> np.ndarray:
+        return rdo_quantize(s, tables, quality_index, bits_weight(model, quality_index))
+    return rule
+
+
+def curve(codec: Codec, images: list[np.ndarray], rule: Rule) -> tuple[np.ndarray, np.ndarray]:
+    """(bpp, PSNR) per level over all images, the codec rounding with ``rule``."""
     levels = len(codec.qualities)
     bits, squared, pixels = np.zeros(levels), np.zeros(levels), 0
-    for img in images:
-        pixels += img.shape[0] * img.shape[1]
-        for i, q in enumerate(codec.qualities):
-            data = codec.encode(img, quality=q)
-            bits[i] += 8 * len(data)
-            squared[i] += ((np.asarray(codec.decode(data), np.float64) - img) ** 2).sum()
+    with mock.patch.object(rdo, "quantize", lambda s, tables, q, weight: rule(s, tables, q)):
+        for img in images:
+            pixels += img.shape[0] * img.shape[1]
+            for i, q in enumerate(codec.qualities):
+                data = codec.encode(img, quality=q)
+                bits[i] += 8 * len(data)
+                squared[i] += ((np.asarray(codec.decode(data), np.float64) - img) ** 2).sum()
     return bits / pixels, 10 * np.log10(255.0**2 / (squared / (3 * pixels)))
 
 
@@ -52,23 +76,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--images", type=int, default=4)
-    ap.add_argument("--thresholds", default="0.5,0.55,0.6,0.65,0.7")
+    ap.add_argument("--thresholds", default="0.5,0.58", help="fixed dead zones; the first is the anchor")
+    ap.add_argument("--bits-weights", default="0.035", help="rate-aware rules, one weight at every level ('' for none)")
     ap.add_argument("--model", default="scvae-gdn")
     args = ap.parse_args()
     _, held = split_holdout(list_images(args.data))
     images = [load_rgb(p)[:, :512, :768].permute(1, 2, 0).numpy() for p in held[: args.images]]
     codec = Codec(args.model, device="cpu")
     thresholds = [float(t) for t in args.thresholds.split(",")]
-    curves = {t: curve(codec, images, t) for t in thresholds}
-    anchor_bpp, anchor_psnr = curves[thresholds[0]]
-    out = {"model": args.model, "images": len(images), "anchor": thresholds[0], "thresholds": {}}
-    for t, (bpp, psnr) in curves.items():
+    rules = {f"zero below {t:g}": fixed_dead_zone(t) for t in thresholds}
+    rules |= {f"rate-aware, {float(w):g} per bit": rate_aware(float(w)) for w in args.bits_weights.split(",") if w}
+    rules["the encoder's rule (rdo.BITS_WEIGHTS)"] = encoders_rule(args.model)
+    curves = {name: curve(codec, images, rule) for name, rule in rules.items()}
+    anchor_bpp, anchor_psnr = next(iter(curves.values()))
+    out = {"model": args.model, "images": len(images), "anchor": next(iter(curves)), "rules": {}}
+    for name, (bpp, psnr) in curves.items():
         equal = np.exp(np.interp(psnr, anchor_psnr, np.log(anchor_bpp)))
         change = 100 * (bpp / equal - 1)
         bd = bd_rate(anchor_bpp, anchor_psnr, bpp, psnr).percent
-        out["thresholds"][str(t)] = {"bpp": bpp.tolist(), "psnr": psnr.tolist(),
-                                     "change_at_equal_psnr": change.tolist(), "bd_rate": bd}
-        print(f"zero below {t:.3f}: BD {bd:+.2f}%  per level " + " ".join(f"{c:+.2f}" for c in change))
+        out["rules"][name] = {"bpp": bpp.tolist(), "psnr": psnr.tolist(),
+                              "change_at_equal_psnr": change.tolist(), "bd_rate": bd}
+        print(f"{name}: BD {bd:+.2f}%  per level " + " ".join(f"{c:+.2f}" for c in change))
     (HERE / "results" / "dead_zone.json").write_text(json.dumps(out, indent=1))
 
 

@@ -21,5 +21,5 @@ python bench/memory.py --kodak "$KODAK"
 python bench/determinism.py
 python bench/target_bpp.py --targets 0.15,0.25,0.5
 python bench/adaptation.py --images "$KODAK"
-python bench/dead_zone.py --images 4 --thresholds 0.5,0.58
+python bench/dead_zone.py --images 4 --thresholds 0.5,0.58 --bits-weights 0.035
 python bench/fuzz.py --cases 100000

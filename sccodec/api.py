@@ -1,6 +1,7 @@
 """The public Python API: image -> .scv bytes -> image.
 
-    encode:  image ─read_image─▶ tiles ─SCVAE.analyze, .quantize─▶ symbols ─entropy.encode─▶ chunks ─▶ bytes
+    encode:  image ─read_image─▶ tiles ─SCVAE.analyze, .scaled_symbols─▶ s ─rdo.quantize─▶ symbols
+                   ─entropy.encode─▶ chunks ─▶ bytes
     decode:  bytes ─bitstream.parse─▶ chunks ─entropy.decode─▶ symbols ─SCVAE.decode_symbols─▶ tiles ─▶ image
 
 ``Codec`` keeps one model loaded for batch work; ``encode``/``decode`` are one-call shortcuts.
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sccodec import bitstream, entropy
+from sccodec import bitstream, entropy, rdo
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, ICC_CHUNK, Container, Header
 from sccodec.errors import CorruptFileError, FormatError, ImageInputError, ParameterError
 from sccodec.image_io import ImageLike, pad_to_multiple, read_image, to_image, to_pixels, to_tensor
@@ -167,7 +168,9 @@ class Codec:
             header = Header(model=mf.name, weights_hash=mf.digest, quality=q, width=src.width,
                             height=src.height, mode=src.mode, tile=tile, coder_version=entropy.CODER_VERSION,
                             version=version)
-            chunks = [entropy.encode(self.network.quantize(y, q - 1).cpu().numpy(), mf.tables, q - 1, adaptive)
+            weight = rdo.bits_weight(mf.name, q - 1)
+            chunks = [entropy.encode(rdo.quantize(self.network.scaled_symbols(y, q - 1).cpu().numpy(), mf.tables, q - 1,
+                                                  weight), mf.tables, q - 1, adaptive)
                       .astype("<u4").tobytes() for y in latents]
             data = bitstream.pack(Container(header, chunks, ancillary))
             return Encoded(data, q, len(data) * 8 / (src.width * src.height))

@@ -14,11 +14,12 @@ from PIL import Image
 
 import sccodec
 from helpers import DEFAULT_MODEL, astronaut_crop, exif_rotated_jpeg, gradient_image, luma_correlation, psnr, rebuild, textured_image
-from sccodec import bitstream
+from sccodec import bitstream, rdo
 from sccodec.api import parse_symbols
 from sccodec.bench.metrics import psnr_rgb
 from sccodec.errors import LimitError, ModelMismatchError, ParameterError, SCVError
-from sccodec.model.scvae import SCVAE
+from sccodec.image_io import pad_to_multiple, to_tensor
+from sccodec.model.scvae import SCVAE, STRIDE
 from sccodec.weights import ModelFile, available_models
 
 TOP = max(sccodec.QUALITIES)
@@ -68,17 +69,21 @@ def test_roundtrip_natural_photo_landscape_and_portrait(codec, shape) -> None:
 def test_multi_tile_roundtrip(codec, model_file, tiled_rgb, tiled_scv) -> None:
     """A 2x3 grid of 32-px tiles (edge tiles 8 and 6 px): each tile's chunk holds the symbols of
     its own place, and the tiles decode like the whole image coded as one tile (sccodec.tiling:
-    on an image this small, every tile's analysis margin covers the whole image)."""
+    on an image this small, every tile's analysis margin covers the whole image). The rounding
+    reads each tile's own contexts (sccodec.rdo), so a tile holds the whole image's real-valued
+    code at its place, rounded within the tile."""
     header = bitstream.parse_header(tiled_scv)[0]
     assert header.tile == 32 and header.tile_grid == (2, 3)
-    whole = codec.encode(tiled_rgb, header.quality)
-    grid = parse_symbols(whole, model_file).tiles[0]
+    net, q = codec.network, header.quality - 1
+    code = net.scaled_symbols(net.analyze(pad_to_multiple(to_tensor(tiled_rgb), STRIDE)), q).numpy()
     tiles = parse_symbols(tiled_scv, model_file).tiles
     for n, (top, left) in enumerate((t, l) for t in (0, 2) for l in (0, 2, 4)):
-        np.testing.assert_array_equal(tiles[n], grid[:, top : top + 2, left : left + 2], err_msg=f"tile {n}")
+        expected = rdo.quantize(code[:, top : top + 2, left : left + 2], model_file.tables, q,
+                                rdo.bits_weight(model_file.name, q))
+        np.testing.assert_array_equal(tiles[n], expected, err_msg=f"tile {n}")
     out, mode = codec.decode_array(tiled_scv)
     assert mode == "RGB" and out.shape == tiled_rgb.shape
-    assert psnr(out, codec.decode_array(whole)[0]) > 45
+    assert psnr(out, codec.decode_array(codec.encode(tiled_rgb, header.quality))[0]) > 45
     assert luma_correlation(tiled_rgb, out) > 0.6
 
 
@@ -205,8 +210,11 @@ def test_parse_symbols_needs_no_network(codec, tiled_rgb, tiled_scv, monkeypatch
     # every 32-px tile's analysis sees the whole 40x70 image (64-px margin): one encoder pass
     pad = ((0, -tiled_rgb.shape[0] % 16), (0, -tiled_rgb.shape[1] % 16), (0, 0))
     x = torch.from_numpy(np.pad(tiled_rgb, pad, mode="edge")).permute(2, 0, 1)[None].float() / 255
-    grid = codec.network.encode_symbols(x, header.quality - 1).numpy()
-    expected = [grid[:, top : top + 2, left : left + 2] for top in (0, 2) for left in (0, 2, 4)]
+    q = header.quality - 1
+    code = codec.network.scaled_symbols(codec.network.analyze(x), q).numpy()
+    weight = rdo.bits_weight(codec.model_file.name, q)
+    expected = [rdo.quantize(code[:, top : top + 2, left : left + 2], codec.model_file.tables, q, weight)
+                for top in (0, 2) for left in (0, 2, 4)]
 
     def forbidden(*args, **kwargs):
         raise AssertionError("parse_symbols built the neural network")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sccodec.context import (NUM_ACTIVITY, NUM_CONTEXTS, NUM_SAME, SCHEMES, contexts, parity, scheme_contexts,
-                             steps)
+                             steps, stepwise_contexts)
 
 # (atoms K, groups G, h, w, density of non-zeros)
 SHAPES = [
@@ -51,6 +51,19 @@ def test_contexts_read_only_earlier_coding_steps(k, groups, h, w, density, seed,
                                           err_msg=f"{kind} context at step {step} reads symbols not decoded yet")
         decoded |= here
     assert decoded.all(), "the coding steps must cover every symbol exactly once"
+
+
+@pytest.mark.parametrize(("k", "groups", "h", "w", "density"), SHAPES + [(16, 4, 13, 17, 0.2), (8, 4, 11, 6, 0.8)])
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("context", list(SCHEMES))
+def test_all_steps_at_once_give_the_decoders_step_by_step_contexts(k, groups, h, w, density, seed, context) -> None:
+    """The encoder computes every context in one pass over the array; the decoder one coding
+    step at a time. Any difference would mis-decode files."""
+    symbols = random_symbols(k, h, w, density, seed)
+    for fast, reference, kind in zip(scheme_contexts(SCHEMES[context], symbols, groups),
+                                     stepwise_contexts(SCHEMES[context], symbols, groups), ("flag", "value")):
+        assert fast.dtype == np.int32
+        np.testing.assert_array_equal(fast, reference, err_msg=f"{kind} contexts differ")
 
 
 @pytest.mark.parametrize(("k", "groups", "h", "w", "density"), SHAPES)

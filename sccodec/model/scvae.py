@@ -211,11 +211,17 @@ class SCVAE(nn.Module):
         return self._transform("g_a", x)
 
     @torch.no_grad()
+    def scaled_symbols(self, y: torch.Tensor, quality_index: int) -> torch.Tensor:
+        """Latent y (1,M,h,w) -> real-valued symbols s (K,h,w), before any rounding."""
+        return self._code(y, torch.tensor([quality_index], device=y.device))[0][0]
+
+    @torch.no_grad()
     def quantize(self, y: torch.Tensor, quality_index: int) -> torch.Tensor:
-        """Latent y (1,M,h,w) -> int32 symbols (K,h,w); |s| > R is coded with escapes."""
-        s, _ = self._code(y, torch.tensor([quality_index], device=y.device))
+        """Latent y (1,M,h,w) -> int32 symbols (K,h,w) with the fixed dead zone; |s| > R is coded
+        with escapes. The codec rounds with the rate-aware ``sccodec.rdo.quantize`` instead, which
+        needs the tables; this one fits them (``sccodec.train.tables``)."""
         limit = self.config.value_range + MAX_MAGNITUDE_OVER_RANGE  # beyond: escape codes run out
-        return dead_zone_round(s[0]).clamp_(-limit, limit).to(torch.int32)
+        return dead_zone_round(self.scaled_symbols(y, quality_index)).clamp_(-limit, limit).to(torch.int32)
 
     def encode_symbols(self, x: torch.Tensor, quality_index: int) -> torch.Tensor:
         """Padded image (1,3,H,W) -> int32 symbols (K,h,w)."""

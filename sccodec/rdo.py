@@ -1,0 +1,85 @@
+"""Rate-aware quantisation: whether a code value near ±1 is worth its bits, asked in its context.
+
+    s (real, K×h×w) ─round─▶ symbols ─scheme_contexts─▶ bits a ±1 costs over a 0 there (Δbits)
+        ─▶ zero every |s| < min(0.5 + w·Δbits, 1) ─▶ symbols for the coder     (w: BITS_WEIGHTS)
+
+Why: rounding sends |s| ≥ 0.5 to ±1, but a ±1 where the tables expect a zero (a rare atom, no
+active neighbours) costs many bits, and one where its neighbours fire costs few. A fixed dead
+zone (``sccodec.model.scvae.ZERO_THRESHOLD``, 0.58) treats both alike; here the threshold rises
+with the bits the ±1 would cost under the model's own tables and contexts (one extra context
+pass per tile). Encoder-side only: decoders and files are unchanged, and files written this way
+decode with every earlier sccodec that reads their format. Measured in
+bench/results/training_log.md ("Rate-aware zeroing").
+
+The bit cost is the static tables' (before the tile's adaptation, ``sccodec.adaptation``), read in
+the contexts of the previous pass's symbols: an estimate (zeroing one value changes its
+neighbours' contexts, so the decisions interact) that the measurement, not a derivation,
+vouches for.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sccodec.context import scheme_contexts
+from sccodec.entropy import MAX_MAGNITUDE_OVER_RANGE, SymbolTables
+from sccodec.model.scvae import ZERO_THRESHOLD
+
+#: Dead-zone width added per bit a ±1 costs over a 0 (in quantiser steps), per shipped model and
+#: quality level; None: that level keeps the fixed dead zone (ZERO_THRESHOLD). Chosen on held-out
+#: training photos, never Kodak (training_log.md, "Rate-aware zeroing"): 0.035 where it saved
+#: bits; at scvae-gdn's levels 4–6 every weight tried cost bits. Models not listed (and any
+#: newly exported name) keep the fixed dead zone until `python bench/dead_zone.py` measures them.
+BITS_WEIGHTS: dict[str, tuple[float | None, ...]] = {
+    "scvae-gdn": (0.035, 0.035, 0.035, None, None, None, 0.035, 0.035, 0.035, 0.035),
+}
+MAX_ZERO_THRESHOLD = 1.0  # never zero a value that rounds to ±2 or more
+#: Each pass re-reads the contexts of the previous pass's symbols (the first: of the rounded
+#: code) and decides every ±1 again from the rounded code. Two passes: BD −0.77% against the
+#: fixed dead zone on held-out photos, one pass −0.58% (training_log.md).
+PASSES = 2
+_MIN_P = 2.0 ** -24  # as the coder's floor: keeps the logarithms finite
+
+
+def one_bits(symbols: np.ndarray, where: np.ndarray, negative: np.ndarray, tables: SymbolTables,
+             quality_index: int, value_table: np.ndarray | None = None) -> np.ndarray:
+    """Bits a ±1 (its sign from ``negative``) costs over a 0 at the positions ``where`` (a 0/1
+    mask over ``symbols``, (K,h,w)), in the contexts of ``symbols`` under the static tables of
+    level ``quality_index``; one value per position of ``where``, in its flat order.
+    ``value_table``: ``tables.value_table(quality_index)``, if the caller has it."""
+    flag, value = scheme_contexts(tables.scheme, symbols, tables.groups)
+    atom = np.broadcast_to(np.arange(symbols.shape[0])[:, None, None], symbols.shape)[where]
+    flag, value, negative = flag[where], value[where], negative[where]
+    p = np.clip(tables.p_nonzero[quality_index, atom, flag], _MIN_P, 1 - _MIN_P)
+    rows = tables.value_table(quality_index) if value_table is None else value_table
+    r = tables.value_range
+    p_one = rows[atom, value, np.where(negative, r - 1, r)] / rows.sum(-1)[atom, value]  # columns of ∓1
+    return np.log2(1 - p) - np.log2(p) - np.log2(np.maximum(p_one, _MIN_P))
+
+
+def bits_weight(model: str, quality_index: int) -> float | None:
+    """The weight ``quantize`` uses for a model's level (see BITS_WEIGHTS)."""
+    weights = BITS_WEIGHTS.get(model, ())
+    return weights[quality_index] if quality_index < len(weights) else None
+
+
+def quantize(s: np.ndarray, tables: SymbolTables, quality_index: int, bits_weight: float | None,
+             passes: int = PASSES) -> np.ndarray:
+    """Real-valued symbols (K,h,w) -> int32 symbols for ``sccodec.entropy.encode``.
+
+    ``bits_weight`` None: the fixed dead zone (|s| < ZERO_THRESHOLD -> 0); 0: plain rounding."""
+    s = np.asarray(s, dtype=np.float32)
+    limit = tables.value_range + MAX_MAGNITUDE_OVER_RANGE  # beyond: escape codes run out
+    rounded = np.clip(np.rint(s), -limit, limit).astype(np.int32)
+    if bits_weight is None:
+        return np.where(np.abs(s) < ZERO_THRESHOLD, 0, rounded).astype(np.int32)
+    candidates = (np.abs(rounded) == 1) & (np.abs(s) < MAX_ZERO_THRESHOLD)
+    if bits_weight == 0 or not candidates.any():
+        return rounded
+    symbols, magnitude, negative = rounded, np.abs(s[candidates]), s < 0
+    rows = tables.value_table(quality_index)
+    for _ in range(passes):
+        threshold = 0.5 + bits_weight * one_bits(symbols, candidates, negative, tables, quality_index, rows)
+        zeroed = np.zeros_like(candidates)
+        zeroed[candidates] = magnitude < threshold
+        symbols = np.where(zeroed, 0, rounded).astype(np.int32)
+    return symbols
