@@ -11,5 +11,5 @@ from sccodec.pillow_plugin import register as _register_pillow_plugin
 
 _register_pillow_plugin()
 
-__version__ = "0.5.7"
+__version__ = "0.5.8"
 __all__ = ["Codec", "DEFAULT_QUALITY", "Encoded", "QUALITIES", "SCVError", "decode", "encode", "open", "__version__"]
