@@ -231,7 +231,7 @@ class Quad:
     def all_contexts(self, grouped: np.ndarray, per_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``step_contexts`` of every step at once, each at its own positions: (G, K/G, h, w) each."""
         phases = phase_map(self, *grouped.shape[-2:])
-        activity = activity_bucket(_activity_counts(phases, per_group, _WINDOW))[:, None]
+        activity = activity_bucket(_activity_counts(per_group, phases, _WINDOW))[:, None]
         magnitude = _bucket(_earlier_sum(np.abs(grouped), phases, _RING), MAGNITUDE_EDGES)
         row = 1 + (phases - 1) * NUM_MAGNITUDE + magnitude
         first = phases == 0
@@ -271,19 +271,21 @@ class Nested:
     def all_contexts(self, grouped: np.ndarray, per_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``step_contexts`` of every step at once, each at its own positions: (G, K/G, h, w) each."""
         phases = phase_map(self, *grouped.shape[-2:])
-        coarse = phases < 4
-        activity = activity_bucket(np.where(coarse, _activity_counts(phases, per_group, _WINDOW5),
-                                            _activity_counts(phases, per_group, _WINDOW)))[:, None]
-        magnitude = _bucket(np.where(coarse, _earlier_sum(np.abs(grouped), phases, _RING2),
-                                     _earlier_sum(np.abs(grouped), phases, _RING)), NESTED_MAGNITUDE_EDGES)
-        sign = 2 + np.sign(np.where(coarse, _earlier_sum(grouped, phases, _RING2), _earlier_sum(grouped, phases, _RING)))
+        coarse = phases < 4  # the stride-2 lattice reads its own neighbourhoods, as in step_contexts
+
+        def by_lattice(count, x: np.ndarray, on_coarse, on_fine) -> np.ndarray:
+            return np.where(coarse, count(x, phases, on_coarse), count(x, phases, on_fine))
+
+        activity = activity_bucket(by_lattice(_activity_counts, per_group, _WINDOW5, _WINDOW))[:, None]
+        magnitude = _bucket(by_lattice(_earlier_sum, np.abs(grouped), _RING2, _RING), NESTED_MAGNITUDE_EDGES)
+        sign = 2 + np.sign(by_lattice(_earlier_sum, grouped, _RING2, _RING))
         row = 1 + (phases - 1) * NUM_NESTED_MAGNITUDE + magnitude
         first = phases == 0
         return (np.where(first, activity, row * NUM_ACTIVITY + activity),
                 np.where(first, activity // 2 * SIGN_CONTEXTS, (4 + magnitude) * SIGN_CONTEXTS + sign))
 
 
-def _activity_counts(phases: np.ndarray, per_group: np.ndarray, window: tuple[tuple[int, int], ...]) -> np.ndarray:
+def _activity_counts(per_group: np.ndarray, phases: np.ndarray, window: tuple[tuple[int, int], ...]) -> np.ndarray:
     """(G, h, w): the non-zero count over ``window`` that ``_decoded`` gives each group's step at
     every position: all atoms of earlier phases, the earlier groups of the position's own phase."""
     earlier_groups = np.cumsum(per_group, axis=0, dtype=np.int32) - per_group
@@ -321,7 +323,8 @@ def scheme_contexts(scheme: Scheme, symbols: np.ndarray, groups: int) -> tuple[n
     grouped = symbols.reshape(groups, k // groups, h, w)
     per_group = (grouped != 0).sum(1, dtype=np.int32)
     flag, value = scheme.all_contexts(grouped, per_group)
-    return flag.reshape(symbols.shape).astype(np.int32), value.reshape(symbols.shape).astype(np.int32)
+    return (flag.reshape(symbols.shape).astype(np.int32, copy=False),
+            value.reshape(symbols.shape).astype(np.int32, copy=False))
 
 
 def stepwise_contexts(scheme: Scheme, symbols: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:

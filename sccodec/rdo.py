@@ -19,10 +19,11 @@ vouches for.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from sccodec.context import scheme_contexts
 from sccodec.entropy import MAX_MAGNITUDE_OVER_RANGE, SymbolTables
-from sccodec.model.scvae import ZERO_THRESHOLD
+from sccodec.model.scvae import dead_zone_round
 
 #: Dead-zone width added per bit a ±1 costs over a 0 (in quantiser steps), per shipped model and
 #: quality level; None: that level keeps the fixed dead zone (ZERO_THRESHOLD). Chosen on held-out
@@ -69,9 +70,9 @@ def quantize(s: np.ndarray, tables: SymbolTables, quality_index: int, bits_weigh
     ``bits_weight`` None: the fixed dead zone (|s| < ZERO_THRESHOLD -> 0); 0: plain rounding."""
     s = np.asarray(s, dtype=np.float32)
     limit = tables.value_range + MAX_MAGNITUDE_OVER_RANGE  # beyond: escape codes run out
-    rounded = np.clip(np.rint(s), -limit, limit).astype(np.int32)
     if bits_weight is None:
-        return np.where(np.abs(s) < ZERO_THRESHOLD, 0, rounded).astype(np.int32)
+        return dead_zone_round(torch.from_numpy(s)).clamp_(-limit, limit).to(torch.int32).numpy()
+    rounded = np.clip(np.rint(s), -limit, limit).astype(np.int32)
     candidates = (np.abs(rounded) == 1) & (np.abs(s) < MAX_ZERO_THRESHOLD)
     if bits_weight == 0 or not candidates.any():
         return rounded
