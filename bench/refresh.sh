@@ -16,6 +16,7 @@ sccodec bench --images "$KODAK" --codecs sccodec@scvae-base,jpeg --out bench/res
 python bench/record_rd.py bench/results/kodak-scvae-base
 python bench/head_to_head.py
 python bench/speed.py
+python bench/speed.py --quality 10 --out bench/results/speed-q10.json
 python bench/speed.py --model scvae-base
 python bench/memory.py --kodak "$KODAK"
 python bench/determinism.py

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +26,7 @@ import torch
 from PIL import Image
 
 import sccodec
+import sccodec.allocator
 from sccodec.api import Codec
 from sccodec.weights import DEFAULT_MODEL
 
@@ -46,6 +49,17 @@ def base_image(kodak: Path) -> tuple[Image.Image, str]:
         return Image.open(path).convert("RGB"), str(path)
     sample = Path(sccodec.__file__).parent / "data" / "samples" / "astronaut.jpg"
     return Image.open(sample).convert("RGB").resize((768, 512), Image.LANCZOS), f"{sample} resized"
+
+
+def cpu_model() -> str:
+    """The CPU's name (speed differs by machine: record which one was measured)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def jpeg_roundtrip(img: Image.Image) -> tuple[callable, callable]:
@@ -73,10 +87,15 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quality", type=int, default=sccodec.DEFAULT_QUALITY)
     ap.add_argument("--model", default=DEFAULT_MODEL, help="a shipped model's name")
+    ap.add_argument("--no-huge-pages", action="store_true",
+                    help="leave PyTorch's allocator as it is (default: sccodec.enable_huge_pages(), as the CLI does)")
     ap.add_argument("--out", type=Path, help="default: bench/results/speed.json (speed-MODEL.json for another model)")
     args = ap.parse_args()
     out = args.out or HERE / "results" / ("speed.json" if args.model == DEFAULT_MODEL else f"speed-{args.model}.json")
     torch.set_num_threads(args.threads)
+    if args.no_huge_pages:  # also for the CLI processes timed below
+        os.environ[sccodec.allocator.VARIABLE] = "0"
+    huge = sccodec.enable_huge_pages()  # before the network is built
     codec = Codec(args.model, device="cpu")
     codec.network  # load before timing
     img, source = base_image(args.kodak)
@@ -91,11 +110,13 @@ def main() -> None:
         rows.append({"size": f"{w}x{h}", "encode_s": enc, "decode_s": dec, "bpp": len(data) * 8 / (w * h),
                      "jpeg_q75_encode_s": jenc, "jpeg_q75_decode_s": jdec})
     record = {"model": args.model, "threads": args.threads, "runs": args.runs, "quality": args.quality,
-              "source": source, "torch": torch.__version__, "sizes": rows,
+              "source": source, "torch": torch.__version__, "cpu": cpu_model(),
+              "huge_pages": huge, "sizes": rows,
               **cli_times(img, args.quality, args.runs, args.model)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"{args.model}, threads={args.threads}, quality {args.quality}, median of {args.runs} runs, model loaded")
+    print(f"{args.model} on {record['cpu']}, threads={args.threads}, quality {args.quality}, "
+          f"median of {args.runs} runs, model loaded, huge_pages={huge}")
     print("| size | encode ms | decode ms | JPEG q75 enc / dec ms | sccodec/JPEG decode |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from sccodec import atomic
+from sccodec.allocator import enable_huge_pages
 from sccodec.api import DEFAULT_QUALITY, QUALITIES
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, FORMAT_VERSIONS, MAGIC
 from sccodec.errors import SCVError
@@ -114,6 +115,8 @@ def main() -> None:
       sccodec info photo.scv
       sccodec bench --images ../shared/data/kodak
     """
+    # before any network is built: huge pages save a quarter of decoding time (sccodec.allocator)
+    enable_huge_pages()
 
 
 _device = click.option("--device", default="auto", show_default=True,

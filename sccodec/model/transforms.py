@@ -16,13 +16,40 @@ import math
 import torch
 from torch import nn
 
+from sccodec.model import cpu_kernels
+
+
+class Conv3x3(nn.Conv2d):
+    """3x3, stride 1, padding 1; with ``cpu_kernels`` set, CPU inference runs Winograd (cpu_kernels)."""
+
+    cpu_kernels = False
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(cin, cout, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cpu_kernels and cpu_kernels.applies(x):
+            return cpu_kernels.conv3x3(x, self.weight, self.bias)
+        return super().forward(x)
+
+
+class UpConv(nn.Sequential):
+    """Conv3x3 to 4x the channels, then a factor-2 pixel shuffle; with ``cpu_kernels`` set, CPU
+    inference runs both together a slice of channels at a time (``cpu_kernels.conv3x3_shuffle``)."""
+
+    cpu_kernels = False
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(Conv3x3(cin, cout * 4), nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cpu_kernels and cpu_kernels.applies(x):
+            return cpu_kernels.conv3x3_shuffle(x, self[0].weight, self[0].bias)
+        return super().forward(x)
+
 
 def _down(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 5, stride=2, padding=2)
-
-
-def _up(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout * 4, 3, padding=1), nn.PixelShuffle(2))
 
 
 NONLINEARITIES = ("leaky", "gdn")
@@ -33,7 +60,10 @@ class GDN(nn.Module):
 
     β and Γ are kept non-negative by squaring (β ≥ 1e-6); Γ starts at 0.1·I, β at 1. Train it
     with a low learning rate (1e-4): inverse GDN diverged at 1e-3 in the calibration runs.
+    ``cpu_kernels`` (set for the synthesis only): CPU inference as one matrix product.
     """
+
+    cpu_kernels = False
 
     def __init__(self, channels: int, inverse: bool = False) -> None:
         super().__init__()
@@ -42,8 +72,10 @@ class GDN(nn.Module):
         self.gamma_root = nn.Parameter((0.1 * torch.eye(channels) + 2**-18).sqrt())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gamma = self.gamma_root.pow(2)[:, :, None, None]
-        norm = torch.sqrt(nn.functional.conv2d(x * x, gamma, self.beta_root.pow(2) + 1e-6))
+        gamma, beta = self.gamma_root.pow(2), self.beta_root.pow(2) + 1e-6
+        if self.cpu_kernels and cpu_kernels.applies(x):
+            return cpu_kernels.gdn(x, gamma, beta, self.inverse)
+        norm = torch.sqrt(nn.functional.conv2d(x * x, gamma[:, :, None, None], beta))
         return x * norm if self.inverse else x / norm
 
 
@@ -74,8 +106,7 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.LeakyReLU(0.1),
-                                  nn.Conv2d(channels, channels, 3, padding=1))
+        self.body = nn.Sequential(Conv3x3(channels, channels), nn.LeakyReLU(0.1), Conv3x3(channels, channels))
         nn.init.zeros_(self.body[2].weight)
         nn.init.zeros_(self.body[2].bias)
 
@@ -101,16 +132,24 @@ class SynthesisTransform(nn.Sequential):
 
     def __init__(self, n: int, m: int, nonlinearity: str = "leaky", blocks: int = 0) -> None:
         super().__init__(
-            _up(m, n), _act(nonlinearity, n, True),
-            _up(n, n), _act(nonlinearity, n, True),
-            _up(n, n), _act(nonlinearity, n, True),
-            _up(n, 3),
+            UpConv(m, n), _act(nonlinearity, n, True),
+            UpConv(n, n), _act(nonlinearity, n, True),
+            UpConv(n, n), _act(nonlinearity, n, True),
+            UpConv(n, 3),
         )
         self.layers = len(self)
         self.blocks = blocks
         if blocks:
             self.refine = nn.ModuleList(nn.Sequential(*(ResidualBlock(n) for _ in range(blocks)))
                                         for _ in self.REFINED)
+        self.use_cpu_kernels(True)
+
+    def use_cpu_kernels(self, on: bool) -> None:
+        """Decode on the CPU with ``sccodec.model.cpu_kernels`` (on by default; off: the ordinary
+        kernels, e.g. to compare). Only the synthesis: the encoder's files stay as they were."""
+        for module in self.modules():
+            if isinstance(module, (Conv3x3, UpConv, GDN)):
+                module.cpu_kernels = on
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i in range(self.layers):
