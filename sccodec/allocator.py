@@ -2,8 +2,8 @@
 
 Why: every activation of the synthesis transform is a fresh allocation of tens of MB, which
 glibc maps anew and the kernel faults in 4 KiB at a time, layer after layer, image after
-image. On our 2-core AMD EPYC machine that was a quarter of decoding a 768x512 image
-(``bench/speed.py``, "Speed" in the README). PyTorch's own switch, ``THP_MEM_ALLOC_ENABLE=1``,
+image. On our 2-core AMD EPYC machine huge pages cut decoding a 768x512 image by 12-24%
+(``bench/speed_ablation.py``, "Speed" in the README; encoding: no clear change). PyTorch's own switch, ``THP_MEM_ALLOC_ENABLE=1``,
 aligns tensors of 2 MiB and more to huge pages and asks the kernel for them (``madvise``), so
 one fault maps 2 MiB. Peak memory stays about the same (``bench/memory.py``).
 
