@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 import sccodec
-import sccodec.allocator
+from sccodec.allocator import VARIABLE
 from sccodec.api import Codec
 from sccodec.weights import DEFAULT_MODEL
 
@@ -94,7 +94,7 @@ def main() -> None:
     out = args.out or HERE / "results" / ("speed.json" if args.model == DEFAULT_MODEL else f"speed-{args.model}.json")
     torch.set_num_threads(args.threads)
     if args.no_huge_pages:  # also for the CLI processes timed below
-        os.environ[sccodec.allocator.VARIABLE] = "0"
+        os.environ[VARIABLE] = "0"
     huge = sccodec.enable_huge_pages()  # before the network is built
     codec = Codec(args.model, device="cpu")
     codec.network  # load before timing

@@ -3,9 +3,9 @@
 Why: every activation of the synthesis transform is a fresh allocation of tens of MB, which
 glibc maps anew and the kernel faults in 4 KiB at a time, layer after layer, image after
 image. On our 2-core AMD EPYC machine huge pages cut decoding a 768x512 image by 12-24%
-(``bench/speed_ablation.py``, "Speed" in the README; encoding: no clear change). PyTorch's own switch, ``THP_MEM_ALLOC_ENABLE=1``,
-aligns tensors of 2 MiB and more to huge pages and asks the kernel for them (``madvise``), so
-one fault maps 2 MiB. Peak memory stays about the same (``bench/memory.py``).
+(``bench/speed_ablation.py``, "Speed" in the README; encoding: no clear change). PyTorch's own
+switch, ``THP_MEM_ALLOC_ENABLE=1``, aligns tensors of 2 MiB and more to huge pages and asks the
+kernel for them (``madvise``), so one fault maps 2 MiB. Peak memory stays about the same (``bench/memory.py``).
 
 Rejected: keeping freed memory in the process (glibc's ``mallopt(M_MMAP_MAX, 0)``), which was
 a little faster but, through heap fragmentation, doubled the peak memory of 4K and 8K images.

@@ -40,7 +40,7 @@ def test_kernel_mode_parses_the_bracketed_choice(tmp_path, monkeypatch):
     assert allocator.kernel_mode() is None
 
 
-def test_coding_with_huge_pages_matches_coding_without(tmp_path):
+def test_coding_with_huge_pages_matches_coding_without():
     """The allocator changes where tensors live, never what they hold: same bytes, same pixels.
     The image is large enough (activations of several MiB) that the huge-page path is taken."""
     script = ("import hashlib, numpy as np, sccodec\n"
