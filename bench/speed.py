@@ -89,6 +89,8 @@ def main() -> None:
     ap.add_argument("--model", default=DEFAULT_MODEL, help="a shipped model's name")
     ap.add_argument("--no-huge-pages", action="store_true",
                     help="leave PyTorch's allocator as it is (default: sccodec.enable_huge_pages(), as the CLI does)")
+    ap.add_argument("--no-heap-reuse", action="store_true",
+                    help="leave glibc's malloc as it is here (default: sccodec.reuse_freed_memory(), as the CLI does)")
     ap.add_argument("--out", type=Path, help="default: bench/results/speed.json (speed-MODEL.json for another model)")
     args = ap.parse_args()
     out = args.out or HERE / "results" / ("speed.json" if args.model == DEFAULT_MODEL else f"speed-{args.model}.json")
@@ -96,6 +98,7 @@ def main() -> None:
     if args.no_huge_pages:  # also for the CLI processes timed below
         os.environ[VARIABLE] = "0"
     huge = sccodec.enable_huge_pages()  # before the network is built
+    reuse = not args.no_heap_reuse and sccodec.reuse_freed_memory()
     codec = Codec(args.model, device="cpu")
     codec.network  # load before timing
     img, source = base_image(args.kodak)
@@ -111,12 +114,12 @@ def main() -> None:
                      "jpeg_q75_encode_s": jenc, "jpeg_q75_decode_s": jdec})
     record = {"model": args.model, "threads": args.threads, "runs": args.runs, "quality": args.quality,
               "source": source, "torch": torch.__version__, "cpu": cpu_model(),
-              "huge_pages": huge, "sizes": rows,
+              "huge_pages": huge, "heap_reuse": reuse, "sizes": rows,
               **cli_times(img, args.quality, args.runs, args.model)}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"{args.model} on {record['cpu']}, threads={args.threads}, quality {args.quality}, "
-          f"median of {args.runs} runs, model loaded, huge_pages={huge}")
+          f"median of {args.runs} runs, model loaded, huge_pages={huge}, heap_reuse={reuse}")
     print("| size | encode ms | decode ms | JPEG q75 enc / dec ms | sccodec/JPEG decode |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -8,10 +8,11 @@ Here each round runs every setting in a fresh process (PyTorch reads the allocat
 per process), in a rotating order, and the table gives each setting's median over the rounds
 of its median-of-``--runs`` encode and decode times of the 768x512 image of ``bench/speed.py``:
 
-- ``ordinary``: neither switch (sccodec 0.5.8);
-- ``huge pages``: ``sccodec.enable_huge_pages()`` (``sccodec/allocator.py``);
-- ``cpu kernels``: the synthesis' Winograd / GEMM kernels (``sccodec/model/cpu_kernels.py``);
-- ``both``: the default of the ``sccodec`` command since 0.5.9.
+- ``ordinary``: no switch (sccodec 0.5.8);
+- ``cpu kernels``: the transforms' Winograd / GEMM kernels (``sccodec/model/cpu_kernels.py``);
+- ``huge pages``: ``sccodec.enable_huge_pages()`` (``sccodec/allocator.py``), with the kernels;
+- ``heap reuse``: ``sccodec.reuse_freed_memory()`` (``sccodec/allocator.py``), with the kernels;
+- ``all``: the default of the ``sccodec`` command since 0.5.10 (0.5.9: huge pages).
 
 Writes bench/results/speed_ablation.json.
 """
@@ -29,20 +30,23 @@ import numpy as np
 import torch
 from speed import base_image, cpu_model, median_time
 
-from sccodec.allocator import VARIABLE
+from sccodec.allocator import VARIABLE, reuse_freed_memory
 from sccodec.api import Codec
 
 HERE = Path(__file__).resolve().parent
-SETTINGS = {"ordinary": (False, False), "huge pages": (True, False), "cpu kernels": (False, True),
-            "both": (True, True)}
+SETTINGS = {"ordinary": (False, False, False), "cpu kernels": (False, False, True),  # huge, reuse, kernels
+            "huge pages": (True, False, True), "heap reuse": (False, True, True), "all": (True, True, True)}
 
 
 def child(setting: str, runs: int, quality: int, kodak: Path) -> None:
     """One process, one setting: print [encode_s, decode_s] as JSON."""
-    huge, kernels = SETTINGS[setting]
+    huge, reuse, kernels = SETTINGS[setting]
     os.environ[VARIABLE] = "1" if huge else "0"  # read at PyTorch's first large allocation
+    if reuse:
+        reuse_freed_memory()
     torch.set_num_threads(2)
     codec = Codec(device="cpu")
+    codec.network.g_a.use_cpu_kernels(kernels)
     codec.network.g_s.use_cpu_kernels(kernels)
     pixels = np.asarray(base_image(kodak)[0])
     data = codec.encode(pixels, quality)
@@ -78,11 +82,11 @@ def main() -> None:
     (HERE / "results" / "speed_ablation.json").write_text(json.dumps(record, indent=2) + "\n")
     base = summary["ordinary"]
     print(f"768x512, quality {args.quality}, 2 threads, {record['cpu']}: median over {args.rounds} rounds")
-    print("| setting | encode ms | decode ms | decode vs ordinary |")
+    print("| setting | encode ms | decode ms | vs ordinary |")
     print("|---|---|---|---|")
     for name, s in summary.items():
         print(f"| {name} | {1000 * s['encode_s']:.0f} | {1000 * s['decode_s']:.0f} | "
-              f"{100 * (s['decode_s'] / base['decode_s'] - 1):+.0f}% |")
+              f"{100 * (s['encode_s'] / base['encode_s'] - 1):+.0f}% / {100 * (s['decode_s'] / base['decode_s'] - 1):+.0f}% |")
 
 
 if __name__ == "__main__":

@@ -90,23 +90,22 @@ def choose(symbols: np.ndarray, tables, quality_index: int,
     nz = symbols != 0
     atom = np.broadcast_to(np.arange(k)[:, None, None], symbols.shape)
     phase = phase_map(tables.scheme, h, w)
-    per = k // groups
     c = tables.p_nonzero.shape[-1]
+    # every symbol's table entry, per phase: (phase, atom, context). Sorted, the entries of one
+    # coding step (phase, group of atoms) are one run, and the runs come in coding order.
+    entry = ((phase * k + atom) * c + flag_ctx).ravel()
+    ones = np.bincount(entry[nz.ravel()], minlength=tables.scheme.phases * k * c)
+    total = np.bincount(entry, minlength=tables.scheme.phases * k * c)
+    used = np.flatnonzero(total)
+    prob = np.clip(tables.p_nonzero[q].reshape(-1)[used % (k * c)], _MIN_P, 1 - _MIN_P)
+    n1, n0 = ones[used], total[used] - ones[used]
+    scaled = np.stack([scale_odds(prob, s) for s in FLAG_SCALES])
+    cost = -(n1 * np.log2(scaled) + n0 * np.log2(1 - scaled))  # (scales, used entries)
+    step = used // (k * c) * groups + used % (k * c) // c // (k // groups)
+    ends = np.searchsorted(step, np.arange(len(steps(tables.scheme, groups)) + 1))
     side_flag = -np.log2(FLAG_INDEX_PROBS)
-    flags = []
-    for p, g in steps(tables.scheme, groups):
-        mine = slice(g * per, (g + 1) * per)
-        here = np.broadcast_to(phase == p, (per, h, w))
-        entry = (atom[mine] * c + flag_ctx[mine])[here]
-        fired = nz[mine][here]
-        ones = np.bincount(entry[fired], minlength=k * c)
-        total = np.bincount(entry, minlength=k * c)
-        used = np.flatnonzero(total)
-        prob = np.clip(tables.p_nonzero[q].reshape(-1)[used], _MIN_P, 1 - _MIN_P)
-        n1, n0 = ones[used], total[used] - ones[used]
-        scaled = np.stack([scale_odds(prob, s) for s in FLAG_SCALES])
-        bits = -(n1 * np.log2(scaled) + n0 * np.log2(1 - scaled)).sum(1) + side_flag
-        flags.append(int(np.argmin(bits)) if used.size else NEUTRAL_FLAG)
+    flags = [int(np.argmin(cost[:, a:b].sum(1) + side_flag)) if b > a else NEUTRAL_FLAG  # no positions
+             for a, b in zip(ends[:-1], ends[1:])]
     tilt = NEUTRAL_TILT
     if nz.any():
         r = tables.value_range

@@ -271,14 +271,19 @@ class Nested:
     def all_contexts(self, grouped: np.ndarray, per_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``step_contexts`` of every step at once, each at its own positions: (G, K/G, h, w) each."""
         phases = phase_map(self, *grouped.shape[-2:])
-        coarse = phases < 4  # the stride-2 lattice reads its own neighbourhoods, as in step_contexts
 
-        def by_lattice(count, x: np.ndarray, on_coarse, on_fine) -> np.ndarray:
-            return np.where(coarse, count(x, phases, on_coarse), count(x, phases, on_fine))
+        def by_lattice(count, x: np.ndarray, window: tuple[tuple[int, int], ...]) -> np.ndarray:
+            """``count`` over the fine lattice's neighbourhoods, then over the stride-2 lattice's
+            (phases 0-3, the (even, even) positions): there only even offsets can reach an earlier
+            phase (odd positions are in phases 4-6), so its 5x5 window and distance-2 ring are
+            the 3x3 window and ring of the subsampled map, at a quarter of the positions."""
+            out = count(x, phases, window)
+            out[..., ::2, ::2] = count(x[..., ::2, ::2], phases[::2, ::2], window)
+            return out
 
-        activity = activity_bucket(by_lattice(_activity_counts, per_group, _WINDOW5, _WINDOW))[:, None]
-        magnitude = _bucket(by_lattice(_earlier_sum, np.abs(grouped), _RING2, _RING), NESTED_MAGNITUDE_EDGES)
-        sign = 2 + np.sign(by_lattice(_earlier_sum, grouped, _RING2, _RING))
+        activity = activity_bucket(by_lattice(_activity_counts, per_group, _WINDOW))[:, None]
+        magnitude = _bucket(by_lattice(_earlier_sum, np.abs(grouped), _RING), NESTED_MAGNITUDE_EDGES)
+        sign = 2 + np.sign(by_lattice(_earlier_sum, grouped, _RING))
         row = 1 + (phases - 1) * NUM_NESTED_MAGNITUDE + magnitude
         first = phases == 0
         return (np.where(first, activity, row * NUM_ACTIVITY + activity),

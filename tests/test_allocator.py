@@ -55,3 +55,71 @@ def test_coding_with_huge_pages_matches_coding_without():
         digests[value] = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                                         check=True, env=env).stdout
     assert digests["1"] == digests["0"] != ""
+
+
+@pytest.fixture
+def untuned_malloc(monkeypatch):
+    for name in (*allocator._GLIBC_VARIABLES, "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+class _Mallopt:
+    """Records mallopt calls instead of changing this test process's allocator."""
+
+    def __init__(self, result: int = 1) -> None:
+        self.calls, self.result = [], result
+
+    def __call__(self, param: int, value: int) -> int:
+        self.calls.append((param, value))
+        return self.result
+
+
+def _fake_libc(monkeypatch, mallopt):
+    class Libc:
+        pass
+    libc = Libc()
+    if mallopt is not None:
+        libc.mallopt = mallopt
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: libc)
+
+
+def test_reuse_sets_glibc_thresholds(untuned_malloc):
+    mallopt = _Mallopt()
+    _fake_libc(untuned_malloc, mallopt)
+    assert sccodec.reuse_freed_memory() is True
+    assert sorted(mallopt.calls) == sorted([(allocator._M_MMAP_THRESHOLD, allocator.REUSE_BYTES),
+                                            (allocator._M_TRIM_THRESHOLD, allocator.TRIM_BYTES)])
+
+
+@pytest.mark.parametrize("name, value", [("MALLOC_MMAP_MAX_", "0"), ("MALLOC_TRIM_THRESHOLD_", "100000000000"),
+                                         ("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=1000000")])
+def test_reuse_leaves_a_tuned_environment_alone(untuned_malloc, name, value):
+    untuned_malloc.setenv(name, value)
+    mallopt = _Mallopt()
+    _fake_libc(untuned_malloc, mallopt)
+    assert sccodec.reuse_freed_memory() is False
+    assert mallopt.calls == []
+
+
+@pytest.mark.parametrize("mallopt", [None, _Mallopt(result=0)], ids=["no mallopt", "mallopt refuses"])
+def test_reuse_reports_a_c_library_without_it(untuned_malloc, mallopt):
+    _fake_libc(untuned_malloc, mallopt)
+    assert sccodec.reuse_freed_memory() is False
+
+
+def test_coding_with_reused_memory_matches_coding_without():
+    """Like huge pages: freed memory reused (glibc) changes nothing in the bytes or pixels."""
+    script = ("import hashlib, sys, numpy as np, sccodec\n"
+              "if sys.argv[1] == '1': assert sccodec.reuse_freed_memory() or sys.platform != 'linux'\n"
+              "img = (np.indices((256, 320, 3)).sum(0) * 7 % 256).astype(np.uint8)\n"
+              "outs = []\n"
+              "for _ in range(2):\n"
+              "    data = sccodec.encode(img, quality=4)\n"
+              "    outs.append(data + np.asarray(sccodec.decode(data)).tobytes())\n"
+              "assert outs[0] == outs[1]\n"
+              "print(hashlib.sha256(outs[0]).hexdigest())\n")
+    env = {k: v for k, v in os.environ.items() if k not in allocator._GLIBC_VARIABLES}
+    digests = {flag: subprocess.run([sys.executable, "-c", script, flag], capture_output=True, text=True,
+                                    check=True, env=env).stdout for flag in ("1", "0")}
+    assert digests["1"] == digests["0"] != ""

@@ -1,4 +1,4 @@
-"""sccodec.model.cpu_kernels: the decoder's faster CPU kernels compute what the ordinary ones do."""
+"""sccodec.model.cpu_kernels: the faster CPU kernels compute what the ordinary ones do."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from sccodec.bench.metrics import psnr_rgb as psnr
 from sccodec.model import cpu_kernels
-from sccodec.model.transforms import GDN, SynthesisTransform
+from sccodec.model.transforms import GDN, AnalysisTransform, SynthesisTransform
 
 
 def _random(*shape: int) -> torch.Tensor:
@@ -37,15 +37,37 @@ def test_conv3x3_matches_the_ordinary_convolution(monkeypatch, nnpack):
 
 
 @pytest.mark.parametrize("inverse", [True, False])
-def test_gdn_as_a_matrix_product_matches_the_convolution(monkeypatch, inverse):
-    monkeypatch.setattr(cpu_kernels, "SLICE_BYTES", 4 * 2 * 8 * 16)  # 16 of 60 pixels: the last slice short
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_gdn_by_slices_matches_the_convolution(monkeypatch, inverse, layout, overwrite):
+    monkeypatch.setattr(cpu_kernels, "GDN_SLICE_BYTES", 4 * 2 * 8 * 16)  # 16 pixels a slice: the last short
     gdn = GDN(8, inverse)
     with torch.no_grad():
         gdn.gamma_root.add_(0.2 * _random(8, 8).abs())
-        x = _random(2, 8, 6, 10)
+        x = _random(2, 8, 6, 10).contiguous(memory_format=layout)
         expected = gdn(x)
         gdn.cpu_kernels = True
-        torch.testing.assert_close(gdn(x), expected, rtol=1e-5, atol=1e-6)
+        given = x.clone()
+        got = gdn(given, overwrite_input=overwrite)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+        assert got.is_contiguous(memory_format=layout)
+        if overwrite:  # the result lives in the input's memory
+            assert got.data_ptr() == given.data_ptr()
+        else:
+            assert torch.equal(given, x)
+
+
+def test_analysis_gdn_kernels_give_the_same_latents():
+    """The encoder's only CPU kernel is GDN's: same arithmetic, so the latents (and files) stay."""
+    g_a = AnalysisTransform(16, 8, "gdn")
+    x = torch.rand(1, 3, 64, 48, generator=torch.Generator().manual_seed(3)).contiguous(memory_format=torch.channels_last)
+    before = x.clone()
+    with torch.no_grad():
+        fast = g_a(x)
+        g_a.use_cpu_kernels(False)
+        ordinary = g_a(x)
+    torch.testing.assert_close(fast, ordinary, rtol=1e-5, atol=1e-6)
+    assert torch.equal(x, before)  # only the transform's own activations are overwritten
 
 
 def test_synthesis_uses_them_only_without_gradients():

@@ -60,7 +60,7 @@ class GDN(nn.Module):
 
     β and Γ are kept non-negative by squaring (β ≥ 1e-6); Γ starts at 0.1·I, β at 1. Train it
     with a low learning rate (1e-4): inverse GDN diverged at 1e-3 in the calibration runs.
-    ``cpu_kernels`` (set for the synthesis only): CPU inference as one matrix product.
+    ``cpu_kernels``: CPU inference as matrix products (``cpu_kernels.gdn``).
     """
 
     cpu_kernels = False
@@ -71,10 +71,11 @@ class GDN(nn.Module):
         self.beta_root = nn.Parameter(torch.ones(channels))
         self.gamma_root = nn.Parameter((0.1 * torch.eye(channels) + 2**-18).sqrt())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, overwrite_input: bool = False) -> torch.Tensor:
+        """``overwrite_input``: the CPU kernels may write the result into x (the caller owns x)."""
         gamma, beta = self.gamma_root.pow(2), self.beta_root.pow(2) + 1e-6
         if self.cpu_kernels and cpu_kernels.applies(x):
-            return cpu_kernels.gdn(x, gamma, beta, self.inverse)
+            return cpu_kernels.gdn(x, gamma, beta, self.inverse, overwrite_input)
         norm = torch.sqrt(nn.functional.conv2d(x * x, gamma[:, :, None, None], beta))
         return x * norm if self.inverse else x / norm
 
@@ -85,8 +86,27 @@ def _act(kind: str, channels: int, inverse: bool) -> nn.Module:
     return GDN(channels, inverse) if kind == "gdn" else nn.LeakyReLU(0.1)
 
 
-class AnalysisTransform(nn.Sequential):
-    """g_a: RGB in [0, 1] (B,3,H,W) -> latent y (B,M,H/16,W/16)."""
+def _run(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One layer of a transform; a GDN's input is always the previous convolution's fresh output."""
+    return layer(x, overwrite_input=True) if isinstance(layer, GDN) else layer(x)
+
+
+class _CpuKernelSwitch(nn.Module):
+    def use_cpu_kernels(self, on: bool) -> None:
+        """Run CPU inference with ``sccodec.model.cpu_kernels`` (on by default; off: the ordinary
+        kernels, e.g. to compare them)."""
+        for module in self.modules():
+            if isinstance(module, (Conv3x3, UpConv, GDN)):
+                module.cpu_kernels = on
+
+
+class AnalysisTransform(nn.Sequential, _CpuKernelSwitch):
+    """g_a: RGB in [0, 1] (B,3,H,W) -> latent y (B,M,H/16,W/16).
+
+    Its CPU kernels are GDN's only (``cpu_kernels.gdn``, the same arithmetic in cache-sized
+    slices): rewriting the 5x5 stride-2 convolutions for Winograd (over the input's four pixel
+    phases) did not make the encoder faster here (303-311 vs 328-332 ms per 768x512 image).
+    """
 
     def __init__(self, n: int, m: int, nonlinearity: str = "leaky") -> None:
         super().__init__(
@@ -95,6 +115,12 @@ class AnalysisTransform(nn.Sequential):
             _down(n, n), _act(nonlinearity, n, False),
             _down(n, m),
         )
+        self.use_cpu_kernels(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            x = _run(layer, x)
+        return x
 
 
 class ResidualBlock(nn.Module):
@@ -114,7 +140,7 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-class SynthesisTransform(nn.Sequential):
+class SynthesisTransform(nn.Sequential, _CpuKernelSwitch):
     """g_s: latent y_hat (B,M,h,w) -> RGB (B,3,16h,16w), mirror of g_a.
 
         y_hat ─up─IGDN─▶ [blocks] ─up─IGDN─▶ [blocks] ─up─IGDN─▶ ─up─▶ x_hat
@@ -144,16 +170,9 @@ class SynthesisTransform(nn.Sequential):
                                         for _ in self.REFINED)
         self.use_cpu_kernels(True)
 
-    def use_cpu_kernels(self, on: bool) -> None:
-        """Decode on the CPU with ``sccodec.model.cpu_kernels`` (on by default; off: the ordinary
-        kernels, e.g. to compare). Only the synthesis: the encoder's files stay as they were."""
-        for module in self.modules():
-            if isinstance(module, (Conv3x3, UpConv, GDN)):
-                module.cpu_kernels = on
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i in range(self.layers):
-            x = self[i](x)
+            x = _run(self[i], x)
             if self.blocks and i in self.REFINED:
                 x = self.refine[self.REFINED.index(i)](x)
         return x
