@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import platform
 import statistics
 import subprocess
@@ -26,7 +25,6 @@ import torch
 from PIL import Image
 
 import sccodec
-from sccodec.allocator import VARIABLE
 from sccodec.api import Codec
 from sccodec.weights import DEFAULT_MODEL
 
@@ -87,17 +85,16 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quality", type=int, default=sccodec.DEFAULT_QUALITY)
     ap.add_argument("--model", default=DEFAULT_MODEL, help="a shipped model's name")
-    ap.add_argument("--no-huge-pages", action="store_true",
-                    help="leave PyTorch's allocator as it is (default: sccodec.enable_huge_pages(), as the CLI does)")
+    ap.add_argument("--huge-pages", action="store_true",
+                    help="sccodec.enable_huge_pages() here and in the CLI processes timed (default: off, as the CLI)")
     ap.add_argument("--no-heap-reuse", action="store_true",
                     help="leave glibc's malloc as it is here (default: sccodec.reuse_freed_memory(), as the CLI does)")
     ap.add_argument("--out", type=Path, help="default: bench/results/speed.json (speed-MODEL.json for another model)")
     args = ap.parse_args()
     out = args.out or HERE / "results" / ("speed.json" if args.model == DEFAULT_MODEL else f"speed-{args.model}.json")
     torch.set_num_threads(args.threads)
-    if args.no_huge_pages:  # also for the CLI processes timed below
-        os.environ[VARIABLE] = "0"
-    huge = sccodec.enable_huge_pages()  # before the network is built
+    huge = args.huge_pages and sccodec.enable_huge_pages()  # before the network is built; the
+    # environment variable it sets reaches the CLI processes timed below
     reuse = not args.no_heap_reuse and sccodec.reuse_freed_memory()
     codec = Codec(args.model, device="cpu")
     codec.network  # load before timing

@@ -10,9 +10,11 @@ of its median-of-``--runs`` encode and decode times of the 768x512 image of ``be
 
 - ``ordinary``: no switch (sccodec 0.5.8);
 - ``cpu kernels``: the transforms' Winograd / GEMM kernels (``sccodec/model/cpu_kernels.py``);
-- ``huge pages``: ``sccodec.enable_huge_pages()`` (``sccodec/allocator.py``), with the kernels;
-- ``heap reuse``: ``sccodec.reuse_freed_memory()`` (``sccodec/allocator.py``), with the kernels;
-- ``all``: the default of the ``sccodec`` command since 0.5.10 (0.5.9: huge pages).
+- ``huge pages``: ``sccodec.enable_huge_pages()`` (``sccodec/allocator.py``), with the kernels
+  (0.5.9's ``sccodec`` command, with 0.5.10's kernels);
+- ``heap reuse``: ``sccodec.reuse_freed_memory()`` (``sccodec/allocator.py``), with the kernels:
+  the ``sccodec`` command since 0.5.10;
+- ``all``: both allocator switches and the kernels.
 
 Writes bench/results/speed_ablation.json.
 """
@@ -42,8 +44,8 @@ def child(setting: str, runs: int, quality: int, kodak: Path) -> None:
     """One process, one setting: print [encode_s, decode_s] as JSON."""
     huge, reuse, kernels = SETTINGS[setting]
     os.environ[VARIABLE] = "1" if huge else "0"  # read at PyTorch's first large allocation
-    if reuse:
-        reuse_freed_memory()
+    if reuse and not reuse_freed_memory():
+        raise SystemExit("heap reuse is not available here (glibc's mallopt): this setting would measure nothing")
     torch.set_num_threads(2)
     codec = Codec(device="cpu")
     codec.network.g_a.use_cpu_kernels(kernels)

@@ -4,8 +4,7 @@
     >>> data = sccodec.encode(image, quality=5)   # PIL image / uint8 array / tensor / path
     >>> image = sccodec.decode(data)               # PIL image
     >>> image = sccodec.open("photo.scv")          # or PIL.Image.open("photo.scv") (plugin)
-    >>> sccodec.enable_huge_pages()                # optional, Linux, at start-up: faster CPU coding
-    >>> sccodec.reuse_freed_memory()               # optional, glibc: fewer page faults, steadier times
+    >>> sccodec.reuse_freed_memory()               # optional, glibc: fewer page faults, faster CPU coding
 """
 from sccodec.allocator import enable_huge_pages, reuse_freed_memory
 from sccodec.api import DEFAULT_QUALITY, QUALITIES, Codec, Encoded, decode, encode, open

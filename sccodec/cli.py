@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from sccodec import atomic
-from sccodec.allocator import enable_huge_pages, reuse_freed_memory
+from sccodec.allocator import reuse_freed_memory
 from sccodec.api import DEFAULT_QUALITY, QUALITIES
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, FORMAT_VERSIONS, MAGIC
 from sccodec.errors import SCVError
@@ -115,9 +115,8 @@ def main() -> None:
       sccodec info photo.scv
       sccodec bench --images ../shared/data/kodak
     """
-    # before any network is built: fewer page faults per layer, a fifth or more of the coding
-    # time here (sccodec.allocator)
-    enable_huge_pages()
+    # freed memory reused: far fewer page faults per layer, about a third of the coding time here;
+    # huge pages, on since 0.5.9, are off again: with reuse they only slowed first touches (sccodec.allocator)
     reuse_freed_memory()
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -65,23 +66,38 @@ def untuned_malloc(monkeypatch):
 
 
 class _Mallopt:
-    """Records mallopt calls instead of changing this test process's allocator."""
+    """Records mallopt calls (the test checks their exact arguments); ``refuse_above``: values
+    it rejects, as glibc <= 2.34 rejects mmap thresholds above 32 MiB."""
 
-    def __init__(self, result: int = 1) -> None:
-        self.calls, self.result = [], result
+    def __init__(self, result: int = 1, refuse_above: int | None = None) -> None:
+        self.calls, self.result, self.refuse_above = [], result, refuse_above
 
     def __call__(self, param: int, value: int) -> int:
         self.calls.append((param, value))
-        return self.result
+        return 0 if self.refuse_above is not None and value > self.refuse_above else self.result
 
 
 def _fake_libc(monkeypatch, mallopt):
     class Libc:
         pass
-    libc = Libc()
+    libc = Libc()  # accepts the argtypes/restype the real function gets
     if mallopt is not None:
         libc.mallopt = mallopt
     monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: libc)
+
+
+def test_reuse_falls_back_to_what_older_glibc_accepts(untuned_malloc):
+    mallopt = _Mallopt(refuse_above=32 << 20)
+    _fake_libc(untuned_malloc, mallopt)
+    assert sccodec.reuse_freed_memory(trim_bytes=16 << 20) is True
+    assert mallopt.calls == [(allocator._M_MMAP_THRESHOLD, allocator.REUSE_BYTES),
+                             (allocator._M_MMAP_THRESHOLD, 32 << 20), (allocator._M_TRIM_THRESHOLD, 16 << 20)]
+
+
+@pytest.mark.parametrize("value", [0, -1, 2**31])
+def test_reuse_refuses_values_mallopt_cannot_take(untuned_malloc, value):
+    with pytest.raises(ValueError, match="positive C int"):
+        sccodec.reuse_freed_memory(reuse_bytes=value)
 
 
 def test_reuse_sets_glibc_thresholds(untuned_malloc):
@@ -111,7 +127,7 @@ def test_reuse_reports_a_c_library_without_it(untuned_malloc, mallopt):
 def test_coding_with_reused_memory_matches_coding_without():
     """Like huge pages: freed memory reused (glibc) changes nothing in the bytes or pixels."""
     script = ("import hashlib, sys, numpy as np, sccodec\n"
-              "if sys.argv[1] == '1': assert sccodec.reuse_freed_memory() or sys.platform != 'linux'\n"
+              "if sys.argv[1] == '1': print(sccodec.reuse_freed_memory())\n"
               "img = (np.indices((256, 320, 3)).sum(0) * 7 % 256).astype(np.uint8)\n"
               "outs = []\n"
               "for _ in range(2):\n"
@@ -119,7 +135,9 @@ def test_coding_with_reused_memory_matches_coding_without():
               "    outs.append(data + np.asarray(sccodec.decode(data)).tobytes())\n"
               "assert outs[0] == outs[1]\n"
               "print(hashlib.sha256(outs[0]).hexdigest())\n")
-    env = {k: v for k, v in os.environ.items() if k not in allocator._GLIBC_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in (*allocator._GLIBC_VARIABLES, "GLIBC_TUNABLES")}
     digests = {flag: subprocess.run([sys.executable, "-c", script, flag], capture_output=True, text=True,
                                     check=True, env=env).stdout for flag in ("1", "0")}
-    assert digests["1"] == digests["0"] != ""
+    assert digests["1"].splitlines()[-1] == digests["0"].splitlines()[-1] != ""
+    if platform.libc_ver()[0] == "glibc":  # the switch was really on
+        assert digests["1"].splitlines()[0] == "True"

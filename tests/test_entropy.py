@@ -137,6 +137,32 @@ def test_adaptation_follows_the_tile() -> None:
     assert len(entropy.encode(sparse, tables, 0, adaptive=True)) < 0.9 * len(entropy.encode(sparse, tables, 0))
 
 
+@pytest.mark.parametrize(("k", "groups", "h", "w"), SHAPES + [(16, 4, 9, 7)])
+@pytest.mark.parametrize("context", list(SCHEMES))
+def test_adaptation_minimises_each_steps_code_length(k, groups, h, w, context) -> None:
+    """Each step's flag index is a minimiser of that step's ideal flag code length plus its side
+    information, recomputed here symbol by symbol (choose works on counts of all steps at once);
+    a step without positions stays neutral."""
+    tables = random_tables(k, groups, 4, seed=k + h, context=context)
+    symbols = random_symbols(k, h, w, 4, seed=w)
+    flag_ctx, _ = scheme_contexts(tables.scheme, symbols, groups)
+    chosen = choose(symbols, tables, 1)
+    phase = tables.scheme.phase(h, w)
+    per = k // groups
+    side = -np.log2(entropy.FLAG_INDEX_PROBS)
+    for i, (p, g) in enumerate(steps(tables.scheme, groups)):
+        atoms = np.arange(g * per, (g + 1) * per)[:, None]
+        here = phase == p
+        if not here.any():
+            assert chosen.flags[i] == NEUTRAL_FLAG
+            continue
+        prob = np.clip(tables.p_nonzero[1, atoms, flag_ctx[g * per : (g + 1) * per][:, here]], 2.0**-24, 1 - 2.0**-24)
+        fired = symbols[g * per : (g + 1) * per][:, here] != 0
+        bits = np.array([-np.where(fired, np.log2(scale_odds(prob, f)), np.log2(1 - scale_odds(prob, f))).sum()
+                         for f in FLAG_SCALES]) + side
+        assert bits[chosen.flags[i]] <= bits.min() + 1e-9 * abs(bits.min())
+
+
 def test_odds_scaling_and_tilts_are_exact() -> None:
     """The decoder must rebuild the encoder's probabilities bit for bit: the factors are exact
     binary fractions and the tilt powers come from plain multiplication."""

@@ -87,7 +87,8 @@ def _act(kind: str, channels: int, inverse: bool) -> nn.Module:
 
 
 def _run(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """One layer of a transform; a GDN's input is always the previous convolution's fresh output."""
+    """One layer of a transform; a GDN's input is always the previous convolution's fresh output,
+    which GDN's CPU kernel overwrites (a forward hook that keeps that output sees it change)."""
     return layer(x, overwrite_input=True) if isinstance(layer, GDN) else layer(x)
 
 
