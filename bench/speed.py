@@ -93,8 +93,8 @@ def main() -> None:
     args = ap.parse_args()
     out = args.out or HERE / "results" / ("speed.json" if args.model == DEFAULT_MODEL else f"speed-{args.model}.json")
     torch.set_num_threads(args.threads)
-    huge = args.huge_pages and sccodec.enable_huge_pages()  # before the network is built; the
-    # environment variable it sets reaches the CLI processes timed below
+    # before the network is built; the variable it sets also reaches the CLI processes timed below
+    huge = args.huge_pages and sccodec.enable_huge_pages()
     reuse = not args.no_heap_reuse and sccodec.reuse_freed_memory()
     codec = Codec(args.model, device="cpu")
     codec.network  # load before timing

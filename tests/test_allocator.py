@@ -41,21 +41,27 @@ def test_kernel_mode_parses_the_bracketed_choice(tmp_path, monkeypatch):
     assert allocator.kernel_mode() is None
 
 
+def _code_in_child(setup: str, env: dict[str, str]) -> list[str]:
+    """Run ``setup``, then encode and decode a generated image twice, in a fresh process; its
+    printed lines, the last the digest of the bytes and pixels (the child checks both runs agree).
+    The image is large enough (activations of several MiB) for the allocator switches to matter."""
+    script = ("import hashlib, numpy as np, sccodec\n" + setup + "\n"
+              "img = (np.indices((256, 320, 3)).sum(0) * 7 % 256).astype(np.uint8)\n"
+              "outs = []\n"
+              "for _ in range(2):\n"
+              "    data = sccodec.encode(img, quality=4)\n"
+              "    outs.append(data + np.asarray(sccodec.decode(data)).tobytes())\n"
+              "assert outs[0] == outs[1]\n"
+              "print(hashlib.sha256(outs[0]).hexdigest())\n")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          env=env).stdout.splitlines()
+
+
 def test_coding_with_huge_pages_matches_coding_without():
-    """The allocator changes where tensors live, never what they hold: same bytes, same pixels.
-    The image is large enough (activations of several MiB) that the huge-page path is taken."""
-    script = ("import hashlib, numpy as np, sccodec\n"
-              "sccodec.enable_huge_pages()\n"
-              "img = (np.indices((256, 320, 3)).sum(0) * 5 % 256).astype(np.uint8)\n"
-              "data = sccodec.encode(img, quality=3)\n"
-              "px = np.asarray(sccodec.decode(data))\n"
-              "print(hashlib.sha256(data + px.tobytes()).hexdigest())\n")
-    digests = {}
-    for value in ("1", "0"):
-        env = {**os.environ, allocator.VARIABLE: value}
-        digests[value] = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                                        check=True, env=env).stdout
-    assert digests["1"] == digests["0"] != ""
+    """The allocator changes where tensors live, never what they hold: same bytes, same pixels."""
+    digests = {value: _code_in_child("sccodec.enable_huge_pages()", {**os.environ, allocator.VARIABLE: value})
+               for value in ("1", "0")}
+    assert digests["1"] == digests["0"] != []
 
 
 @pytest.fixture
@@ -126,18 +132,9 @@ def test_reuse_reports_a_c_library_without_it(untuned_malloc, mallopt):
 
 def test_coding_with_reused_memory_matches_coding_without():
     """Like huge pages: freed memory reused (glibc) changes nothing in the bytes or pixels."""
-    script = ("import hashlib, sys, numpy as np, sccodec\n"
-              "if sys.argv[1] == '1': print(sccodec.reuse_freed_memory())\n"
-              "img = (np.indices((256, 320, 3)).sum(0) * 7 % 256).astype(np.uint8)\n"
-              "outs = []\n"
-              "for _ in range(2):\n"
-              "    data = sccodec.encode(img, quality=4)\n"
-              "    outs.append(data + np.asarray(sccodec.decode(data)).tobytes())\n"
-              "assert outs[0] == outs[1]\n"
-              "print(hashlib.sha256(outs[0]).hexdigest())\n")
     env = {k: v for k, v in os.environ.items() if k not in (*allocator._GLIBC_VARIABLES, "GLIBC_TUNABLES")}
-    digests = {flag: subprocess.run([sys.executable, "-c", script, flag], capture_output=True, text=True,
-                                    check=True, env=env).stdout for flag in ("1", "0")}
-    assert digests["1"].splitlines()[-1] == digests["0"].splitlines()[-1] != ""
+    reused = _code_in_child("print(sccodec.reuse_freed_memory())", env)
+    plain = _code_in_child("", env)
+    assert reused[-1] == plain[-1] != ""
     if platform.libc_ver()[0] == "glibc":  # the switch was really on
-        assert digests["1"].splitlines()[0] == "True"
+        assert reused[0] == "True"
