@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from sccodec.api import DEFAULT_QUALITY, Codec
-from sccodec.bench.metrics import psnr_rgb as psnr
+from sccodec.metrics import psnr_rgb as psnr
 
 HERE = Path(__file__).resolve().parent
 

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from sccodec.api import DEFAULT_QUALITY
-from sccodec.bench.metrics import psnr_rgb as psnr
+from sccodec.metrics import psnr_rgb as psnr
 
 HERE = Path(__file__).resolve().parent
 SIZES = ((1920, 1080), (3840, 2160), (7680, 4320))

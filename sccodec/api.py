@@ -23,6 +23,7 @@ from PIL import Image
 
 from sccodec import bitstream, entropy, rdo
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, ICC_CHUNK, Container, Header
+from sccodec.device import resolve_device
 from sccodec.errors import CorruptFileError, FormatError, ImageInputError, ParameterError
 from sccodec.image_io import ImageLike, pad_to_multiple, read_image, to_image, to_pixels, to_tensor
 from sccodec.model.scvae import STRIDE, SCVAE
@@ -32,18 +33,6 @@ from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_c
 QUALITIES: tuple[int, ...] = tuple(range(1, shipped_config().qualities + 1))  # of the default model; higher = better
 DEFAULT_QUALITY = 6  # λ = 0.013 in scvae-gdn: about 0.61 bpp and 31.8 dB on Kodak
 DEFAULT_TILE = 1024
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ParameterError(f"unknown device {device!r}: {e}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("CUDA was requested but is not available on this machine")
-    return dev
 
 
 @dataclass(frozen=True)
@@ -177,7 +166,7 @@ class Codec:
 
         @functools.cache
         def measured(q: int) -> Encoded:
-            from sccodec.bench.metrics import psnr_rgb  # scipy: imported only when a target needs it
+            from sccodec.metrics import psnr_rgb  # scipy: imported only when a target needs it
 
             seen = np.asarray(self.decode(at(q).data).convert("RGB"))  # what the user gets: grey for L
             return replace(at(q), psnr=psnr_rgb(src.pixels, seen))

@@ -1,8 +1,6 @@
 """The ``sccodec`` command line: argument handling only; the work happens in ``sccodec.api``.
 
-Exit codes: 0 success · 1 bad or corrupt input (an ``SCVError``) · 2 usage error (including
-an out-of-range parameter) · 3 output problem (exists without --force, same as input, cannot
-be written).
+Exit codes: ``sccodec.cli_errors``.
 """
 from __future__ import annotations
 
@@ -22,41 +20,10 @@ from sccodec import atomic
 from sccodec.allocator import reuse_freed_memory
 from sccodec.api import DEFAULT_QUALITY, QUALITIES
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, FORMAT_VERSIONS, MAGIC
+from sccodec.cli_errors import InputError, OutputError, fail, one_line
 from sccodec.errors import SCVError
 
-EXIT_OUTPUT = 3
 DEFAULT_SAMPLE = Path(__file__).resolve().parent / "data" / "samples" / "astronaut.jpg"
-
-
-class _Error(click.ClickException):
-    """A one-line failure, shown like every other sccodec error."""
-
-    def show(self, file=None) -> None:  # noqa: ANN001 (click's signature)
-        click.echo(f"sccodec: error: {self.format_message()}", err=True)
-
-
-class InputError(_Error):
-    exit_code = 1
-
-
-class OutputError(_Error):
-    exit_code = EXIT_OUTPUT
-
-
-def _one_line(err: Exception) -> tuple[str, int]:
-    """(message, exit code): ours are self-explanatory; anything else (out of memory, a torch
-    error) is named by its type, and counts as a bad input (exit 1)."""
-    if isinstance(err, click.ClickException):
-        return err.format_message(), err.exit_code
-    if isinstance(err, SCVError):
-        return str(err), err.exit_code
-    return f"unexpected {type(err).__name__}: {err}", 1
-
-
-def _fail(err: Exception) -> None:
-    message, code = _one_line(err)
-    click.echo(f"sccodec: error: {message}", err=True)
-    sys.exit(code)
 
 
 def read_input(path: str) -> bytes:
@@ -204,7 +171,7 @@ def _cached_codec(model: str | None, device: str, max_pixels: int):
 
 
 def _failed(job: Job, e: Exception) -> Outcome:
-    return Outcome(job.source, job.output, *_one_line(e))
+    return Outcome(job.source, job.output, *one_line(e))
 
 
 def _output_for(source: str, output: str | None, out_dir: str | None, suffix: str, many: bool) -> str:
@@ -417,7 +384,7 @@ def info(input_path: str, as_json: bool, max_pixels: int) -> None:
     try:
         c = bitstream.parse(data, max_pixels)
     except SCVError as e:
-        _fail(e)
+        fail(e)
     h = c.header
     rows, cols = h.tile_grid
     record = {"format_version": h.version, "model": h.model, "weights_hash": h.weights_hash.hex(),
@@ -447,7 +414,7 @@ def demo(quality: int | None, image: str, device: str) -> None:
       sccodec demo --quality 3
     """
     from sccodec.api import Codec
-    from sccodec.bench.metrics import psnr_rgb
+    from sccodec.metrics import psnr_rgb
     from sccodec.image_io import read_image
 
     try:
@@ -461,7 +428,7 @@ def demo(quality: int | None, image: str, device: str) -> None:
         out, _ = codec.decode_array(data)
         t2 = time.perf_counter()
     except Exception as e:  # noqa: BLE001 (one line, never a traceback)
-        _fail(e)
+        fail(e)
     psnr = psnr_rgb(src.pixels, out)
     click.echo(f"{Path(image).name}: {src.width}x{src.height}, quality {quality}: {len(data)} bytes, "
                f"{len(data) * 8 / (src.width * src.height):.3f} bpp, PSNR {psnr:.2f} dB, "

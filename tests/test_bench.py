@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from matplotlib.figure import Figure
 from PIL import Image
 
-from sccodec.bench import metrics, peers
+from sccodec import metrics
+from sccodec.bench import peers
 from sccodec.bench.bdrate import bd_rate
 from sccodec.bench.cli import bench
 from sccodec.bench.report import load_reference, write_outputs

@@ -16,9 +16,9 @@ import sccodec
 from helpers import DEFAULT_MODEL, astronaut_crop, exif_rotated_jpeg, gradient_image, luma_correlation, psnr, rebuild, textured_image
 from sccodec import bitstream, rdo
 from sccodec.api import parse_symbols
-from sccodec.bench.metrics import psnr_rgb
 from sccodec.errors import LimitError, ModelMismatchError, ParameterError, SCVError
 from sccodec.image_io import pad_to_multiple, to_tensor
+from sccodec.metrics import psnr_rgb
 from sccodec.model.scvae import SCVAE, STRIDE
 from sccodec.weights import ModelFile, available_models
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sccodec.bench.metrics import psnr_rgb as psnr
+from sccodec.metrics import psnr_rgb as psnr
 from sccodec.model import cpu_kernels
 from sccodec.model.transforms import GDN, AnalysisTransform, SynthesisTransform
 

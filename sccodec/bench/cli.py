@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from sccodec.bench.peers import DEFAULT_CODECS, Quality, codec_names, is_codec_name
+from sccodec.cli_errors import OutputError
 
 if TYPE_CHECKING:
     from sccodec.bench.runner import BenchConfig, BenchResult
@@ -178,7 +179,6 @@ def _check_writable(out_dir: Path) -> None:
 
 def _cannot_write(out_dir: Path, exc: OSError) -> None:
     """Exit 3 (an output problem), one line, as encode and decode do."""
-    from sccodec.cli import OutputError  # lazy: sccodec.cli imports this module
 
     raise OutputError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from None
 

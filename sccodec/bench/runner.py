@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from sccodec.bench import metrics
+from sccodec import metrics
 from sccodec.bench.peers import CodecAdapter, Quality, get_codec
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp"})

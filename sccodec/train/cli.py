@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from sccodec.cli_errors import OutputError, fail
 from sccodec.context import LEGACY_SCHEME, SCHEMES
 from sccodec.errors import SCVError
 from sccodec.model.scvae import STRIDE
@@ -107,9 +108,8 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
     try:
         path = run(cfg, resume=resume, given=given)
     except SCVError as e:  # a bad device, unreadable or too small training photos
-        from sccodec.cli import _fail
 
-        _fail(e)
+        fail(e)
     if path is not None:  # rank 0 alone writes it
         click.echo(f"checkpoint written to {path}")
 
@@ -201,9 +201,7 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
         try:
             tables = fitted_tables(model, chosen, context)
         except SCVError as e:  # an unreadable photo
-            from sccodec.cli import _fail
-
-            _fail(e)
+            fail(e)
         sidecar["tables"] = {"fitted_on": f"{len(chosen)} photos of {fit_dir} (training split)",
                              "method": "counts smoothed towards all atoms' (sccodec/train/tables.py)"}
     try:
@@ -275,6 +273,5 @@ def _last(history: list[dict], key: str) -> dict | None:
 
 def _output_error(message: str) -> None:
     """Exit 3 (an output problem), as encode and decode do for an existing output."""
-    from sccodec.cli import OutputError  # lazy: sccodec.cli imports this module
 
     raise OutputError(message)

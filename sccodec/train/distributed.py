@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from sccodec.api import resolve_device
+from sccodec.device import resolve_device
 
 
 def has_native_bf16(device: torch.device) -> bool:
