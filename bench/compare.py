@@ -12,8 +12,8 @@ against each committed peer curve, over the PSNR range both curves cover.
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from sccodec.bench.bdrate import bd_rate
@@ -51,6 +51,8 @@ def main(candidate: str, *old_sidecars: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        raise SystemExit(__doc__)
-    main(*sys.argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("candidate", help="the candidate's Kodak result, sccodec@NAME.json from `sccodec bench --out`")
+    ap.add_argument("old_sidecars", nargs="*", metavar="OLD_SIDECAR", help="earlier sidecars to compare with")
+    args = ap.parse_args()
+    main(args.candidate, *args.old_sidecars)

@@ -3,72 +3,55 @@
     python bench/dead_zone.py [--images 4] [--thresholds 0.5,0.58] [--bits-weights 0.035] [--model scvae-gdn]
 
 Held-out training photos (``split_holdout``, 512×768 crops; never Kodak, which is the
-evaluation set), all quality levels, files written by ``sccodec.api.Codec`` with its rounding
-replaced. Two kinds of rule: a fixed dead zone (code |s| < threshold as 0, round the rest:
-``sccodec.model.scvae.dead_zone_round``; 0.5 is plain rounding) and the rate-aware rounding
-the encoder uses (``sccodec.rdo.quantize``: the zero threshold grows by ``bits_weight`` per bit
-a ±1 costs in its context), at every level with each ``--bits-weights`` value and per level as
-the encoder does it (``rdo.BITS_WEIGHTS``). The first threshold is the anchor. Prints and writes to
-bench/results/dead_zone.json each rule's change in bits at equal PSNR per level (interpolated
-on the anchor's curve) and its BD-rate.
+evaluation set), all quality levels, files written by ``sccodec.api.Codec`` composed with a
+symbol coder that rounds by the rule. Two kinds of rule: a fixed dead zone (code |s| < threshold
+as 0, round the rest: ``sccodec.rdo.fixed_dead_zone``; 0.5 is plain rounding) and the rate-aware
+rounding the encoder uses (``sccodec.rdo.quantize``: the zero threshold grows by ``bits_weight``
+per bit a ±1 costs in its context), at every level with each ``--bits-weights`` value and per
+level as the model's sidecar sets it (``EncoderSettings.bits_weights``). The first threshold is
+the anchor. Prints and writes to bench/results/dead_zone.json each rule's change in bits at
+equal PSNR per level (interpolated on the anchor's curve) and its BD-rate.
 """
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
-from unittest import mock
 
 import numpy as np
-import torch
 
-from sccodec import rdo
 from sccodec.api import Codec
 from sccodec.bench.bdrate import bd_rate
-from sccodec.entropy import MAX_MAGNITUDE_OVER_RANGE, SymbolTables
-from sccodec.model.scvae import dead_zone_round
-from sccodec.rdo import bits_weight, quantize as rdo_quantize  # bound before curve() patches rdo.quantize
+from sccodec.coder import ContextCoder
+from sccodec.rdo import ZERO_THRESHOLD, fixed_dead_zone
 from sccodec.train.data import list_images, load_rgb, split_holdout
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "train"
 
 
-Rule = Callable[[np.ndarray, SymbolTables, int], np.ndarray]  # (s, tables, level) -> symbols
+@dataclass(frozen=True)
+class FixedDeadZoneCoder(ContextCoder):
+    """The model's coder, rounding every level with one fixed dead zone."""
+
+    threshold: float = ZERO_THRESHOLD
+
+    def quantize(self, s: np.ndarray, quality_index: int) -> np.ndarray:
+        return fixed_dead_zone(s, self.tables.value_range, self.threshold)
 
 
-def fixed_dead_zone(threshold: float) -> Rule:
-    def rule(s: np.ndarray, tables: SymbolTables, quality_index: int) -> np.ndarray:
-        limit = tables.value_range + MAX_MAGNITUDE_OVER_RANGE
-        return dead_zone_round(torch.from_numpy(s), threshold).clamp_(-limit, limit).to(torch.int32).numpy()
-    return rule
-
-
-def rate_aware(weight: float) -> Rule:
-    def rule(s: np.ndarray, tables: SymbolTables, quality_index: int) -> np.ndarray:
-        return rdo_quantize(s, tables, quality_index, weight)
-    return rule
-
-
-def encoders_rule(model: str) -> Rule:
-    """What ``Codec`` does for this model: per level, rate-aware or the fixed dead zone (rdo.BITS_WEIGHTS)."""
-    def rule(s: np.ndarray, tables: SymbolTables, quality_index: int) -> np.ndarray:
-        return rdo_quantize(s, tables, quality_index, bits_weight(model, quality_index))
-    return rule
-
-
-def curve(codec: Codec, images: list[np.ndarray], rule: Rule) -> tuple[np.ndarray, np.ndarray]:
-    """(bpp, PSNR) per level over all images, the codec rounding with ``rule``."""
+def curve(codec: Codec, images: list[np.ndarray], coder: ContextCoder) -> tuple[np.ndarray, np.ndarray]:
+    """(bpp, PSNR) per level over all images, the codec's network composed with ``coder``."""
+    codec = Codec(codec.model_file, codec.device, network=codec.network, coder=coder)
     levels = len(codec.qualities)
     bits, squared, pixels = np.zeros(levels), np.zeros(levels), 0
-    with mock.patch.object(rdo, "quantize", lambda s, tables, q, weight: rule(s, tables, q)):
-        for img in images:
-            pixels += img.shape[0] * img.shape[1]
-            for i, q in enumerate(codec.qualities):
-                data = codec.encode(img, quality=q)
-                bits[i] += 8 * len(data)
-                squared[i] += ((np.asarray(codec.decode(data), np.float64) - img) ** 2).sum()
+    for img in images:
+        pixels += img.shape[0] * img.shape[1]
+        for i, q in enumerate(codec.qualities):
+            data = codec.encode(img, quality=q)
+            bits[i] += 8 * len(data)
+            squared[i] += ((np.asarray(codec.decode(data), np.float64) - img) ** 2).sum()
     return bits / pixels, 10 * np.log10(255.0**2 / (squared / (3 * pixels)))
 
 
@@ -84,10 +67,12 @@ def main() -> None:
     images = [load_rgb(p)[:, :512, :768].permute(1, 2, 0).numpy() for p in held[: args.images]]
     codec = Codec(args.model, device="cpu")
     thresholds = [float(t) for t in args.thresholds.split(",")]
-    rules = {f"zero below {t:g}": fixed_dead_zone(t) for t in thresholds}
-    rules |= {f"rate-aware, {float(w):g} per bit": rate_aware(float(w)) for w in args.bits_weights.split(",") if w}
-    rules["the encoder's rule (rdo.BITS_WEIGHTS)"] = encoders_rule(args.model)
-    curves = {name: curve(codec, images, rule) for name, rule in rules.items()}
+    own, levels = codec.coder, len(codec.qualities)
+    rules = {f"zero below {t:g}": FixedDeadZoneCoder(own.tables, own.format_version, threshold=t) for t in thresholds}
+    rules |= {f"rate-aware, {float(w):g} per bit": replace(own, bits_weights=(float(w),) * levels)
+              for w in args.bits_weights.split(",") if w}
+    rules["the encoder's rule (the model's sidecar)"] = own
+    curves = {name: curve(codec, images, coder) for name, coder in rules.items()}
     anchor_bpp, anchor_psnr = next(iter(curves.values()))
     out = {"model": args.model, "images": len(images), "anchor": next(iter(curves)), "rules": {}}
     for name, (bpp, psnr) in curves.items():

@@ -9,8 +9,8 @@ bench/results/head_to_head.json.
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from sccodec.bench.bdrate import bd_rate
@@ -37,4 +37,8 @@ def main(ours: str = str(HERE / "results" / "kodak" / "sccodec.json"),
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("ours", nargs="?", default=str(HERE / "results" / "kodak" / "sccodec.json"))
+    ap.add_argument("peers_dir", nargs="?", default=str(HERE / "results" / "peers"))
+    args = ap.parse_args()
+    main(args.ours, args.peers_dir)

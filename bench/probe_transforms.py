@@ -5,16 +5,15 @@
 No bottleneck, no quantisation, no rate: batch 8 of 128² training crops (every 4th photo of the
 training split), Adam on the MSE, seed 0. Prints the mean PSNR over a few windows of steps.
 
-Why: the young models of training runs 10-12 (bench/results/training_log.md) were limited by
-their transforms, not by the sparse code (unrounded codes decoded no better than rounded ones,
-and PSNR was flat across rates), so how many steps the transforms need is what a CPU training
-budget runs into. Compare transform designs and recipes with this before a long run.
+Why: young models are limited by their transforms, not by the sparse code (unrounded codes
+decode no better than rounded ones, and PSNR is flat across rates; docs/training.md), so how
+many steps the transforms need is what a CPU training budget runs into. Compare transform designs and recipes with this before a long run.
 """
 from __future__ import annotations
 
+import argparse
 import time
 
-import click
 import torch
 from torch import nn
 
@@ -22,14 +21,6 @@ from sccodec.model.transforms import NONLINEARITIES, AnalysisTransform, Synthesi
 from sccodec.train.data import PatchSampler, list_images, split_holdout
 
 
-@click.command()
-@click.option("--data", default="../shared/data/train", show_default=True, type=click.Path(file_okay=False, exists=True))
-@click.option("--steps", default=300, show_default=True)
-@click.option("--lr", default=1e-3, show_default=True)
-@click.option("--centre", is_flag=True, help="Code x - 0.5 and add 0.5 back.")
-@click.option("--kaiming", is_flag=True, help="Kaiming-normal conv weights (LeakyReLU slope 0.1), zero biases.")
-@click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default="leaky", show_default=True)
-@click.option("--threads", default=1, show_default=True)
 def main(data: str, steps: int, lr: float, centre: bool, kaiming: bool, nonlinearity: str, threads: int) -> None:
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
@@ -54,9 +45,17 @@ def main(data: str, steps: int, lr: float, centre: bool, kaiming: bool, nonlinea
     windows = [(lo, min(lo + steps // 6, steps)) for lo in range(0, steps, max(1, steps // 6))]
     means = ", ".join(f"{lo}-{hi}: {sum(psnr[lo:hi]) / max(1, hi - lo):.2f}" for lo, hi in windows if hi > lo)
     seconds = (time.perf_counter() - start) / steps  # crops included, as in training
-    click.echo(f"lr {lr:g}, centre {centre}, kaiming {kaiming}, {nonlinearity}: mean PSNR dB over steps {means}; "
+    print(f"lr {lr:g}, centre {centre}, kaiming {kaiming}, {nonlinearity}: mean PSNR dB over steps {means}; "
                f"{seconds * 1000:.0f} ms per step on {threads} thread(s)")
 
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="../shared/data/train")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--centre", action="store_true", help="code x - 0.5 and add 0.5 back")
+    ap.add_argument("--kaiming", action="store_true", help="Kaiming-normal conv weights (LeakyReLU slope 0.1), zero biases")
+    ap.add_argument("--nonlinearity", choices=NONLINEARITIES, default="leaky")
+    ap.add_argument("--threads", type=int, default=1)
+    main(**vars(ap.parse_args()))

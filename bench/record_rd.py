@@ -10,8 +10,8 @@ the results were made with other weights.
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from sccodec import atomic
@@ -59,4 +59,8 @@ def main(results_dir: str, sidecar: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results_dir", help="a folder written by `sccodec bench --out`")
+    ap.add_argument("sidecar", nargs="?", help="the sidecar to write [default: the model's, from the results]")
+    args = ap.parse_args()
+    main(args.results_dir, args.sidecar)

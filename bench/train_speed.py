@@ -28,7 +28,7 @@ import torch
 import sccodec
 from sccodec.train.data import PatchSampler, list_images, split_holdout
 from sccodec.train.distributed import has_native_bf16
-from sccodec.train.loop import rd_loss
+from sccodec.train.loss import rd_loss
 from sccodec.weights import DEFAULT_MODEL, load_model_file
 
 HERE = Path(__file__).resolve().parent

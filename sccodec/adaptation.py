@@ -7,12 +7,12 @@ that fit the model's tables to one image.
 Why: the tables are averages over the training photos, but images differ in how many atoms
 fire and how large the values run. Scaling the odds of every P(non-zero) of a coding step
 (phase × atom group) and tilting the value distributions towards larger or smaller
-magnitudes saved 0.2–1.1% of the file per level on held-out training photos
-(bench/results/training_log.md, "Per-tile table adaptation"), at no cost to the network.
+magnitudes saves 0.2–1.1% of the file per level on held-out training photos
+(``bench/adaptation.py``), at no cost to the network.
 
 Both transforms use only IEEE-754 multiplications, additions and divisions of float64 (each
 rounded exactly the same way everywhere), on factors that are exact binary fractions, so the
-decoder rebuilds bit-identical probabilities on any machine (../shared/DESIGN.md principle 1);
+decoder rebuilds bit-identical probabilities on any machine (docs/design.md, principle 1);
 constriction normalises the tilted value rows itself.
 """
 from __future__ import annotations

@@ -6,17 +6,17 @@ machine the system time of one 768x512 encode swung from 10 to 280 ms between ru
 encoder's time with it. ``reuse_freed_memory`` removes those faults for tensors up to
 REUSE_BYTES: glibc then serves them from its heap instead of mapping each anew
 (``mallopt(M_MMAP_THRESHOLD)``), and keeps up to TRIM_BYTES of freed memory at the heap's top
-instead of handing it back (``M_TRIM_THRESHOLD``). About a third of the coding time of a
-768x512 image (``bench/speed_ablation.py``, "Speed" in the README). Larger tensors (tiles of 4K
-and 8K images) are still mapped and returned one by one: with no bound (``M_MMAP_MAX=0``, tried
-in 0.5.9) heap fragmentation doubled the peak memory of those images.
+instead of handing it back (``M_TRIM_THRESHOLD``). That is about a third of the coding time
+of a 768x512 image (``bench/speed_ablation.py``, docs/performance.md). Larger tensors (tiles of
+4K and 8K images) are still mapped and returned one by one: with no bound (``M_MMAP_MAX=0``)
+heap fragmentation doubles the peak memory of those images.
 
 ``enable_huge_pages`` sets PyTorch's own switch, ``THP_MEM_ALLOC_ENABLE=1``: tensors of 2 MiB
 and more are aligned to 2 MiB transparent huge pages and the kernel is asked for them
-(``madvise``), so one fault maps 2 MiB. The CLI used it in 0.5.9, when it cut decoding by 12-24%
-here. With freed memory reused it bought nothing in steady state and made each first touch of
-new memory slower (a fresh process decoding 1080p: 3.4-3.7 s with it, 2.0-2.2 s without, and
-10% more peak memory), so the CLI no longer calls it. PyTorch reads the variable once, at the
+(``madvise``), so one fault maps 2 MiB. Without heap reuse it cuts decoding by 12-24% here;
+with freed memory reused it buys nothing in steady state and makes each first touch of new
+memory slower (a fresh process decoding 1080p: 3.4-3.7 s with it, 2.0-2.2 s without, and 10%
+more peak memory), so the CLI does not call it. PyTorch reads the variable once, at the
 first large allocation, so it must be set before the process builds its first network.
 ``reuse_freed_memory`` acts at once, on the allocations that follow.
 """

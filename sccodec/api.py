@@ -1,10 +1,13 @@
 """The public Python API: image -> .scv bytes -> image.
 
-    encode:  image ─read_image─▶ tiles ─SCVAE.analyze, .scaled_symbols─▶ s ─rdo.quantize─▶ symbols
-                   ─entropy.encode─▶ chunks ─▶ bytes
-    decode:  bytes ─bitstream.parse─▶ chunks ─entropy.decode─▶ symbols ─SCVAE.decode_symbols─▶ tiles ─▶ image
+    encode:  image ─read_image─▶ tiles ─ImageModel.analyze, .scaled_symbols─▶ s
+                   ─SymbolCoder.quantize, .encode_tile─▶ chunks ─bitstream.pack─▶ bytes
+    decode:  bytes ─bitstream.parse─▶ chunks ─SymbolCoder.decode_tile─▶ symbols
+                   ─ImageModel.decode_symbols─▶ tiles ─▶ image
 
-``Codec`` keeps one model loaded for batch work; ``encode``/``decode`` are one-call shortcuts.
+``Codec`` composes an image model (``sccodec.model.interface``) and a symbol coder
+(``sccodec.coder``), both built from one model file, and keeps them loaded for batch work;
+``encode``/``decode``/``open`` are one-call shortcuts.
 """
 from __future__ import annotations
 
@@ -21,17 +24,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sccodec import bitstream, entropy, rdo
+from sccodec import bitstream
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, ICC_CHUNK, Container, Header
+from sccodec.coder import SymbolCoder
 from sccodec.device import resolve_device
-from sccodec.errors import CorruptFileError, FormatError, ImageInputError, ParameterError
+from sccodec.errors import CorruptFileError, ImageInputError, ParameterError
 from sccodec.image_io import ImageLike, pad_to_multiple, read_image, to_image, to_pixels, to_tensor
-from sccodec.model.scvae import STRIDE, SCVAE
-from sccodec.tiling import ANALYSIS_MARGIN, Box, latent_box, tile_boxes
+from sccodec.model.interface import ImageModel
+from sccodec.tiling import Box, latent_box, tile_boxes
 from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
 
 QUALITIES: tuple[int, ...] = tuple(range(1, shipped_config().qualities + 1))  # of the default model; higher = better
-DEFAULT_QUALITY = 6  # λ = 0.013 in scvae-gdn: about 0.61 bpp and 31.8 dB on Kodak
+#: The level used when none is asked for and the model's sidecar names none (the shipped models' own).
+DEFAULT_QUALITY = 6
 DEFAULT_TILE = 1024
 
 
@@ -46,34 +51,29 @@ class DecodedSymbols:
 
 
 
-def parse_symbols(data: bytes, model_file: ModelFile | None = None,
+def parse_symbols(data: bytes | Container, model_file: ModelFile | None = None,
                   max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedSymbols:
-    """Entropy-decode a file to integer symbols without building any neural network."""
-    container = bitstream.parse(data, max_pixels)
+    """Entropy-decode a file (bytes, or a parsed ``Container``) to integer symbols without
+    building any neural network."""
+    container = data if isinstance(data, Container) else bitstream.parse(data, max_pixels)
     h = container.header
-    if h.coder_version != entropy.CODER_VERSION:
-        raise FormatError(f"file was written with entropy coder {h.coder_version[0]}.{h.coder_version[1]}; "
-                          f"this sccodec reads {entropy.CODER_VERSION[0]}.{entropy.CODER_VERSION[1]}")
     if model_file is None or (model_file.name, model_file.digest) != (h.model, h.weights_hash):
         model_file = load_model_file(h.model, h.weights_hash)
-    if not 1 <= h.quality <= model_file.config.qualities:
+    return _parse_tiles(container, model_file.coder, model_file.model_class.stride)
+
+
+def _parse_tiles(container: Container, coder: SymbolCoder, stride: int) -> DecodedSymbols:
+    h = container.header
+    if not 1 <= h.quality <= coder.qualities:
         raise CorruptFileError(f"quality {h.quality} does not exist in model '{h.model}'")
-    tables = model_file.tables
-    coding = entropy.FORMATS[h.version]
-    if coding.context != tables.context:
-        raise FormatError(f".scv format {h.version} file ({coding.context} contexts), but its model "
-                          f"'{h.model}' has {tables.context} tables (format {entropy.newest_format(tables.context)})")
+    reader = coder.reading(h.version, h.coder_version)
     tiles = []
     for payload, box in zip(container.tiles, tile_boxes(h.height, h.width, h.tile)):
-        if len(payload) % 4:
-            raise CorruptFileError("tile chunk length is not a whole number of 32-bit words")
-        words = np.frombuffer(payload, dtype="<u4")
-        own = latent_box(box, STRIDE)
+        own = latent_box(box, stride)
         try:
-            tiles.append(entropy.decode(words, tables, h.quality - 1, (model_file.config.atoms, own.height, own.width),
-                                        coding.adaptive))
-        except (ValueError, RuntimeError, IndexError) as e:
-            raise CorruptFileError(f"tile {len(tiles)} cannot be entropy-decoded: {e}") from None
+            tiles.append(reader.decode_tile(payload, h.quality - 1, (reader.atoms, own.height, own.width)))
+        except CorruptFileError as e:
+            raise CorruptFileError(f"tile {len(tiles)}: {e}") from None
     return DecodedSymbols(h, tiles, container.ancillary)
 
 
@@ -92,30 +92,44 @@ def _lowest_level_past(qualities: tuple[int, ...], past: Callable[[int], bool]) 
 
 
 class Codec:
-    """A loaded model, for encoding and decoding many images."""
+    """An image model and a symbol coder, loaded once for encoding and decoding many images."""
 
     def __init__(self, model: str | ModelFile = DEFAULT_MODEL, device: str | torch.device = "auto",
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        """``model``: an installed model's name, or a ``ModelFile`` (``sccodec.weights.read_model_file``)."""
+                 max_pixels: int = DEFAULT_MAX_PIXELS, *, network: ImageModel | None = None,
+                 coder: SymbolCoder | None = None) -> None:
+        """``model``: an installed model's name, or a ``ModelFile`` (``sccodec.weights.read_model_file``).
+
+        ``network`` and ``coder`` replace the halves the model file would build (its name and
+        weights hash still go into every header): how a new transform or entropy model is tried.
+        """
         if not isinstance(model, (str, ModelFile)):
             raise ParameterError(f"model must be an installed model's name or a ModelFile "
                                  f"(sccodec.weights.read_model_file(path)), got {type(model).__name__}")
         self.model_file = model if isinstance(model, ModelFile) else load_model_file(model)
         self.device = resolve_device(device)
         self.max_pixels = max_pixels
+        self.coder: SymbolCoder = self.model_file.coder if coder is None else coder
+        self._model_class = self.model_file.model_class if network is None else type(network)
+        if network is not None:
+            self.network = network
 
     @functools.cached_property
-    def network(self) -> SCVAE:
+    def network(self) -> ImageModel:
+        """Built on first use: parsing, ``info`` and rate targets never need it."""
         return self.model_file.build(self.device)
 
     @property
+    def stride(self) -> int:
+        return self._model_class.stride
+
+    @property
     def qualities(self) -> tuple[int, ...]:
-        return tuple(range(1, self.model_file.config.qualities + 1))
+        return tuple(range(1, self.coder.qualities + 1))
 
     @property
     def default_quality(self) -> int:
-        """``DEFAULT_QUALITY``, or the best level of a model that has fewer levels."""
-        return min(DEFAULT_QUALITY, self.qualities[-1])
+        """The model's own default level (its sidecar), else ``DEFAULT_QUALITY``; at most its best level."""
+        return min(self.model_file.encoder.default_quality or DEFAULT_QUALITY, self.qualities[-1])
 
     def encode(self, image: ImageLike, quality: int | None = None, *, target_bpp: float | None = None,
                target_psnr: float | None = None, tile: int = DEFAULT_TILE) -> bytes:
@@ -133,34 +147,20 @@ class Codec:
         images the top levels can differ by a tenth of a dB either way, and it may then pick a
         higher level than needed.
         """
-        if sum(v is not None for v in (quality, target_bpp, target_psnr)) > 1:
-            raise ParameterError("give one of quality, target_bpp and target_psnr")
-        if quality is not None and (isinstance(quality, bool) or not isinstance(quality, numbers.Integral)
-                                    or quality not in self.qualities):
-            raise ParameterError(f"quality must be one of {self.qualities}, got {quality!r}")
-        for name, target in (("target_bpp", target_bpp), ("target_psnr", target_psnr)):
-            if target is not None and (isinstance(target, bool) or not isinstance(target, numbers.Real)
-                                       or not 0 < target < math.inf):
-                raise ParameterError(f"{name} must be a positive number, got {target!r}")
-        if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or not STRIDE <= tile <= 65520 or tile % STRIDE:
-            raise ParameterError(f"tile must be a multiple of {STRIDE} between {STRIDE} and 65520, got {tile}")
+        self._check_encode_arguments(quality, target_bpp, target_psnr, tile)
         src = read_image(image, self.max_pixels)
         ancillary = {ICC_CHUNK: src.icc} if src.icc else {}
         # The analysis transform does not depend on the quality: run it once per tile.
         latents = [self._analyze_tile(src.pixels, box) for box in tile_boxes(src.height, src.width, tile)]
-        mf = self.model_file
-        version = entropy.newest_format(mf.tables.context)
-        adaptive = entropy.FORMATS[version].adaptive
+        mf, coder = self.model_file, self.coder
 
         @functools.cache
         def at(q: int) -> Encoded:
             header = Header(model=mf.name, weights_hash=mf.digest, quality=q, width=src.width,
-                            height=src.height, mode=src.mode, tile=tile, coder_version=entropy.CODER_VERSION,
-                            version=version)
-            weight = rdo.bits_weight(mf.name, q - 1)
-            chunks = [entropy.encode(rdo.quantize(self.network.scaled_symbols(y, q - 1).cpu().numpy(), mf.tables, q - 1,
-                                                  weight), mf.tables, q - 1, adaptive)
-                      .astype("<u4").tobytes() for y in latents]
+                            height=src.height, mode=src.mode, tile=tile, coder_version=coder.coder_version,
+                            version=coder.format_version)
+            chunks = [coder.encode_tile(coder.quantize(self.network.scaled_symbols(y, q - 1).cpu().numpy(), q - 1),
+                                        q - 1) for y in latents]
             data = bitstream.pack(Container(header, chunks, ancillary))
             return Encoded(data, q, len(data) * 8 / (src.width * src.height))
 
@@ -180,29 +180,51 @@ class Codec:
             return measured(levels[min(good, len(levels) - 1)])
         return at(self.default_quality if quality is None else quality)
 
-    def decode_array(self, data: bytes) -> tuple[np.ndarray, str]:
-        """.scv bytes -> ((H,W,3) uint8 RGB pixels, original colour mode)."""
+    def _check_encode_arguments(self, quality: object, target_bpp: object, target_psnr: object, tile: object) -> None:
+        if sum(v is not None for v in (quality, target_bpp, target_psnr)) > 1:
+            raise ParameterError("give one of quality, target_bpp and target_psnr")
+        if quality is not None and (isinstance(quality, bool) or not isinstance(quality, numbers.Integral)
+                                    or quality not in self.qualities):
+            raise ParameterError(f"quality must be one of {self.qualities}, got {quality!r}")
+        for name, target in (("target_bpp", target_bpp), ("target_psnr", target_psnr)):
+            if target is not None and (isinstance(target, bool) or not isinstance(target, numbers.Real)
+                                       or not 0 < target < math.inf):
+                raise ParameterError(f"{name} must be a positive number, got {target!r}")
+        stride = self.stride
+        if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or not stride <= tile <= 65520 or tile % stride:
+            raise ParameterError(f"tile must be a multiple of {stride} between {stride} and 65520, got {tile}")
+
+    def parse_symbols(self, data: bytes | Container) -> DecodedSymbols:
+        """A file of this codec's model -> its integer symbols, tile by tile; builds no network."""
+        container = data if isinstance(data, Container) else bitstream.parse(_as_bytes(data), self.max_pixels)
+        h = container.header
+        if (h.model, h.weights_hash) != (self.model_file.name, self.model_file.digest):
+            return parse_symbols(container, max_pixels=self.max_pixels)
+        return _parse_tiles(container, self.coder, self.stride)
+
+    def decode_array(self, data: bytes | Container) -> tuple[np.ndarray, str]:
+        """.scv bytes (or a parsed ``Container``) -> ((H,W,3) uint8 RGB pixels, original colour mode)."""
         pixels, header, _ = self._decode(data)
         return pixels, header.mode
 
-    def decode(self, data: bytes) -> Image.Image:
+    def decode(self, data: bytes | Container) -> Image.Image:
+        """.scv bytes (or a parsed ``Container``) -> PIL image (RGB, or L for grey originals)."""
         pixels, header, ancillary = self._decode(data)
         image = to_image(pixels, header.mode)
         if ICC_CHUNK in ancillary:
             image.info["icc_profile"] = ancillary[ICC_CHUNK]
         return image
 
-    def _decode(self, data: bytes) -> tuple[np.ndarray, Header, dict[bytes, bytes]]:
-        data = _as_bytes(data)
-        header, _ = bitstream.parse_header(data, self.max_pixels)
+    def _decode(self, data: bytes | Container) -> tuple[np.ndarray, Header, dict[bytes, bytes]]:
+        container = data if isinstance(data, Container) else bitstream.parse(_as_bytes(data), self.max_pixels)
+        h = container.header
         mf = self.model_file
-        if (header.model, header.weights_hash) != (mf.name, mf.digest):
-            needed = load_model_file(header.model, header.weights_hash)  # raises, naming the model needed
-            return Codec(needed, self.device, self.max_pixels)._decode(data)
-        parsed = parse_symbols(data, mf, self.max_pixels)
-        h = parsed.header
+        if (h.model, h.weights_hash) != (mf.name, mf.digest):
+            needed = load_model_file(h.model, h.weights_hash)  # raises, naming the model needed
+            return Codec(needed, self.device, self.max_pixels)._decode(container)
+        parsed = self.parse_symbols(container)
         boxes = tile_boxes(h.height, h.width, h.tile)
-        grid = _assemble(parsed.tiles, [latent_box(b, STRIDE) for b in boxes])
+        grid = _assemble(parsed.tiles, [latent_box(b, self.stride) for b in boxes])
         out = np.empty((h.height, h.width, 3), dtype=np.uint8)
         for box in boxes:
             out[box.top : box.top + box.height, box.left : box.left + box.width] = self._synthesize_tile(grid, box, h.quality - 1)
@@ -211,19 +233,19 @@ class Codec:
     def _analyze_tile(self, pixels: np.ndarray, box: Box) -> torch.Tensor:
         """The tile's latents, computed with its neighbours' pixels in view (sccodec.tiling)."""
         height, width = pixels.shape[:2]
-        ctx = box.grow(ANALYSIS_MARGIN, height, width)
+        ctx = box.grow(self._model_class.analysis_margin, height, width)
         x = to_tensor(pixels[ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width], self.device)
-        y = self.network.analyze(pad_to_multiple(x, STRIDE))
-        rows, cols = latent_box(box, STRIDE).within(latent_box(ctx, STRIDE))
+        y = self.network.analyze(pad_to_multiple(x, self.stride))
+        rows, cols = latent_box(box, self.stride).within(latent_box(ctx, self.stride))
         return y[..., rows, cols]
 
     def _synthesize_tile(self, grid: np.ndarray, box: Box, quality_index: int) -> np.ndarray:
         """The tile's pixels, synthesised with its neighbours' symbols in view (sccodec.tiling)."""
-        own = latent_box(box, STRIDE)
-        ctx = own.grow(self.network.g_s.margin, *grid.shape[1:])
+        own = latent_box(box, self.stride)
+        ctx = own.grow(self.network.synthesis_margin, *grid.shape[1:])
         symbols = torch.from_numpy(grid[:, ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width])
         x_hat = self.network.decode_symbols(symbols.to(self.device), quality_index)
-        rows, cols = box.within(ctx.scaled(STRIDE))
+        rows, cols = box.within(ctx.scaled(self.stride))
         return to_pixels(x_hat[..., rows, cols])
 
 
@@ -264,16 +286,16 @@ def encode(image: ImageLike, quality: int | None = None, *, target_bpp: float | 
                                                                           target_psnr=target_psnr)
 
 
-def decode(data: bytes, device: str = "auto", *, as_array: bool = False,
+def decode(data: bytes | Container, device: str = "auto", *, as_array: bool = False,
            max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image | np.ndarray:
-    """Decode .scv bytes to a PIL image (mode RGB, or L for grey originals).
+    """Decode .scv bytes (or a parsed ``Container``) to a PIL image (mode RGB, or L for grey
+    originals). The file is parsed once, here, and the codec works on the parsed chunks.
 
     With ``as_array=True``: a uint8 (H,W,3) RGB NumPy array instead. For a path, use ``open``.
     """
-    data = _as_bytes(data)
-    header, _ = bitstream.parse_header(data, max_pixels)
-    codec = _codec(header.model, str(resolve_device(device)), max_pixels)
-    return codec.decode_array(data)[0] if as_array else codec.decode(data)
+    container = data if isinstance(data, Container) else bitstream.parse(_as_bytes(data), max_pixels)
+    codec = _codec(container.header.model, str(resolve_device(device)), max_pixels)
+    return codec.decode_array(container)[0] if as_array else codec.decode(container)
 
 
 def open(fp: str | Path | BinaryIO, device: str = "auto", *,  # noqa: A001 (like PIL.Image.open)

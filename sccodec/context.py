@@ -1,6 +1,6 @@
 """Integer contexts for the sparse-code symbols: which probability table codes which symbol.
 
-Principle 1 of ../shared/DESIGN.md: the table choice depends only on integers (already-decoded
+Principle 1 of docs/design.md: the table choice depends only on integers (already-decoded
 symbols and the header), never on floating point, so a file decodes identically on any
 device. A weights file names the scheme its tables were fitted for (``SCHEMES``); both
 schemes split the positions into phases and the K atoms into G consecutive groups, and code
@@ -27,7 +27,7 @@ sides:
     value context = phase 0: A // 2;  later phases: 4 + bucket(M)
 
 Why quad: with the same network, Kodak files are 3.2% smaller (BD-rate) than with
-checkerboard tables (bench/results/training_log.md, "The quad context scheme"). With a
+checkerboard tables. With a
 checkerboard half the symbols see no decoded neighbour of their own atom, with the 2x2 order
 a quarter; and the magnitudes of those neighbours predict both whether the atom fires and
 how large it is. The significance map costs most of the bits at low rates, the values at
@@ -49,7 +49,7 @@ neighbour of their own atom (7 phases):
 Its value tables are symmetric in the sign (P(|v|) per row) and the sign has its own small
 table per (atom, sign context) (``sccodec.entropy.SymbolTables.signs``): neighbouring codes of
 an atom tend to share their sign. Same network, 8 held-out training photos: 5.2% (lowest
-level) to 1.1% (top level) fewer bits than quad (training_log.md, "The nested context scheme").
+level) to 1.1% (top level) fewer bits than quad.
 """
 from __future__ import annotations
 

@@ -4,10 +4,10 @@
 
 No neural network is involved: the tables are data (computed at export and stored in the
 weights file) and the contexts are integer functions of already-decoded symbols, so a file
-parses identically on every device (../shared/DESIGN.md principle 1). Coding runs in
+parses identically on every device (docs/design.md, principle 1). Coding runs in
 ``phases·G`` steps of the tables' context scheme (``sccodec.context``); in each step one
 vectorised call codes the significance flags and one codes the values of the non-zero symbols
-(../shared/DESIGN.md principle 5). With ``adaptive=True`` (.scv format 3) a tile's stream
+(docs/design.md, principle 5). With ``adaptive=True`` (.scv format 3) a tile's stream
 starts with its ``sccodec.adaptation.Adaptation``, which adjusts the tables to the tile.
 """
 from __future__ import annotations
@@ -20,7 +20,6 @@ import numpy as np
 from sccodec.adaptation import FLAG_INDEX_PROBS, TILT_INDEX_PROBS, Adaptation, choose
 from sccodec.context import LEGACY_SCHEME, SCHEMES, Scheme, phase_map, scheme_contexts, steps, value_index
 
-CODER_NAME = "constriction"
 CODER_VERSION = (0, 5)  # output is stable within a minor release of 0.x; recorded in every file
 
 

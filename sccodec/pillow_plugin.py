@@ -27,9 +27,8 @@ class SCVImageFile(ImageFile.ImageFile):
     format_description = "sccodec learned image (.scv)"
 
     def _open(self) -> None:
-        self._scv_data = self.fp.read()
         try:
-            container = parse(self._scv_data)  # checks every chunk's CRC; decodes nothing
+            container = parse(self.fp.read())  # checks every chunk's CRC; decodes nothing
         except SCVError as e:
             raise SyntaxError(f"not a valid .scv file: {e}") from None  # Pillow: "cannot identify image file"
         header = container.header
@@ -39,19 +38,20 @@ class SCVImageFile(ImageFile.ImageFile):
         self.info["model"] = header.model
         if ICC_CHUNK in container.ancillary:
             self.info["icc_profile"] = container.ancillary[ICC_CHUNK]
+        self._scv_container = container  # decoded in load(), without parsing again
         self.tile = []
 
     def load(self):  # type: ignore[override]
-        if self._scv_data is not None:
+        if self._scv_container is not None:
             from sccodec.api import decode
 
             try:
-                decoded = decode(self._scv_data)
+                decoded = decode(self._scv_container)
             except SCVError as e:  # e.g. the model it needs is not installed
                 raise OSError(f"cannot decode .scv image: {e}") from None
             self.load_prepare()
             self.im.paste(decoded.im, (0, 0, *decoded.size))
-            self._scv_data = None
+            self._scv_container = None
             # Every byte was read in _open; like Pillow's own formats, close a file we opened.
             if self._exclusive_fp and self._close_exclusive_fp_after_loading and self.fp is not None:
                 self.fp.close()

@@ -1,15 +1,15 @@
 """Rate-aware quantisation: whether a code value near ±1 is worth its bits, asked in its context.
 
     s (real, K×h×w) ─round─▶ symbols ─scheme_contexts─▶ bits a ±1 costs over a 0 there (Δbits)
-        ─▶ zero every |s| < min(0.5 + w·Δbits, 1) ─▶ symbols for the coder     (w: BITS_WEIGHTS)
+        ─▶ zero every |s| < min(0.5 + w·Δbits, 1) ─▶ symbols for the coder     (w: a bits weight)
 
 Why: rounding sends |s| ≥ 0.5 to ±1, but a ±1 where the tables expect a zero (a rare atom, no
 active neighbours) costs many bits, and one where its neighbours fire costs few. A fixed dead
-zone (``sccodec.model.scvae.ZERO_THRESHOLD``, 0.58) treats both alike; here the threshold rises
-with the bits the ±1 would cost under the model's own tables and contexts (one extra context
-pass per tile). Encoder-side only: decoders and files are unchanged, and files written this way
-decode with every earlier sccodec that reads their format. Measured in
-bench/results/training_log.md ("Rate-aware zeroing").
+zone (``ZERO_THRESHOLD``) treats both alike; here the threshold rises with the bits the ±1 would
+cost under the model's own tables and contexts (one extra context pass per tile). Encoder-side
+only: decoders and files are unchanged. The weight per quality level is a per-model encoder
+setting, kept in the model file's sidecar (``sccodec.weights.EncoderSettings``), chosen on
+held-out training photos with ``bench/dead_zone.py``.
 
 The bit cost is the static tables' (before the tile's adaptation, ``sccodec.adaptation``), read in
 the contexts of the previous pass's symbols: an estimate (zeroing one value changes its
@@ -19,26 +19,32 @@ vouches for.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from sccodec.context import scheme_contexts
 from sccodec.entropy import MAX_MAGNITUDE_OVER_RANGE, SymbolTables
-from sccodec.model.scvae import dead_zone_round
 
-#: Dead-zone width added per bit a ±1 costs over a 0 (in quantiser steps), per shipped model and
-#: quality level; None: that level keeps the fixed dead zone (ZERO_THRESHOLD). Chosen on held-out
-#: training photos, never Kodak (training_log.md, "Rate-aware zeroing"): 0.035 where it saved
-#: bits; at scvae-gdn's levels 4–6 every weight tried cost bits. Models not listed (and any
-#: newly exported name) keep the fixed dead zone until `python bench/dead_zone.py` measures them.
-BITS_WEIGHTS: dict[str, tuple[float | None, ...]] = {
-    "scvae-gdn": (0.035, 0.035, 0.035, None, None, None, 0.035, 0.035, 0.035, 0.035),
-}
+#: The fixed dead zone: |s| below it is coded as 0 (plain rounding would be 0.5). A ±1 near the
+#: rounding boundary costs more bits than the error it removes; 0.58 saved about 1–2% of the bits
+#: at equal PSNR on held-out photos against plain rounding (docs/training.md).
+ZERO_THRESHOLD = 0.58
 MAX_ZERO_THRESHOLD = 1.0  # never zero a value that rounds to ±2 or more
 #: Each pass re-reads the contexts of the previous pass's symbols (the first: of the rounded
-#: code) and decides every ±1 again from the rounded code. Two passes: BD −0.77% against the
-#: fixed dead zone on held-out photos, one pass −0.58% (training_log.md).
+#: code) and decides every ±1 again from the rounded code; a second pass saves about a third
+#: more than one alone.
 PASSES = 2
 _MIN_P = 2.0 ** -24  # as the coder's floor: keeps the logarithms finite
+
+
+def dead_zone_round(s: np.ndarray, zero_threshold: float = ZERO_THRESHOLD) -> np.ndarray:
+    """Round to the nearest integer (halves to even), except that |s| < zero_threshold becomes 0."""
+    s = np.asarray(s, dtype=np.float32)
+    return np.where(np.abs(s) < zero_threshold, np.float32(0), np.rint(s))
+
+
+def fixed_dead_zone(s: np.ndarray, value_range: int, zero_threshold: float = ZERO_THRESHOLD) -> np.ndarray:
+    """Real-valued symbols -> int32 symbols with a fixed dead zone, clamped to what escapes can code."""
+    limit = value_range + MAX_MAGNITUDE_OVER_RANGE
+    return np.clip(dead_zone_round(s, zero_threshold), -limit, limit).astype(np.int32)
 
 
 def one_bits(symbols: np.ndarray, where: np.ndarray, negative: np.ndarray, tables: SymbolTables,
@@ -57,21 +63,15 @@ def one_bits(symbols: np.ndarray, where: np.ndarray, negative: np.ndarray, table
     return np.log2(1 - p) - np.log2(p) - np.log2(np.maximum(p_one, _MIN_P))
 
 
-def bits_weight(model: str, quality_index: int) -> float | None:
-    """The weight ``quantize`` uses for a model's level (see BITS_WEIGHTS)."""
-    weights = BITS_WEIGHTS.get(model, ())
-    return weights[quality_index] if quality_index < len(weights) else None
-
-
 def quantize(s: np.ndarray, tables: SymbolTables, quality_index: int, bits_weight: float | None,
              passes: int = PASSES) -> np.ndarray:
     """Real-valued symbols (K,h,w) -> int32 symbols for ``sccodec.entropy.encode``.
 
     ``bits_weight`` None: the fixed dead zone (|s| < ZERO_THRESHOLD -> 0); 0: plain rounding."""
     s = np.asarray(s, dtype=np.float32)
-    limit = tables.value_range + MAX_MAGNITUDE_OVER_RANGE  # beyond: escape codes run out
     if bits_weight is None:
-        return dead_zone_round(torch.from_numpy(s)).clamp_(-limit, limit).to(torch.int32).numpy()
+        return fixed_dead_zone(s, tables.value_range)
+    limit = tables.value_range + MAX_MAGNITUDE_OVER_RANGE  # beyond: escape codes run out
     rounded = np.clip(np.rint(s), -limit, limit).astype(np.int32)
     candidates = (np.abs(rounded) == 1) & (np.abs(s) < MAX_ZERO_THRESHOLD)
     if bits_weight == 0 or not candidates.any():

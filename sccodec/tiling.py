@@ -1,22 +1,18 @@
 """Tiles: bounded memory for any image size, without visible seams and without extra bits.
 
-Each tile is an independent chunk of symbols (../shared/DESIGN.md §2.4), but neither transform stops at
-a tile edge:
+Each tile is an independent chunk of symbols, but neither transform stops at a tile edge:
 
-    encode: pixels of the tile + ANALYSIS_MARGIN px of its neighbours ─g_a─▶ latents ─crop─▶ tile's latents
-    decode: tile's symbols + g_s.margin latent positions of its neighbours' ─g_s─▶ pixels ─crop─▶ tile
+    encode: pixels of the tile + the model's analysis_margin px of its neighbours ─g_a─▶ latents ─crop─▶ tile's latents
+    decode: tile's symbols + the model's synthesis_margin positions of its neighbours' ─g_s─▶ pixels ─crop─▶ tile
 
-The margins cover the receptive fields (g_a: 61 px; g_s: under 2 latent positions, more with
-residual blocks, see SynthesisTransform.margin), so a tiled
-image decodes like the whole image at once, up to floating point. The earlier scheme (each tile
-coded as if alone) cost 0.014 dB overall but showed a visible seam, 0.39 dB worse in a 32-px
-strip across it (bench/results/seam_crop.png).
+The margins cover the receptive fields (``sccodec.model.interface.ImageModel``; for the SC-VAE
+g_a reaches 61 px and g_s under 2 latent positions, more with residual blocks), so a tiled image
+decodes like the whole image at once, up to floating point. Coding each tile as if alone would
+save that work but shows a visible seam (docs/performance.md).
 """
 from __future__ import annotations
 
 from typing import NamedTuple
-
-ANALYSIS_MARGIN = 64  # pixels, a multiple of the stride
 
 
 class Box(NamedTuple):

@@ -2,7 +2,13 @@
 
 A weights file holds the network parameters, the entropy tables the coder parses with
 (computed once at export, never at load time) and, in its metadata, the model name and
-architecture. Its SHA-256 (first 8 bytes) identifies it in every bitstream.
+architecture. Its SHA-256 (first 8 bytes) identifies it in every bitstream. The JSON sidecar
+beside it holds what does not change a file's meaning: the training record, the measured RD
+points, and the encoder's per-model settings (``EncoderSettings``).
+
+A model file builds the two halves ``sccodec.api.Codec`` composes: the image model
+(``ModelFile.build``, by the architecture named in the file: ``ARCHITECTURES``) and the symbol
+coder (``ModelFile.coder``).
 """
 from __future__ import annotations
 
@@ -12,8 +18,10 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
+from types import MappingProxyType
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +31,50 @@ from safetensors.numpy import load as st_load_numpy
 from safetensors.torch import save as st_save
 
 from sccodec import atomic
+from sccodec.coder import ContextCoder
 from sccodec.context import LEGACY_SCHEME
 from sccodec.entropy import SymbolTables
 from sccodec.errors import ModelMismatchError
+from sccodec.model.interface import ImageModel
 from sccodec.model.scvae import SCVAE, ModelConfig
 
 DEFAULT_MODEL = "scvae-gdn"
 TABLE_PREFIX = "tables."
+#: Architecture name (a weights file's ``architecture`` metadata) -> image model class; built
+#: from the file's ``ModelConfig``. A new transform registers itself here.
+ARCHITECTURES: Mapping[str, type[ImageModel]] = MappingProxyType({"scvae": SCVAE})
+DEFAULT_ARCHITECTURE = "scvae"
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """Choices of the encoder alone, per model (sidecar key ``encoder``): files written with any
+    settings decode the same, so they live beside the weights, not in the hashed file.
+
+    ``default_quality``: the level used when none is asked for (None: ``sccodec.api.DEFAULT_QUALITY``,
+    capped to the model's levels). ``bits_weights``: per level, the rate-aware rounding's weight
+    (``sccodec.rdo``); None, or a level past the end, keeps the fixed dead zone.
+    """
+
+    default_quality: int | None = None
+    bits_weights: tuple[float | None, ...] = field(default=())
+
+    @classmethod
+    def from_sidecar(cls, sidecar: dict, source: Path) -> "EncoderSettings":
+        raw = sidecar.get("encoder", {})
+        try:
+            quality, weights = raw.get("default_quality"), tuple(raw.get("bits_weights", ()))
+            if quality is not None and (isinstance(quality, bool) or not isinstance(quality, int)):
+                raise TypeError("default_quality is not an integer")
+            if any(w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0)
+                   for w in weights):
+                raise TypeError("bits_weights holds something other than non-negative numbers and nulls")
+        except (AttributeError, TypeError) as e:
+            raise ModelMismatchError(f"cannot use the encoder settings in {source}: {e}") from None
+        return cls(quality, tuple(None if w is None else float(w) for w in weights))
+
+    def to_sidecar(self) -> dict:
+        return {"default_quality": self.default_quality, "bits_weights": list(self.bits_weights)}
 
 
 @dataclass(frozen=True)
@@ -42,6 +87,8 @@ class ModelFile:
     config: ModelConfig
     tensors: dict[str, np.ndarray]
     context: str = LEGACY_SCHEME  # the coder's context scheme (sccodec.context.SCHEMES)
+    encoder: EncoderSettings = EncoderSettings()
+    architecture: str = DEFAULT_ARCHITECTURE  # a key of ARCHITECTURES
 
     @functools.cached_property
     def tables(self) -> SymbolTables:
@@ -57,9 +104,23 @@ class ModelFile:
                                      f"{self.config.atoms}")
         return tables
 
-    def build(self, device: str | torch.device = "cpu") -> SCVAE:
+    @property
+    def model_class(self) -> type[ImageModel]:
+        """The image model's class: its geometry (stride, margins) without building it."""
+        try:
+            return ARCHITECTURES[self.architecture]
+        except KeyError:
+            raise ModelMismatchError(f"{self.path} is a '{self.architecture}' model, which this sccodec does not "
+                                     f"know (it knows {', '.join(ARCHITECTURES)})") from None
+
+    @functools.cached_property
+    def coder(self) -> ContextCoder:
+        """The symbol coder that writes this model's files (``ContextCoder.reading`` for older formats)."""
+        return ContextCoder.writing(self.tables, self.encoder.bits_weights)
+
+    def build(self, device: str | torch.device = "cpu") -> ImageModel:
         """Construct the network (only needed for pixels, not for parsing)."""
-        model = SCVAE(self.config)
+        model = self.model_class(self.config)
         state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in self.tensors.items()
                  if not k.startswith(TABLE_PREFIX)}
         model.load_state_dict(state)
@@ -92,13 +153,18 @@ def shipped_config(name: str = DEFAULT_MODEL) -> ModelConfig:
 
 
 def read_model_file(path: str | Path) -> ModelFile:
+    """A weights file and its sidecar (``.json`` beside it, if there is one)."""
     path = Path(path)
     raw = path.read_bytes()
     with safe_open(str(path), framework="numpy") as f:
         meta = f.metadata() or {}
+    side_path = path.with_suffix(".json")
+    sidecar = json.loads(side_path.read_text()) if side_path.is_file() else {}
     return ModelFile(name=meta["name"], path=path, digest=hashlib.sha256(raw).digest()[:8],
                      config=ModelConfig.from_dict(json.loads(meta["config"])),
-                     tensors=st_load_numpy(raw), context=meta.get("context", LEGACY_SCHEME))
+                     tensors=st_load_numpy(raw), context=meta.get("context", LEGACY_SCHEME),
+                     encoder=EncoderSettings.from_sidecar(sidecar, side_path),
+                     architecture=meta.get("architecture", DEFAULT_ARCHITECTURE))
 
 
 MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"  # ASCII: it is written into every .scv header
@@ -176,7 +242,7 @@ def _keep_replaced(path: Path, digest: bytes) -> Path | None:
 
 def is_transform_weight(key: str) -> bool:
     """A convolution kernel of g_a or g_s: most of the file, and the part that float16 storage
-    barely changes (0.01 dB on a photo, training_log.md), unlike LISTA's matrices or the ladder."""
+    barely changes (about 0.01 dB on a photo), unlike LISTA's matrices or the ladder."""
     return key.startswith(("g_a.", "g_s.")) and key.endswith(".weight")
 
 
@@ -194,9 +260,9 @@ def export(model: SCVAE, name: str, out_dir: str | Path, sidecar: dict,
         tables = SymbolTables(p.numpy(), v.numpy(), model.config.groups, LEGACY_SCHEME)
     tensors = {k: v.detach().to(torch.float16 if float16_transforms and is_transform_weight(k) else torch.float32)
                   .contiguous().cpu() for k, v in model.state_dict().items()}
-    # float16: the quad scheme's P(non-zero) table is 3.7x the checkerboard's (1.8 MB in float32),
-    # which left the weights file ~10 kB under its 20 MB budget; Kodak bits with float16 tables:
-    # training_log.md, "The quad context scheme"
+    # float16: the richer context schemes' P(non-zero) tables are several times the
+    # checkerboard's and in float32 would push a model past the 20 MB weights budget; with the
+    # checkerboard tables, float16 changed not one coded word over 5 Kodak images at 10 levels
     for key, array in tables.stored().items():
         tensors[TABLE_PREFIX + key] = torch.from_numpy(np.ascontiguousarray(array)).half().contiguous()
     meta = {"name": name, "config": json.dumps(model.config.to_dict()), "format": "sccodec-weights-1",

@@ -89,7 +89,7 @@ def test_coding_steps_cover_each_symbol_once(groups, context) -> None:
 
 @pytest.mark.parametrize(("k", "groups", "h", "w", "density"), SHAPES)
 @pytest.mark.parametrize("context", ["quad", "nested"])
-def test_context_values_are_in_range(k, groups, h, w, density, context) -> None:
+def test_quad_and_nested_context_values_are_in_range(k, groups, h, w, density, context) -> None:
     scheme = SCHEMES[context]
     flag, value = scheme_contexts(scheme, random_symbols(k, h, w, density, seed=3), groups)
     s = scheme.sign_contexts
@@ -169,7 +169,7 @@ def test_quad_contexts_see_the_magnitudes_of_decoded_neighbours() -> None:
 
 
 @pytest.mark.parametrize(("k", "groups", "h", "w", "density"), SHAPES)
-def test_context_values_are_in_range(k, groups, h, w, density) -> None:
+def test_checkerboard_context_values_are_in_range(k, groups, h, w, density) -> None:
     symbols = random_symbols(k, h, w, density, seed=3)
     ctx = np.asarray(contexts(symbols, groups))
     assert ctx.shape == symbols.shape

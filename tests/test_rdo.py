@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from helpers import textured_image
 from sccodec import rdo
@@ -11,7 +10,8 @@ from sccodec.api import Codec, parse_symbols
 from sccodec.context import SCHEMES
 from sccodec.entropy import SymbolTables
 from sccodec.image_io import pad_to_multiple, to_tensor
-from sccodec.model.scvae import STRIDE, ZERO_THRESHOLD, dead_zone_round
+from sccodec.model.scvae import STRIDE
+from sccodec.rdo import ZERO_THRESHOLD, dead_zone_round
 
 R = 4  # value range of the hand-made tables
 
@@ -59,26 +59,34 @@ def test_only_values_that_round_to_one_are_ever_changed_and_only_to_zero() -> No
     assert np.array_equal(rdo.quantize(s, tables, 0, bits_weight=0.0), rounded)
 
 
-def test_no_weight_means_the_fixed_dead_zone_and_unlisted_models_get_it() -> None:
+def test_no_weight_means_the_fixed_dead_zone() -> None:
     tables = tables_with([0.5] * 4)
     s = np.array([0.0, 0.55, -0.57, ZERO_THRESHOLD, 0.9, -1.6, 2.5, 40.2], np.float32).reshape(4, 1, 2)
-    expected = dead_zone_round(torch.from_numpy(s)).numpy().astype(np.int32)
+    expected = np.array([0, 0, 0, 1, 1, -2, 2, 40], np.int32).reshape(4, 1, 2)
     assert np.array_equal(rdo.quantize(s, tables, 0, None), expected)
-    assert rdo.bits_weight("no-such-model", 0) is None
-    assert rdo.bits_weight("scvae-gdn", 99) is None
-    assert all(w is None or 0 < w < 0.2 for w in rdo.BITS_WEIGHTS["scvae-gdn"])
+    assert np.array_equal(rdo.fixed_dead_zone(s, R), expected)
+
+
+def test_the_rounding_weights_are_the_model_files_encoder_settings() -> None:
+    """Per level, from the sidecar; a level without a weight (or past the list) keeps the dead zone."""
+    codec = Codec(device="cpu")
+    weights = codec.model_file.encoder.bits_weights
+    assert len(weights) == len(codec.qualities) and any(w is None for w in weights)
+    assert all(w is None or 0 < w < 0.2 for w in weights)
+    assert [codec.coder.bits_weight(q) for q in range(len(weights))] == list(weights)
+    assert codec.coder.bits_weight(len(weights)) is None
 
 
 @pytest.mark.parametrize("quality", [2, 5])
 def test_the_codec_codes_exactly_what_rdo_quantize_gives(quality) -> None:
-    """Level 2 of scvae-gdn rounds rate-aware, level 5 with the fixed dead zone (rdo.BITS_WEIGHTS)."""
+    """Level 2 of scvae-gdn rounds rate-aware, level 5 with the fixed dead zone (its sidecar's weights)."""
     codec = Codec(device="cpu")
     img = textured_image(64, 96)
     data = codec.encode(img, quality=quality)
     net, q = codec.network, quality - 1
     y = net.analyze(pad_to_multiple(to_tensor(img), STRIDE).to(codec.device))
     s = net.scaled_symbols(y, q).numpy()
-    weight = rdo.bits_weight(codec.model_file.name, q)
+    weight = codec.coder.bits_weight(q)
     assert (weight is None) == (quality == 5)
     expected = rdo.quantize(s, codec.model_file.tables, q, weight)
     assert np.array_equal(parse_symbols(data).tiles[0], expected)

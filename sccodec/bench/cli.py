@@ -69,7 +69,7 @@ def _parse_qualities(
     "images_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder of test images [default: the bundled sample photos]. The real benchmark: ../shared/data/kodak.",
+    help="Folder of test images [default: the bundled sample photos]. The real benchmark: the 24 Kodak images.",
 )
 @click.option(
     "--codecs",
@@ -124,13 +124,13 @@ def bench(
     quiet: bool,
 ) -> None:
     """Rate-distortion and speed benchmark of sccodec against JPEG, WebP, JPEG 2000, AVIF,
-    HEIC and JPEG XL, with BD-rates against JPEG (protocol: the README's Results section).
+    HEIC and JPEG XL, with BD-rates against JPEG (protocol: docs/design.md, "How results are measured").
 
     \b
     Examples:
       sccodec bench                                   # bundled sample photos, the default codecs
-      sccodec bench --images ../shared/data/kodak --codecs sccodec,jpeg,webp --out kodak/
-      sccodec bench --codecs sccodec,jpeg --reference ../shared/reference/compressai_kodak/jpeg.json
+      sccodec bench --images kodak/ --codecs sccodec,jpeg,webp --out results/
+      sccodec bench --codecs sccodec,jpeg --reference bench/results/peers/webp.json
     """
     from sccodec.bench.report import format_table, load_references, write_outputs
     from sccodec.bench.runner import BenchConfig, BenchError, find_images, resolve_sweeps, select_codecs

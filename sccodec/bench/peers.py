@@ -1,7 +1,7 @@
 """Registry of the codecs the benchmark can run: sccodec itself and the peer codecs.
 
-Peer settings and default sweeps are those used for shared/reference/peers_kodak_measured.json
-(BENCHMARK.md), so BD-rates measured here reproduce the published ones. Every option not
+Peer settings and default sweeps are those of the project's benchmark definition
+(docs/design.md), so BD-rates measured here reproduce the reference ones. Every option not
 listed in an adapter's ``settings`` is the library default.
 """
 

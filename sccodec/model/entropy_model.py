@@ -10,14 +10,14 @@ rate is differentiable. The contexts are the checkerboard scheme's (``sccodec.co
 ``tables()`` turns the parameters into that scheme's two static tables (a significance
 probability per (q,k,c) and a value distribution per (q,k,a)): what an export without
 ``--fit-tables`` stores. Shipped models store tables counted from real symbols instead
-(``sccodec.train.tables``), for the richer quad scheme.
+(``sccodec.train.tables``), for the richer nested scheme.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from sccodec.context import NUM_ACTIVITY, NUM_CONTEXTS
+from sccodec.context import NUM_ACTIVITY, NUM_CONTEXTS, contexts
 
 _MIN_SCALE = 0.05
 _MIN_PROB = 1e-9
@@ -32,8 +32,11 @@ def _laplace_mass(v: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 
 class ContextualZeroInflatedLaplace(nn.Module):
-    def __init__(self, qualities: int, atoms: int) -> None:
+    """``groups``: atom groups of the coding order, which the contexts depend on (``sccodec.context``)."""
+
+    def __init__(self, qualities: int, atoms: int, groups: int) -> None:
         super().__init__()
+        self.groups = groups
         self.zero_logit = nn.Parameter(torch.full((qualities, atoms, NUM_CONTEXTS), 2.0))
         self.log_scale = nn.Parameter(torch.zeros(qualities, atoms, NUM_ACTIVITY))
 
@@ -47,9 +50,11 @@ class ContextualZeroInflatedLaplace(nn.Module):
     def scales(self) -> torch.Tensor:
         return torch.exp(self.log_scale).clamp_min(_MIN_SCALE)
 
-    def likelihood(self, values: torch.Tensor, ctx: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        """values (B,K,h,w) real (noisy) symbols, ctx their integer contexts, q (B,) levels."""
-        pi, scale = self._params(ctx, q)
+    def likelihood(self, values: torch.Tensor, hard: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Likelihood of ``values`` (B,K,h,w; noisy or rounded symbols) at levels q (B,), in the
+        integer contexts of the rounded symbols ``hard``."""
+        ctx = contexts(hard.detach().to(torch.int32).cpu().numpy(), self.groups)
+        pi, scale = self._params(torch.from_numpy(ctx).to(values.device, torch.int64), q)
         box = (values.abs() < 0.5).to(values.dtype)
         return (pi * box + (1 - pi) * _laplace_mass(values, scale)).clamp_min(_MIN_PROB)
 

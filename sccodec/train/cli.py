@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import math
 import shlex
+from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
@@ -11,9 +13,16 @@ from click.core import ParameterSource
 from sccodec.cli_errors import OutputError, fail
 from sccodec.context import LEGACY_SCHEME, SCHEMES
 from sccodec.errors import SCVError
-from sccodec.model.scvae import STRIDE
+from sccodec.model.scvae import SCVAE, STRIDE, ModelConfig
 from sccodec.model.transforms import NONLINEARITIES
-from sccodec.train.loop import GROWABLE_FIELDS, NEW_MODEL_FIELDS, TrainConfig, command_line
+from sccodec.train.averaging import TailAverage
+from sccodec.train.config import GROWABLE, TrainConfig, command_line, current_train_config, model_shape
+
+if TYPE_CHECKING:
+    from sccodec.entropy import SymbolTables
+
+#: ModelConfig's fields and defaults: an option named after a field shapes the model (TrainConfig.model).
+MODEL_DEFAULTS = {f.name: getattr(ModelConfig(), f.name) for f in fields(ModelConfig)}
 
 
 @click.command()
@@ -52,26 +61,22 @@ from sccodec.train.loop import GROWABLE_FIELDS, NEW_MODEL_FIELDS, TrainConfig, c
               show_default=True, help="Gradient slope below the LISTA thresholds, so silent atoms can revive; 0: exact.")
 @click.option("--tail-average/--no-tail-average", default=TrainConfig.tail_average, show_default=True,
               help="Keep the mean of the weights over the run's final lr/10 phase (SWA); export ships it.")
-@click.option("--lambdas", callback=lambda ctx, param, v: _lambdas(v), metavar="L1,L2,...",
+@click.option("--lambdas", default=None, callback=lambda ctx, param, v: _lambdas(v), metavar="L1,L2,...",
               help="A new model's quality levels (λ of loss = bpp + λ·255²·MSE, low to high); "
                    "default: the shipped ladder. Not with --resume (a resumed run keeps its model's).")
 @click.option("--nested-atoms", is_flag=True,
               help="A new model's level q may use only its first K·q/Q atoms (keeps high-rate atoms alive).")
 @click.option("--fixed-ladder", is_flag=True,
               help="A new model's per-level gains and quantiser steps stay at their initial ladder.")
-@click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default=TrainConfig.nonlinearity,
+@click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default=MODEL_DEFAULTS["nonlinearity"],
               show_default=True, help="A new model's transforms: LeakyReLU, or GDN (train it with --lr 1e-4).")
-@click.option("--synthesis-blocks", type=click.IntRange(min=0), default=TrainConfig.synthesis_blocks,
+@click.option("--synthesis-blocks", type=click.IntRange(min=0), default=MODEL_DEFAULTS["synthesis_blocks"],
               show_default=True, help="Residual blocks in each of the synthesis' two refined stages. With "
                                       "--resume, a model with fewer grows to this many; new blocks start as "
                                       "the identity, so the model goes on from where it was.")
 @click.option("--force", "-f", is_flag=True,
               help="Replace an existing --checkpoint that this run does not resume from.")
-def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: float, crop: int,
-          batch: int, lr: float, fast_lr: float, blocks_lr: float, latent_weight: float, log_every: int, bf16: bool,
-          compile: bool,  # noqa: A002 (click names it after --compile; the builtin is not used here)
-          device: str, validate_minutes: float, dead_zone_grad: float, tail_average: bool, lambdas: tuple[float, ...] | None,
-          nested_atoms: bool, fixed_ladder: bool, nonlinearity: str, synthesis_blocks: int, force: bool) -> None:
+def train(resume: str | None, force: bool, steps: int, minutes: float, **options: object) -> None:
     """Train (or keep training) the variable-rate SC-VAE.
 
     A run resumed from a checkpoint (or from shipped weights) keeps its model and the training
@@ -81,34 +86,34 @@ def train(data: str, checkpoint: str, resume: str | None, steps: int, minutes: f
 
     \b
     Examples:
-      sccodec train --data ../shared/data/train --minutes 60 --resume weights/scvae-gdn.safetensors
-      sccodec train --data ../shared/data/train --minutes 60 --resume train_runs/run3.pt --crop 256
+      sccodec train --data photos/ --minutes 60 --resume weights/scvae-gdn.safetensors
+      sccodec train --data photos/ --minutes 60 --resume train_runs/run3.pt --crop 256
       torchrun --nproc_per_node=4 -m sccodec train --data photos/ --steps 100000
     """
     from sccodec.train.loop import train as run
 
     if not steps and not minutes:
         raise click.UsageError("give --steps or --minutes")
-    cfg = TrainConfig(data=data, checkpoint=checkpoint, steps=steps, minutes=minutes, crop=crop,
-                      batch=batch, lr=lr, fast_lr=fast_lr, blocks_lr=blocks_lr, latent_weight=latent_weight, log_every=log_every,
-                      bf16=bf16, compile=compile,
-                      device=device, validate_minutes=validate_minutes, dead_zone_grad=dead_zone_grad,
-                      tail_average=tail_average,
-                      lambdas=lambdas, nested_atoms=nested_atoms,
-                      fixed_ladder=fixed_ladder, nonlinearity=nonlinearity, synthesis_blocks=synthesis_blocks)
-    shaping = [name for name in cfg.new_model_options() if name not in GROWABLE_FIELDS]
+    # ``options``: the other flags, each named after a TrainConfig field or, for the model's shape,
+    # a ModelConfig field; shape flags away from their own defaults go into TrainConfig.model
+    ctx = click.get_current_context()
+    flag_defaults = {param.name: param.get_default(ctx) for param in ctx.command.params}
+    shape = {name: value for name, value in options.items()
+             if name in MODEL_DEFAULTS and value != flag_defaults[name]}
+    run_options = {name: value for name, value in options.items() if name not in MODEL_DEFAULTS}
+    cfg = TrainConfig(steps=steps, minutes=minutes, model=shape, **run_options)
+    shaping = [name for name in shape if name not in GROWABLE]
     if resume and shaping:
         flags = ", ".join("--" + name.replace("_", "-") for name in shaping)
         raise click.UsageError(f"{flags} shape a new model; a resumed run keeps its model's")
-    ctx = click.get_current_context()
     given = frozenset(name for name in ctx.params if ctx.get_parameter_source(name) != ParameterSource.DEFAULT)
+    checkpoint = cfg.checkpoint
     continues_itself = resume is not None and Path(resume).resolve() == Path(checkpoint).resolve()
     if Path(checkpoint).exists() and not force and not continues_itself:
         _output_error(f"{checkpoint} exists; continue it with --resume {checkpoint}, or use --force to replace it")
     try:
         path = run(cfg, resume=resume, given=given)
     except SCVError as e:  # a bad device, unreadable or too small training photos
-
         fail(e)
     if path is not None:  # rank 0 alone writes it
         click.echo(f"checkpoint written to {path}")
@@ -145,14 +150,11 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
 
     \b
     Example:
-      sccodec export train_runs/run1.pt --name my-model --fit-tables ../shared/data/train
+      sccodec export train_runs/run1.pt --name my-model --fit-tables photos/
     """
-    from sccodec.model.scvae import SCVAE, ModelConfig
-    from sccodec.train.averaging import TailAverage
+    from sccodec.train.tables import DEFAULT_CONTEXT
     from sccodec.weights import export as write
     from sccodec.weights import shipped_dir
-
-    from sccodec.train.tables import DEFAULT_CONTEXT
 
     context = context or (DEFAULT_CONTEXT if fit_dir else LEGACY_SCHEME)
     if context != LEGACY_SCHEME and not fit_dir:
@@ -166,9 +168,6 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
     model = SCVAE(ModelConfig.from_dict(state["model_config"]))
     average = None if last_weights or "tail_average" not in state else TailAverage.from_dict(state["tail_average"])
     model.load_state_dict(average.weights(state["model"]) if average else state["model"])
-    runs = state.get("runs") or [{"command": command_line(state["train_config"], None)}]
-    # The model's own shape, whatever an older checkpoint recorded (it used to keep the defaults).
-    cfg = state["train_config"] | {name: getattr(model.config, name) for name in NEW_MODEL_FIELDS}
     export_command = ["sccodec", "export", checkpoint, "--name", name] + (["--out-dir", out_dir] if out_dir else [])
     if fit_dir:
         export_command += ["--fit-tables", fit_dir, "--fit-images", str(fit_images), "--context", context]
@@ -176,34 +175,10 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
         export_command.append("--float16-transforms")
     if last_weights:
         export_command.append("--last-weights")
-    history = state.get("history", [])
-    sidecar = {"training": {"runs": runs, "iterations": state["step"],
-                            "wall_seconds": round(state["wall_seconds"], 1),
-                            "cpu_hours": round(_cpu_hours(runs), 2),
-                            "train_config": cfg,
-                            "data": f"{cfg['data']} (every 40th photo held out for validation), random crops "
-                                    f"({cfg['crop']} px in the last run), random downscale 0.5-1, flips; Kodak never used",
-                            "weights": (f"mean over steps {average.first_step}-{state['step']} ({average.count} "
-                                        "steps: the last run's lr/10 tail, sccodec/train/averaging.py)"
-                                        if average else "the last step's"),
-                            "last_log": _last(history, "loss"),
-                            "last_validation": _last(history, "tail_average" if average else "validation"),
-                            "export_command": shlex.join(export_command)}}
+    sidecar = {"training": _training_record(state, model, average) | {"export_command": shlex.join(export_command)}}
     tables = None
     if fit_dir:
-        from sccodec.train.data import list_images, split_holdout
-        from sccodec.train.tables import fitted_tables
-
-        train_paths, _ = split_holdout(list_images(fit_dir))
-        if not train_paths:
-            raise click.BadParameter(f"no training photos in {fit_dir}", param_hint="--fit-tables")
-        chosen = evenly_spaced(train_paths, fit_images)
-        try:
-            tables = fitted_tables(model, chosen, context)
-        except SCVError as e:  # an unreadable photo
-            fail(e)
-        sidecar["tables"] = {"fitted_on": f"{len(chosen)} photos of {fit_dir} (training split)",
-                             "method": "counts smoothed towards all atoms' (sccodec/train/tables.py)"}
+        tables, sidecar["tables"] = _fitted_tables(model, fit_dir, fit_images, context)
     try:
         done = write(model, name, folder, sidecar, tables, float16_transforms)
     except OSError as e:
@@ -211,6 +186,41 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
     click.echo(f"wrote {done.path} ({done.path.stat().st_size / 1e6:.1f} MB) and {done.path.with_suffix('.json')}")
     if done.kept is not None:
         click.echo(f"kept the replaced weights as {done.kept} (files coded with them still decode)")
+
+
+def _training_record(state: dict, model: SCVAE, average: TailAverage | None) -> dict:
+    """The sidecar's ``training`` entry: the runs, their cost, the recipe, the last log and validation."""
+    runs = state.get("runs") or [{"command": command_line(state["train_config"], None)}]
+    # The model's own shape, whatever the checkpoint says (checkpoints of resumed runs written before
+    # the shape options moved under "model" hold the new-model defaults there).
+    cfg = current_train_config(state["train_config"]) | {"model": model_shape(model.config)}
+    history = state.get("history", [])
+    return {"runs": runs, "iterations": state["step"], "wall_seconds": round(state["wall_seconds"], 1),
+            "cpu_hours": round(_cpu_hours(runs), 2), "train_config": cfg,
+            "data": f"{cfg['data']} (every 40th photo held out for validation), random crops "
+                    f"({cfg['crop']} px in the last run), random downscale 0.5-1, flips; Kodak never used",
+            "weights": (f"mean over steps {average.first_step}-{state['step']} ({average.count} "
+                        "steps: the last run's lr/10 tail, sccodec/train/averaging.py)"
+                        if average else "the last step's"),
+            "last_log": _last(history, "loss"),
+            "last_validation": _last(history, "tail_average" if average else "validation")}
+
+
+def _fitted_tables(model: SCVAE, fit_dir: str, fit_images: int, context: str) -> tuple[SymbolTables, dict]:
+    """(the coder's tables fitted on ``fit_images`` training photos of ``fit_dir``, the sidecar's note)."""
+    from sccodec.train.data import list_images, split_holdout
+    from sccodec.train.tables import fitted_tables
+
+    train_paths, _ = split_holdout(list_images(fit_dir))
+    if not train_paths:
+        raise click.BadParameter(f"no training photos in {fit_dir}", param_hint="--fit-tables")
+    chosen = evenly_spaced(train_paths, fit_images)
+    try:
+        tables = fitted_tables(model, chosen, context)
+    except SCVError as e:  # an unreadable photo
+        fail(e)
+    return tables, {"fitted_on": f"{len(chosen)} photos of {fit_dir} (training split)",
+                    "method": "counts smoothed towards all atoms' (sccodec/train/tables.py)"}
 
 
 def evenly_spaced(items: list, n: int) -> list:
@@ -223,7 +233,7 @@ def evenly_spaced(items: list, n: int) -> list:
 
 
 def _load_checkpoint(path: str) -> dict:
-    from sccodec.train.loop import load_checkpoint
+    from sccodec.train.checkpoint import load_checkpoint
 
     try:
         return load_checkpoint(path)

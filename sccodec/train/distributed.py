@@ -25,9 +25,9 @@ from sccodec.device import resolve_device
 def has_native_bf16(device: torch.device) -> bool:
     """Whether bf16 convolutions run natively here: CUDA with bf16, CPUs with AVX512-BF16 or AMX.
 
-    Why: elsewhere oneDNN emulates them. On an AVX2-only AMD EPYC a 5x5, 128-channel conv's
-    forward + backward took 17x as long under bf16 autocast as in fp32 (training_log.md, run 44),
-    so a run asked for bf16 there trains in fp32 instead.
+    Why: elsewhere oneDNN emulates them, and an emulated bf16 convolution (forward and
+    backward, on an AVX2-only CPU) is many times slower than the same one in fp32, so a run
+    asked for bf16 there trains in fp32 instead.
     """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

@@ -19,12 +19,25 @@ from sccodec.context import SCHEMES, scheme_contexts, value_index
 from sccodec.entropy import SymbolTables
 from sccodec.image_io import pad_to_multiple, to_tensor
 from sccodec.model.scvae import SCVAE, STRIDE
+from sccodec.rdo import fixed_dead_zone
 from sccodec.train.data import load_rgb
 
 FLAG_PRIOR = 16.0  # pseudo-counts given to the pooled table per (atom, context)
 VALUE_PRIOR = 64.0  # pseudo-counts per value distribution
 SIGN_PRIOR = 16.0  # pseudo-counts per sign distribution
 DEFAULT_CONTEXT = "nested"
+
+
+@torch.no_grad()
+def symbols_for_fitting(model: SCVAE, x: torch.Tensor, quality_index: int) -> np.ndarray:
+    """Padded image (1,3,H,W) -> int32 symbols (K,h,w), rounded with the fixed dead zone.
+
+    Why not the encoder's rate-aware rounding: that needs the tables being fitted."""
+    return _fixed_symbols(model, model.analyze(x), quality_index)
+
+
+def _fixed_symbols(model: SCVAE, y: torch.Tensor, quality_index: int) -> np.ndarray:
+    return fixed_dead_zone(model.scaled_symbols(y, quality_index).cpu().numpy(), model.config.value_range)
 
 
 def count_symbols(model: SCVAE, paths: list[Path], context: str = DEFAULT_CONTEXT,
@@ -43,7 +56,7 @@ def count_symbols(model: SCVAE, paths: list[Path], context: str = DEFAULT_CONTEX
         img = load_rgb(path)[:, :max_side, :max_side].permute(1, 2, 0).numpy()
         y = model.analyze(pad_to_multiple(to_tensor(img), STRIDE))
         for q in range(c.qualities):
-            s = model.quantize(y, q).numpy()
+            s = _fixed_symbols(model, y, q)
             flag, value = scheme_contexts(scheme, s, c.groups)
             flat = (atom * n_flag + flag).ravel()
             totals[q] += np.bincount(flat, minlength=c.atoms * n_flag).reshape(c.atoms, -1)

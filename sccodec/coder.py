@@ -1,0 +1,119 @@
+"""The symbol coder: the seam between a model's symbols and a file's TILE chunks.
+
+    encoder: real-valued s (K,h,w) ─quantize─▶ integer symbols ─encode_tile─▶ chunk bytes
+    decoder: chunk bytes ─decode_tile─▶ integer symbols (no neural network)
+
+``sccodec.api.Codec`` composes one coder with one image model (``sccodec.model.interface``).
+``ContextCoder`` is the coder of every shipped model: static tables from the model file, integer
+contexts (``sccodec.context``), per-tile adaptation (``sccodec.adaptation``), constriction's ANS
+(``sccodec.entropy``) and the rate-aware rounding of ``sccodec.rdo``. A coder for another
+entropy model implements ``SymbolCoder`` and is composed the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from sccodec import entropy, rdo
+from sccodec.entropy import CODER_VERSION, FORMATS, SymbolTables, newest_format
+from sccodec.errors import CorruptFileError, FormatError
+
+
+@runtime_checkable
+class SymbolCoder(Protocol):
+    """Integer symbols of one tile <-> the payload of its TILE chunk, at one quality level."""
+
+    @property
+    def format_version(self) -> int:
+        """The .scv format version the coder writes (and the one it reads)."""
+
+    @property
+    def coder_version(self) -> tuple[int, int]:
+        """The entropy coder's version, recorded in every header: its output is stable within it."""
+
+    @property
+    def qualities(self) -> int:
+        """How many quality levels the coder has tables for."""
+
+    @property
+    def atoms(self) -> int:
+        """Symbol channels K per position."""
+
+    def reading(self, version: int, coder_version: tuple[int, int]) -> "SymbolCoder":
+        """This coder set to read a file of that format and coder version; ``FormatError`` if it cannot."""
+
+    def quantize(self, s: np.ndarray, quality_index: int) -> np.ndarray:
+        """Real-valued symbols (K,h,w) -> the int32 symbols the encoder codes."""
+
+    def encode_tile(self, symbols: np.ndarray, quality_index: int) -> bytes:
+        """Integer symbols (K,h,w) -> payload."""
+
+    def decode_tile(self, payload: bytes, quality_index: int, shape: tuple[int, int, int]) -> np.ndarray:
+        """Payload -> integer symbols of ``shape``; damaged data raises ``CorruptFileError``."""
+
+
+@dataclass(frozen=True)
+class ContextCoder:
+    """Context-modelled ANS over a model's static tables (``SymbolTables``).
+
+    ``bits_weights``: per quality level, the rate-aware rounding's weight (``sccodec.rdo``); a
+    level without one (None, or past the tuple's end) rounds with the fixed dead zone. Encoder
+    only: files decode the same whatever the weights are.
+    """
+
+    tables: SymbolTables
+    format_version: int
+    bits_weights: tuple[float | None, ...] = ()
+
+    @classmethod
+    def writing(cls, tables: SymbolTables, bits_weights: tuple[float | None, ...] = ()) -> "ContextCoder":
+        """The coder that writes the newest format for the tables' context scheme."""
+        return cls(tables, newest_format(tables.context), tuple(bits_weights))
+
+    def reading(self, version: int, coder_version: tuple[int, int] = CODER_VERSION) -> "ContextCoder":
+        """This coder set to read a file of format ``version`` written by entropy coder ``coder_version``."""
+        if coder_version != CODER_VERSION:
+            raise FormatError(f"file was written with entropy coder {coder_version[0]}.{coder_version[1]}; "
+                              f"this sccodec reads {CODER_VERSION[0]}.{CODER_VERSION[1]}")
+        if FORMATS[version].context != self.tables.context:
+            raise FormatError(f".scv format {version} file ({FORMATS[version].context} contexts), but its model "
+                              f"has {self.tables.context} tables (format {newest_format(self.tables.context)})")
+        return self if version == self.format_version else replace(self, format_version=version)
+
+    @property
+    def coder_version(self) -> tuple[int, int]:
+        return CODER_VERSION
+
+    @property
+    def qualities(self) -> int:
+        return self.tables.qualities
+
+    @property
+    def atoms(self) -> int:
+        return self.tables.atoms
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether each tile starts with its table adaptation (``sccodec.adaptation``)."""
+        return FORMATS[self.format_version].adaptive
+
+    def bits_weight(self, quality_index: int) -> float | None:
+        weights = self.bits_weights
+        return weights[quality_index] if quality_index < len(weights) else None
+
+    def quantize(self, s: np.ndarray, quality_index: int) -> np.ndarray:
+        return rdo.quantize(s, self.tables, quality_index, self.bits_weight(quality_index))
+
+    def encode_tile(self, symbols: np.ndarray, quality_index: int) -> bytes:
+        return entropy.encode(symbols, self.tables, quality_index, self.adaptive).astype("<u4").tobytes()
+
+    def decode_tile(self, payload: bytes, quality_index: int, shape: tuple[int, int, int]) -> np.ndarray:
+        if len(payload) % 4:
+            raise CorruptFileError("tile chunk length is not a whole number of 32-bit words")
+        words = np.frombuffer(payload, dtype="<u4")
+        try:
+            return entropy.decode(words, self.tables, quality_index, shape, self.adaptive)
+        except (ValueError, RuntimeError, IndexError) as e:
+            raise CorruptFileError(f"cannot be entropy-decoded: {e}") from None
