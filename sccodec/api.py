@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import torch
 from PIL import Image
 
 from sccodec import bitstream
-from sccodec.bitstream import DEFAULT_MAX_PIXELS, ICC_CHUNK, Container, Header
+from sccodec.bitstream import DEFAULT_MAX_PIXELS, ICC_CHUNK, MAX_TILE, Container, Header
 from sccodec.coder import SymbolCoder
 from sccodec.device import resolve_device
 from sccodec.errors import CorruptFileError, ImageInputError, ParameterError
-from sccodec.image_io import ImageLike, pad_to_multiple, read_image, to_image, to_pixels, to_tensor
+from sccodec.image_io import ImageLike, from_planes, pad_to_multiple, read_image, to_image, to_planes, validate_icc
+from sccodec.model.config import Geometry
 from sccodec.model.interface import ImageModel
 from sccodec.tiling import Box, latent_box, tile_boxes
 from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
@@ -38,6 +38,9 @@ QUALITIES: tuple[int, ...] = tuple(range(1, shipped_config().qualities + 1))  # 
 #: The level used when none is asked for and the model's sidecar names none (the shipped models' own).
 DEFAULT_QUALITY = 6
 DEFAULT_TILE = 1024
+#: Decoding synthesises the image in windows of at most this many pixels a side, whatever tile
+#: size the file declares: memory and time per window stay bounded (docs/format.md, reader limits).
+SYNTHESIS_WINDOW = 1024
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def parse_symbols(data: bytes | Container, model_file: ModelFile | None = None,
     h = container.header
     if model_file is None or (model_file.name, model_file.digest) != (h.model, h.weights_hash):
         model_file = load_model_file(h.model, h.weights_hash)
-    return _parse_tiles(container, model_file.coder, model_file.model_class.stride)
+    return _parse_tiles(container, model_file.coder, model_file.geometry.stride)
 
 
 def _parse_tiles(container: Container, coder: SymbolCoder, stride: int) -> DecodedSymbols:
@@ -84,6 +87,10 @@ class Encoded:
     bpp: float
     psnr: float | None = None  # PSNR-RGB (dB) of the decoded file, measured when a target asked for it
 
+    def __repr__(self) -> str:
+        psnr = "" if self.psnr is None else f", psnr={self.psnr:.2f}"
+        return f"Encoded({len(self.data)} bytes, quality={self.quality}, bpp={self.bpp:.4f}{psnr})"
+
 
 def _lowest_level_past(qualities: tuple[int, ...], past: Callable[[int], bool]) -> int:
     """Index of the lowest level for which ``past(level)`` holds (len(qualities) if none):
@@ -94,7 +101,9 @@ def _lowest_level_past(qualities: tuple[int, ...], past: Callable[[int], bool]) 
 class Codec:
     """An image model and a symbol coder, loaded once for encoding and decoding many images."""
 
-    def __init__(self, model: str | ModelFile = DEFAULT_MODEL, device: str | torch.device = "auto",
+    synthesis_window: int = SYNTHESIS_WINDOW  # pixels a side synthesised at a time (a multiple of the stride)
+
+    def __init__(self, model: str | ModelFile = DEFAULT_MODEL, device: str = "auto",
                  max_pixels: int = DEFAULT_MAX_PIXELS, *, network: ImageModel | None = None,
                  coder: SymbolCoder | None = None) -> None:
         """``model``: an installed model's name, or a ``ModelFile`` (``sccodec.weights.read_model_file``).
@@ -109,18 +118,18 @@ class Codec:
         self.device = resolve_device(device)
         self.max_pixels = max_pixels
         self.coder: SymbolCoder = self.model_file.coder if coder is None else coder
-        self._model_class = self.model_file.model_class if network is None else type(network)
+        self.geometry: Geometry = self.model_file.geometry if network is None else network.geometry
         if network is not None:
             self.network = network
 
     @functools.cached_property
     def network(self) -> ImageModel:
-        """Built on first use: parsing, ``info`` and rate targets never need it."""
-        return self.model_file.build(self.device)
+        """Loaded on first use: parsing never needs it. ONNX Runtime on the CPU, torch on CUDA."""
+        return self.model_file.network(self.device)
 
     @property
     def stride(self) -> int:
-        return self._model_class.stride
+        return self.geometry.stride
 
     @property
     def qualities(self) -> tuple[int, ...]:
@@ -159,8 +168,8 @@ class Codec:
             header = Header(model=mf.name, weights_hash=mf.digest, quality=q, width=src.width,
                             height=src.height, mode=src.mode, tile=tile, coder_version=coder.coder_version,
                             version=coder.format_version)
-            chunks = [coder.encode_tile(coder.quantize(self.network.scaled_symbols(y, q - 1).cpu().numpy(), q - 1),
-                                        q - 1) for y in latents]
+            chunks = [coder.encode_tile(coder.quantize(self.network.scaled_symbols(y, q - 1), q - 1), q - 1)
+                      for y in latents]
             data = bitstream.pack(Container(header, chunks, ancillary))
             return Encoded(data, q, len(data) * 8 / (src.width * src.height))
 
@@ -191,8 +200,8 @@ class Codec:
                                        or not 0 < target < math.inf):
                 raise ParameterError(f"{name} must be a positive number, got {target!r}")
         stride = self.stride
-        if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or not stride <= tile <= 65520 or tile % stride:
-            raise ParameterError(f"tile must be a multiple of {stride} between {stride} and 65520, got {tile}")
+        if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or not stride <= tile <= MAX_TILE or tile % stride:
+            raise ParameterError(f"tile must be a multiple of {stride} between {stride} and {MAX_TILE}, got {tile}")
 
     def parse_symbols(self, data: bytes | Container) -> DecodedSymbols:
         """A file of this codec's model -> its integer symbols, tile by tile; builds no network."""
@@ -211,8 +220,9 @@ class Codec:
         """.scv bytes (or a parsed ``Container``) -> PIL image (RGB, or L for grey originals)."""
         pixels, header, ancillary = self._decode(data)
         image = to_image(pixels, header.mode)
-        if ICC_CHUNK in ancillary:
-            image.info["icc_profile"] = ancillary[ICC_CHUNK]
+        profile = validate_icc(ancillary.get(ICC_CHUNK))  # broken or too large: dropped, with a warning
+        if profile:
+            image.info["icc_profile"] = profile
         return image
 
     def _decode(self, data: bytes | Container) -> tuple[np.ndarray, Header, dict[bytes, bytes]]:
@@ -223,30 +233,30 @@ class Codec:
             needed = load_model_file(h.model, h.weights_hash)  # raises, naming the model needed
             return Codec(needed, self.device, self.max_pixels)._decode(container)
         parsed = self.parse_symbols(container)
-        boxes = tile_boxes(h.height, h.width, h.tile)
-        grid = _assemble(parsed.tiles, [latent_box(b, self.stride) for b in boxes])
+        grid = _assemble(parsed.tiles, [latent_box(b, self.stride) for b in tile_boxes(h.height, h.width, h.tile)])
         out = np.empty((h.height, h.width, 3), dtype=np.uint8)
-        for box in boxes:
-            out[box.top : box.top + box.height, box.left : box.left + box.width] = self._synthesize_tile(grid, box, h.quality - 1)
+        for box in tile_boxes(h.height, h.width, self.synthesis_window):  # not the file's tiles: bounded work
+            out[box.top : box.top + box.height, box.left : box.left + box.width] = self._synthesize(grid, box, h.quality - 1)
         return out, h, parsed.ancillary
 
-    def _analyze_tile(self, pixels: np.ndarray, box: Box) -> torch.Tensor:
+    def _analyze_tile(self, pixels: np.ndarray, box: Box) -> np.ndarray:
         """The tile's latents, computed with its neighbours' pixels in view (sccodec.tiling)."""
         height, width = pixels.shape[:2]
-        ctx = box.grow(self._model_class.analysis_margin, height, width)
-        x = to_tensor(pixels[ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width], self.device)
-        y = self.network.analyze(pad_to_multiple(x, self.stride))
+        ctx = box.grow(self.geometry.analysis_margin, height, width)
+        x = to_planes(pad_to_multiple(pixels[ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width],
+                                      self.stride))
+        y = self.network.analyze(x)
         rows, cols = latent_box(box, self.stride).within(latent_box(ctx, self.stride))
         return y[..., rows, cols]
 
-    def _synthesize_tile(self, grid: np.ndarray, box: Box, quality_index: int) -> np.ndarray:
-        """The tile's pixels, synthesised with its neighbours' symbols in view (sccodec.tiling)."""
+    def _synthesize(self, grid: np.ndarray, box: Box, quality_index: int) -> np.ndarray:
+        """The pixels of ``box``, synthesised with its neighbours' symbols in view (sccodec.tiling)."""
         own = latent_box(box, self.stride)
-        ctx = own.grow(self.network.synthesis_margin, *grid.shape[1:])
-        symbols = torch.from_numpy(grid[:, ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width])
-        x_hat = self.network.decode_symbols(symbols.to(self.device), quality_index)
+        ctx = own.grow(self.geometry.synthesis_margin, *grid.shape[1:])
+        symbols = np.ascontiguousarray(grid[:, ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width])
+        x_hat = self.network.decode_symbols(symbols, quality_index)
         rows, cols = box.within(ctx.scaled(self.stride))
-        return to_pixels(x_hat[..., rows, cols])
+        return from_planes(x_hat[..., rows, cols])
 
 
 def _as_bytes(data: object) -> bytes:

@@ -22,6 +22,13 @@ MAGIC = b"\x89SCV\r\n\x1a\n"
 FORMAT_VERSIONS = (1, 2, 3, 4)
 FORMAT_VERSION = FORMAT_VERSIONS[-1]
 DEFAULT_MAX_PIXELS = 1 << 27  # ~134 Mpx; raise on purpose with max_pixels / --max-pixels
+# Reader limit on the header's tile edge (pixels). A decoder entropy-decodes a tile as one
+# stream, so the tile size, not only the pixel count, bounds its working memory: without a
+# limit a file of under 100 bytes could claim one 11585x11585 tile (within the default pixel
+# limit). Writers accept 16..MAX_TILE (Codec.encode(tile=...)); the default tile is 1024, and
+# 2048 is the largest a decoder synthesising whole tiles handles in about 2 GB. Not adjustable
+# at run time; a file with a larger tile is refused with a LimitError.
+MAX_TILE = 2048
 MODE_CODES = {"RGB": 0, "L": 1}
 TILE = b"TILE"
 ICC_CHUNK = b"iCCP"  # ancillary chunk carrying the original's ICC profile unchanged
@@ -41,7 +48,7 @@ class Header:
     height: int
     mode: str = "RGB"  # colour mode of the original: "RGB" or "L"
     bit_depth: int = 8
-    tile: int = 1024  # tile edge in pixels, a multiple of 16
+    tile: int = 1024  # tile edge in pixels, a multiple of 16, at most MAX_TILE
     coder_version: tuple[int, int] = (0, 5)
     version: int = FORMAT_VERSION
 
@@ -87,8 +94,16 @@ def _need(data: bytes, pos: int, n: int, what: str) -> None:
                                f"only {max(0, len(data) - pos)} left")
 
 
+def chunk_name(kind: bytes) -> str:
+    """A chunk type as plain text for messages (``TILE``, not ``b'TILE'``); bytes that are not
+    printable ASCII are shown as ``\\xNN``."""
+    return "".join(chr(b) if 0x20 < b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in kind)
+
+
 def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, int]:
     """Validate and return the header and the offset of the first chunk."""
+    if not data:
+        raise FormatError("not an .scv file (it is empty: 0 bytes)")
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise FormatError("not an .scv file (bad magic bytes)")
     _need(data, 0, _FIXED.size, "header")
@@ -113,6 +128,9 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
         raise CorruptFileError(f"implausible header: colour mode {mode}, bit depth {depth}")
     if width < 1 or height < 1 or tile < 16 or tile % 16 or quality < 1:
         raise CorruptFileError(f"implausible header: size {width}x{height}, tile {tile}, quality {quality}")
+    if tile > MAX_TILE:
+        raise LimitError(f"tile size {tile} is above the reader limit of {MAX_TILE} pixels "
+                         f"(sccodec writes tiles of 16 to {MAX_TILE})")
     if width * height > max_pixels:
         raise LimitError(f"image is {width}x{height} = {width * height} pixels, above the limit of "
                          f"{max_pixels} (raise it with --max-pixels / max_pixels= if you trust the file)")
@@ -130,11 +148,11 @@ def parse(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
         _need(data, pos, _CHUNK_HEAD.size, "chunk header")
         kind, length = _CHUNK_HEAD.unpack_from(data, pos)
         pos += _CHUNK_HEAD.size
-        _need(data, pos, length + _CRC.size, f"chunk {kind!r}")
+        _need(data, pos, length + _CRC.size, f"chunk {chunk_name(kind)}")
         payload = data[pos : pos + length]
         (crc,) = _CRC.unpack_from(data, pos + length)
         if zlib.crc32(kind + payload) != crc:
-            raise CorruptFileError(f"CRC mismatch in chunk {len(tiles) + len(ancillary)} ({kind!r})")
+            raise CorruptFileError(f"CRC mismatch in chunk {len(tiles) + len(ancillary)} ({chunk_name(kind)})")
         pos += length + _CRC.size
         if kind == TILE:
             if len(tiles) == header.num_tiles:
@@ -143,7 +161,7 @@ def parse(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Container:
         elif kind[:1].islower() and kind.isalpha():
             ancillary[kind] = payload  # ancillary (PNG convention): safe to ignore if unknown
         else:
-            raise CorruptFileError(f"unknown critical chunk type {kind!r}")
+            raise CorruptFileError(f"unknown critical chunk type {chunk_name(kind)}")
     if len(tiles) != header.num_tiles:
         raise CorruptFileError(f"truncated file: {len(tiles)} of {header.num_tiles} tile chunks present")
     return Container(header, tiles, ancillary)

@@ -12,25 +12,39 @@ grey images, grey) ICC profile is carried unchanged in an ``iCCP`` chunk and att
 decoded image (PNG/JPEG output keep it); the pixels themselves are coded as they are, not
 converted. CMYK pixels with a CMYK profile are converted to sRGB through it; any other
 profile that does not describe the coded pixels (CMYK, Lab) is dropped.
+
+A profile is carried only if it is valid (``validate_icc``): at most ``MAX_ICC_BYTES`` (1 MiB),
+a 128-byte header whose size field is the profile's length and whose signature at offset 36
+is ``acsp``, and littleCMS can open it. A broken profile does not fail the photo: it is
+dropped with an ``ICCProfileWarning`` (the CLI prints it as one ``sccodec: warning:`` line),
+and the pixels are coded as if the image had none. Decoders check a file's profile the same
+way before attaching it to the decoded image.
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import struct
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import TYPE_CHECKING, BinaryIO, Union
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from sccodec.errors import ImageInputError, LimitError
 
-ImageLike = Union[Image.Image, np.ndarray, torch.Tensor, str, Path, bytes, BinaryIO]
+# Cap on a carried ICC profile. Real RGB and grey profiles are about 0.5-60 kB (sRGB 3 kB,
+# Display P3 0.5 kB); some camera and scanner profiles with large lookup tables are a few
+# hundred kB. 1 MiB keeps all of those and bounds what a file can make a decoder copy.
+MAX_ICC_BYTES = 1 << 20
+if TYPE_CHECKING:
+    import torch
+
+ImageLike = Union[Image.Image, np.ndarray, "torch.Tensor", str, Path, bytes, BinaryIO]
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _HIGH_DEPTH = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
 
@@ -59,12 +73,7 @@ def _open(source: ImageLike, max_pixels: int) -> Image.Image:
         raise ImageInputError(f"cannot read an image from {type(source).__name__} (give a PIL image, a uint8 "
                               "(H,W,3) array, a float (3,H,W) tensor, a path, bytes or a binary file object)")
     try:
-        with _without_pillow_bomb_check():
-            img = Image.open(source)  # lazy: reads the header only
-        if img.width * img.height > max_pixels:
-            raise LimitError(f"image is {img.width}x{img.height}, above the pixel limit of {max_pixels}")
-        img.load()
-        return img
+        return _load(source, max_pixels)
     except FileNotFoundError:
         raise ImageInputError(f"no such file: {source}") from None
     except Image.UnidentifiedImageError:
@@ -73,6 +82,20 @@ def _open(source: ImageLike, max_pixels: int) -> Image.Image:
         raise ImageInputError("cannot read the image: open the file in binary mode ('rb')") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageInputError(f"cannot read image: {e}") from None
+
+
+def _load(source: str | Path | BinaryIO, max_pixels: int) -> Image.Image:
+    """Read the header, check the pixel limit, then decode; the file is closed on any failure."""
+    with _without_pillow_bomb_check():
+        img = Image.open(source)  # lazy: reads the header only
+    try:
+        if img.width * img.height > max_pixels:
+            raise LimitError(f"image is {img.width}x{img.height}, above the pixel limit of {max_pixels}")
+        img.load()
+    except BaseException:
+        img.close()
+        raise
+    return img
 
 
 _BOMB_GUARD_LOCK = threading.Lock()
@@ -92,19 +115,29 @@ def _without_pillow_bomb_check() -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def _from_array(a: np.ndarray | torch.Tensor) -> SourceImage:
-    if isinstance(a, torch.Tensor):
-        t = a.detach().cpu()
-        if t.ndim == 4 and t.shape[0] == 1:
-            t = t[0]
-        if t.ndim != 3 or t.shape[0] != 3:
-            raise ImageInputError(f"tensor images must be (3,H,W) or (1,3,H,W) floats in [0,1], got {tuple(a.shape)}")
-        if not t.is_floating_point():
-            raise ImageInputError(f"tensor images must be floating point in [0,1], got {t.dtype}; "
-                                  "pass 8-bit pixels as a uint8 (H,W,3) NumPy array")
-        if not torch.isfinite(t).all():
-            raise ImageInputError("tensor image has NaN or infinite values")
-        a = (t.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+def _is_tensor(a: object) -> bool:
+    """A torch tensor, told without importing torch (the coding path never needs it)."""
+    return type(a).__module__.partition(".")[0] == "torch" and hasattr(a, "detach")
+
+
+def _from_tensor(t: "torch.Tensor") -> np.ndarray:
+    """A float tensor (3,H,W) or (1,3,H,W) in [0, 1] -> uint8 (H,W,3)."""
+    if t.ndim == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.ndim != 3 or t.shape[0] != 3:
+        raise ImageInputError(f"tensor images must be (3,H,W) or (1,3,H,W) floats in [0,1], got {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise ImageInputError(f"tensor images must be floating point in [0,1], got {t.dtype}; "
+                              "pass 8-bit pixels as a uint8 (H,W,3) NumPy array")
+    a = t.detach().cpu().float().numpy()
+    if not np.isfinite(a).all():
+        raise ImageInputError("tensor image has NaN or infinite values")
+    return from_planes(a[None])
+
+
+def _from_array(a: np.ndarray) -> SourceImage:
+    if _is_tensor(a):
+        a = _from_tensor(a)
     if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
         raise ImageInputError(f"arrays must be uint8 (H,W,3), got {a.dtype} {a.shape}")
     if a.size == 0:
@@ -114,7 +147,7 @@ def _from_array(a: np.ndarray | torch.Tensor) -> SourceImage:
 
 def read_image(source: ImageLike, max_pixels: int) -> SourceImage:
     """Any supported input -> upright 8-bit RGB pixels and the mode to give back."""
-    if isinstance(source, (np.ndarray, torch.Tensor)):
+    if isinstance(source, np.ndarray) or _is_tensor(source):
         img_array = _from_array(source)
         if img_array.width * img_array.height > max_pixels:
             raise LimitError(f"image is above the pixel limit of {max_pixels}")
@@ -143,11 +176,53 @@ def read_image(source: ImageLike, max_pixels: int) -> SourceImage:
     mode = "L" if img.mode in ("L", "LA", "La") else "RGB"
     icc = img.info.get("icc_profile") or None
     if img.mode == "CMYK" and _icc_colour_space(icc) == b"CMYK":
+        # only used for the conversion (littleCMS vets it there), never carried
         return SourceImage(np.asarray(_cmyk_to_srgb(img, icc)), mode)
-    # A profile describes the pixels in its own colour space: one for CMYK or Lab pixels would
-    # mislabel the RGB that sccodec codes, so only a matching profile is carried.
+    # A broken profile is dropped with a warning; a valid one that describes the pixels in
+    # another colour space (CMYK, Lab) would mislabel the RGB that sccodec codes, so only a
+    # matching profile is carried.
+    icc = validate_icc(icc)
     keep = _icc_colour_space(icc) == (b"GRAY" if mode == "L" else b"RGB ")
     return SourceImage(np.asarray(img.convert("RGB")), mode, icc if keep else None)
+
+
+class ICCProfileWarning(UserWarning):
+    """An ICC profile was dropped because it is not a valid profile (the pixels are unaffected)."""
+
+
+def icc_problem(data: bytes) -> str | None:
+    """Why ``data`` is not an ICC profile sccodec carries, in plain words; None if it is fine."""
+    if len(data) > MAX_ICC_BYTES:
+        return f"it is {len(data)} bytes, above the limit of {MAX_ICC_BYTES}"
+    if len(data) < 128:
+        return f"it is {len(data)} bytes, shorter than the 128-byte ICC header"
+    (declared,) = struct.unpack_from(">I", data, 0)
+    if declared != len(data):
+        return f"its header declares {declared} bytes but it has {len(data)}"
+    if data[36:40] != b"acsp":
+        return "the ICC signature 'acsp' is missing from its header"
+    try:
+        from PIL import ImageCms
+    except ImportError:  # a Pillow built without littleCMS: the header checks only
+        return None
+    try:
+        ImageCms.ImageCmsProfile(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 (OSError, PyCMSError, ...: any refusal means "not a profile")
+        return "littleCMS cannot read it"
+    return None
+
+
+def validate_icc(data: bytes | None) -> bytes | None:
+    """``data`` if it is a valid ICC profile (see the module docstring), else None with an
+    ``ICCProfileWarning`` saying why; None, silently, for no profile (None or empty)."""
+    if not data:
+        return None
+    data = bytes(data)
+    problem = icc_problem(data)
+    if problem is None:
+        return data
+    warnings.warn(f"dropped the ICC profile: {problem}", ICCProfileWarning, stacklevel=2)
+    return None
 
 
 def _icc_colour_space(icc: bytes | None) -> bytes | None:
@@ -174,23 +249,17 @@ def to_image(pixels: np.ndarray, mode: str) -> Image.Image:
     return img.convert("L") if mode == "L" else img
 
 
-def to_tensor(pixels: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
-    """(H,W,3) uint8 -> (1,3,H,W) float in [0,1]."""
-    return torch.from_numpy(np.array(pixels, dtype=np.uint8)).to(device).permute(2, 0, 1)[None].float().div_(255)
+def to_planes(pixels: np.ndarray) -> np.ndarray:
+    """(H,W,3) uint8 -> (1,3,H,W) float32 in [0, 1]: what the networks take."""
+    return np.ascontiguousarray((np.asarray(pixels, np.float32) / 255).transpose(2, 0, 1)[None])
 
 
-def to_pixels(x: torch.Tensor) -> np.ndarray:
-    """(1,3,H,W) float in [0,1] -> (H,W,3) uint8."""
-    return x[0].mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+def from_planes(x: np.ndarray) -> np.ndarray:
+    """(1,3,H,W) float in [0, 1] -> (H,W,3) uint8, rounded to the nearest level."""
+    return np.ascontiguousarray(np.clip(np.round(x[0] * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0))
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Edge-replicate padding on the bottom/right so H and W are multiples of ``multiple``."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    return F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x
-
-
-def save_image(img: Image.Image, path: Path) -> None:
-    fmt = None if path.suffix else "PNG"
-    img.save(path, format=fmt)
+def pad_to_multiple(pixels: np.ndarray, multiple: int) -> np.ndarray:
+    """(H,W,C) pixels with their last row and column repeated so H and W are multiples of ``multiple``."""
+    ph, pw = -pixels.shape[0] % multiple, -pixels.shape[1] % multiple
+    return np.pad(pixels, ((0, ph), (0, pw), (0, 0)), mode="edge") if (ph or pw) else pixels

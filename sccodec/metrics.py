@@ -1,4 +1,5 @@
-"""Distortion and rate metrics on 8-bit RGB, as in BENCHMARK.md and CompressAI's eval.
+"""Distortion and rate metrics on 8-bit RGB, as the benchmark defines them (docs/design.md) and
+CompressAI's evaluation computes them.
 
 MS-SSIM follows Wang, Simoncelli & Bovik (2003): 11-tap Gaussian window (sigma 1.5),
 K1 = 0.01, K2 = 0.03, five scales with the published weights, 2x2 average pooling between
@@ -13,7 +14,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.ndimage import correlate1d
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _WINDOW = 11
@@ -53,6 +53,8 @@ def _gaussian_window() -> np.ndarray:
 
 def _blur_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
     """Separable Gaussian filter of ... x H x W planes, keeping only fully covered pixels."""
+    from scipy.ndimage import correlate1d  # the bench extra: PSNR alone needs only NumPy
+
     half = g.size // 2
     x = correlate1d(x, g, axis=-1, mode="constant")[..., half:-half]
     return correlate1d(x, g, axis=-2, mode="constant")[..., half:-half, :]

@@ -13,6 +13,7 @@ from PIL import Image, ImageFile
 
 from sccodec.bitstream import ICC_CHUNK, MAGIC, parse
 from sccodec.errors import SCVError
+from sccodec.image_io import validate_icc
 
 FORMAT = "SCV"
 MIME = "image/x-scv"
@@ -36,8 +37,9 @@ class SCVImageFile(ImageFile.ImageFile):
         self._mode = header.mode
         self.info["quality"] = header.quality
         self.info["model"] = header.model
-        if ICC_CHUNK in container.ancillary:
-            self.info["icc_profile"] = container.ancillary[ICC_CHUNK]
+        profile = validate_icc(container.ancillary.get(ICC_CHUNK))  # broken or too large: dropped
+        if profile:
+            self.info["icc_profile"] = profile
         self._scv_container = container  # decoded in load(), without parsing again
         self.tile = []
 

@@ -7,42 +7,55 @@ beside it holds what does not change a file's meaning: the training record, the 
 points, and the encoder's per-model settings (``EncoderSettings``).
 
 A model file builds the two halves ``sccodec.api.Codec`` composes: the image model
-(``ModelFile.build``, by the architecture named in the file: ``ARCHITECTURES``) and the symbol
-coder (``ModelFile.coder``).
+(``ModelFile.network``: ONNX Runtime on the CPU from the graphs beside the weights, torch on a
+GPU) and the symbol coder (``ModelFile.coder``). Nothing here imports torch.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
-import os
 import re
-import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from types import MappingProxyType
 from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load as st_load_numpy
-from safetensors.torch import save as st_save
 
-from sccodec import atomic
 from sccodec.coder import ContextCoder
 from sccodec.context import LEGACY_SCHEME
 from sccodec.entropy import SymbolTables
 from sccodec.errors import ModelMismatchError
+from sccodec.model.config import Geometry, ModelConfig, geometry
 from sccodec.model.interface import ImageModel
-from sccodec.model.scvae import SCVAE, ModelConfig
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DEFAULT_MODEL = "scvae-gdn"
 TABLE_PREFIX = "tables."
-#: Architecture name (a weights file's ``architecture`` metadata) -> image model class; built
-#: from the file's ``ModelConfig``. A new transform registers itself here.
-ARCHITECTURES: Mapping[str, type[ImageModel]] = MappingProxyType({"scvae": SCVAE})
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A kind of network a weights file can hold: its torch class (``module:Class``, imported
+    only to train, export or run on a GPU) and its geometry, known without building it."""
+
+    torch_class: str
+    geometry: Callable[[ModelConfig], Geometry]
+
+
+#: Architecture name (a weights file's ``architecture`` metadata) -> how to build it. A new
+#: transform adds its line here.
+ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType({
+    "scvae": Architecture("sccodec.model.scvae:SCVAE", geometry),
+})
 DEFAULT_ARCHITECTURE = "scvae"
 
 
@@ -105,27 +118,45 @@ class ModelFile:
         return tables
 
     @property
-    def model_class(self) -> type[ImageModel]:
-        """The image model's class: its geometry (stride, margins) without building it."""
+    def kind(self) -> Architecture:
         try:
             return ARCHITECTURES[self.architecture]
         except KeyError:
             raise ModelMismatchError(f"{self.path} is a '{self.architecture}' model, which this sccodec does not "
                                      f"know (it knows {', '.join(ARCHITECTURES)})") from None
 
+    @property
+    def geometry(self) -> Geometry:
+        """Stride and tile margins, without building anything (parsing needs the stride)."""
+        return self.kind.geometry(self.config)
+
     @functools.cached_property
     def coder(self) -> ContextCoder:
         """The symbol coder that writes this model's files (``ContextCoder.reading`` for older formats)."""
         return ContextCoder.writing(self.tables, self.encoder.bits_weights)
 
-    def build(self, device: str | torch.device = "cpu") -> ImageModel:
-        """Construct the network (only needed for pixels, not for parsing)."""
-        model = self.model_class(self.config)
+    def network(self, device: str = "cpu", threads: int | None = None) -> ImageModel:
+        """The image model for ``device``: ``cpu`` runs the graphs beside the weights in ONNX
+        Runtime (no torch); ``cuda``/``cuda:N`` runs the torch network there."""
+        if device == "cpu":
+            from sccodec.model.runtime import RuntimeModel
+
+            return RuntimeModel(self.path, self.digest, self.config, threads)
+        from sccodec.model.torch_model import TorchModel
+
+        return TorchModel(self.build(), device)
+
+    def build(self) -> "nn.Module":
+        """The torch network with these weights, on the CPU (training, export, the reference)."""
+        import torch
+
+        module, _, name = self.kind.torch_class.partition(":")
+        model = getattr(importlib.import_module(module), name)(self.config)
         state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in self.tensors.items()
                  if not k.startswith(TABLE_PREFIX)}
         model.load_state_dict(state)
-        # channels_last: oneDNN's CPU convolutions run about a quarter faster on it (bench/speed.py)
-        return model.eval().to(device, memory_format=torch.channels_last)
+        # channels_last: oneDNN's CPU convolutions run about a quarter faster on it
+        return model.eval().to(memory_format=torch.channels_last)
 
 
 def shipped_dir() -> Path:
@@ -153,13 +184,21 @@ def shipped_config(name: str = DEFAULT_MODEL) -> ModelConfig:
 
 
 def read_model_file(path: str | Path) -> ModelFile:
-    """A weights file and its sidecar (``.json`` beside it, if there is one)."""
+    """A weights file and its sidecar (``.json`` beside it, if there is one); anything that is
+    not a readable sccodec weights file raises ``ModelMismatchError`` naming it."""
     path = Path(path)
-    raw = path.read_bytes()
-    with safe_open(str(path), framework="numpy") as f:
-        meta = f.metadata() or {}
-    side_path = path.with_suffix(".json")
-    sidecar = json.loads(side_path.read_text()) if side_path.is_file() else {}
+    try:
+        raw = path.read_bytes()
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+        side_path = path.with_suffix(".json")
+        sidecar = json.loads(side_path.read_text()) if side_path.is_file() else {}
+        return _model_file(path, raw, meta, sidecar, side_path)
+    except (OSError, SafetensorError, ValueError, KeyError, TypeError) as e:  # JSON errors are ValueErrors
+        raise ModelMismatchError(f"{path} is not a usable sccodec weights file: {type(e).__name__}: {e}") from None
+
+
+def _model_file(path: Path, raw: bytes, meta: dict, sidecar: dict, side_path: Path) -> ModelFile:
     return ModelFile(name=meta["name"], path=path, digest=hashlib.sha256(raw).digest()[:8],
                      config=ModelConfig.from_dict(json.loads(meta["config"])),
                      tensors=st_load_numpy(raw), context=meta.get("context", LEGACY_SCHEME),
@@ -194,88 +233,3 @@ def load_model_file(name: str = DEFAULT_MODEL, digest: bytes | None = None) -> M
             f"'{name}' has hash {model_file.digest.hex()} (install the sccodec version that wrote it, "
             f"or put those weights in {shipped_dir()} as {kept.name})")
     return model_file
-
-
-def _sorted_header(blob: bytes) -> bytes:
-    """The same safetensors file with its JSON header's keys sorted.
-
-    Why: safetensors writes the header in hash-map order, which changes from process to
-    process, so exporting the same weights twice gave two different files, hence two weights
-    hashes, and files coded with one would not decode with the other. Offsets in the header are
-    relative to the data, so only the header's length prefix changes (padded to 8 bytes, as
-    safetensors pads it).
-    """
-    n = int.from_bytes(blob[:8], "little")
-    header = json.dumps(json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
-    header += b" " * (-len(header) % 8)
-    return len(header).to_bytes(8, "little") + header + blob[8 + n :]
-
-
-@dataclass(frozen=True)
-class Exported:
-    path: Path  # <out_dir>/<name>.safetensors
-    digest: bytes  # its weights hash
-    kept: Path | None  # where the different weights it replaced now live (NAME@HASH), if any
-
-
-def _keep_replaced(path: Path, digest: bytes) -> Path | None:
-    """Link the model at ``path`` (and its sidecar) to NAME@HASH before different weights replace it.
-
-    Why: files coded with the old weights name its hash; kept there, they still decode
-    (``load_model_file``). A link is enough: the export writes a new file and renames it.
-    """
-    try:
-        old = read_model_file(path)
-    except Exception:  # noqa: BLE001 (missing, or not a model: no file can have been coded with it)
-        return None
-    if old.digest == digest:
-        return None
-    kept = kept_version_path(old.name, old.digest, path.parent)
-    for src, dst in ((path, kept), (path.with_suffix(".json"), kept.with_suffix(".json"))):
-        if src.exists() and not dst.exists():
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copy2(src, dst)
-    return kept
-
-
-def is_transform_weight(key: str) -> bool:
-    """A convolution kernel of g_a or g_s: most of the file, and the part that float16 storage
-    barely changes (about 0.01 dB on a photo), unlike LISTA's matrices or the ladder."""
-    return key.startswith(("g_a.", "g_s.")) and key.endswith(".weight")
-
-
-def export(model: SCVAE, name: str, out_dir: str | Path, sidecar: dict,
-           tables: SymbolTables | None = None, float16_transforms: bool = False) -> Exported:
-    """Write ``<out_dir>/<name>.safetensors`` (+ ``.json`` sidecar) atomically.
-
-    ``tables`` default to the model's parametric ones (checkerboard contexts). A model it
-    replaces with different weights is kept as ``NAME@HASH`` (``_keep_replaced``).
-    ``float16_transforms`` stores the transforms' kernels in float16 (``is_transform_weight``),
-    which a bigger model needs to stay under the 20 MB budget; loading casts them back to float32.
-    """
-    if tables is None:
-        p, v = model.entropy.tables(model.config.value_range)
-        tables = SymbolTables(p.numpy(), v.numpy(), model.config.groups, LEGACY_SCHEME)
-    tensors = {k: v.detach().to(torch.float16 if float16_transforms and is_transform_weight(k) else torch.float32)
-                  .contiguous().cpu() for k, v in model.state_dict().items()}
-    # float16: the richer context schemes' P(non-zero) tables are several times the
-    # checkerboard's and in float32 would push a model past the 20 MB weights budget; with the
-    # checkerboard tables, float16 changed not one coded word over 5 Kodak images at 10 levels
-    for key, array in tables.stored().items():
-        tensors[TABLE_PREFIX + key] = torch.from_numpy(np.ascontiguousarray(array)).half().contiguous()
-    meta = {"name": name, "config": json.dumps(model.config.to_dict()), "format": "sccodec-weights-1",
-            "context": tables.context}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.safetensors"
-    blob = _sorted_header(st_save(tensors, metadata=meta))
-    digest = hashlib.sha256(blob).digest()[:8]
-    kept = _keep_replaced(path, digest)
-    atomic.write_bytes(path, blob)
-    side = {"name": name, "weights_hash": digest.hex(), "config": model.config.to_dict(),
-            "context": tables.context, **sidecar}
-    side_path = path.with_suffix(".json")
-    atomic.write_text(side_path, json.dumps(side, indent=2) + "\n")
-    return Exported(path, digest, kept)

@@ -122,6 +122,21 @@ def test_ancillary_chunks_are_skipped_and_critical_ones_refused(small_scv, model
         bitstream.parse(critical)
 
 
+@pytest.mark.parametrize(("damage", "name"), [("unknown critical", "ZZZZ"), ("bad crc", "TILE"),
+                                            ("truncated", "TILE"), ("odd bytes", "\\x00Z\\x5cZ")])
+def test_chunk_types_are_named_as_plain_text(small_scv, damage, name) -> None:
+    """Messages name chunk types as text (TILE), never as Python bytes reprs (b'TILE')."""
+    data = {"unknown critical": small_scv + bitstream.pack_chunk(b"ZZZZ", b"x"),
+            "bad crc": small_scv[:-1] + bytes([small_scv[-1] ^ 1]),
+            "truncated": small_scv[:-2],
+            "odd bytes": small_scv + bitstream.pack_chunk(b"\x00Z\\Z", b"x")}[damage]
+    with pytest.raises(CorruptFileError) as err:
+        bitstream.parse(data)
+    message = str(err.value)
+    assert name in message and "b'" not in message and 'b"' not in message, message
+    assert_one_line(err)
+
+
 def test_extra_tile_chunk_is_refused(small_scv) -> None:
     c = bitstream.parse(small_scv)
     with pytest.raises(CorruptFileError, match="more tile chunks"):
@@ -144,7 +159,7 @@ def assert_one_line(err: pytest.ExceptionInfo) -> None:
 
 
 @pytest.mark.parametrize(("data", "error", "match"), [
-    (b"", FormatError, "magic"),
+    (b"", FormatError, "empty"),
     (b"GIF89a\x01\x00\x01\x00", FormatError, "magic"),
     (b"\x89PNG\r\n\x1a\n" + bytes(40), FormatError, "magic"),
     (b"\x89SCV\r\n\x1a\n", CorruptFileError, "truncated"),
@@ -306,6 +321,20 @@ def test_pixel_limit(tiled_scv) -> None:
     with pytest.raises(LimitError, match=str(pixels)) as err:
         bitstream.parse(tiled_scv, max_pixels=pixels - 1)
     assert_one_line(err)
+
+
+@pytest.mark.parametrize("tile", [bitstream.MAX_TILE + 16, 4096, 65520])
+def test_tile_size_above_the_reader_limit_is_refused(small_scv, tile) -> None:
+    """docs/format.md: a reader refuses a tile edge above MAX_TILE, whatever the image size
+    (the tile, not only the pixel count, bounds a decoder's working memory)."""
+    with pytest.raises(LimitError, match=f"tile size {tile} is above the reader limit of {bitstream.MAX_TILE}") as err:
+        bitstream.parse(rebuild(small_scv, tile=tile))
+    assert_one_line(err)
+
+
+def test_tile_size_at_the_reader_limit_is_accepted(small_scv) -> None:
+    assert bitstream.MAX_TILE % 16 == 0 and bitstream.MAX_TILE >= 1024, "the default tile must stay readable"
+    assert bitstream.parse(rebuild(small_scv, tile=bitstream.MAX_TILE)).header.tile == bitstream.MAX_TILE
 
 
 def test_huge_header_is_refused_before_anything_is_allocated(small_scv) -> None:

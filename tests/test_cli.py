@@ -1,5 +1,6 @@
 """The `sccodec` command line: outputs, --force, exit codes (0 ok, 1 bad input, 2 usage,
-3 output problem), one-line errors, and no temp files left behind."""
+3 output problem, 130 interrupted), one-line errors naming the file, and no temp files left
+behind; a default output name never replaces a file (issue #34)."""
 from __future__ import annotations
 
 import io
@@ -20,6 +21,7 @@ import sccodec.atomic
 import sccodec.cli
 from helpers import DEFAULT_MODEL, encode_png, gradient_image, psnr, rebuild, weights_hash
 from sccodec import bitstream
+from sccodec.cli_errors import EXIT_INTERRUPTED
 from sccodec.entropy import newest_format
 from sccodec.cli import main
 
@@ -60,9 +62,17 @@ def scv(tmp_path, small_scv):
     return path
 
 
+def assert_clean_exit(result) -> None:
+    """The command ended through sys.exit (click's own exits included), not by an exception
+    escaping it. (A check for "Traceback" in the output could never fail: CliRunner catches
+    the exception, so no traceback is ever printed.)"""
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        f"an exception escaped the command: {result.exception!r}"
+
+
 def assert_one_line_error(result, code: int) -> None:
     assert result.exit_code == code, (result.exit_code, result.output)
-    assert "Traceback" not in result.output
+    assert_clean_exit(result)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(("sccodec: error:", "Error:")), lines[0]
@@ -267,11 +277,14 @@ def test_bad_image_is_exit_1_with_one_line(run, tmp_path, content) -> None:
     assert not (tmp_path / "bad.scv").exists()
 
 
-@pytest.mark.parametrize("command", ["decode", "info", "encode"])
+@pytest.mark.parametrize("command", ["decode", "info", "encode", "demo"])
 def test_missing_input_is_exit_1(run, tmp_path, command) -> None:
-    result = run(command, tmp_path / "missing.scv")
+    """One table for every command: a missing input is a bad input (exit 1), demo's --image too."""
+    missing = tmp_path / "missing.scv"
+    result = run(*(["demo", "--device", "cpu", "--image"] if command == "demo" else [command]), missing)
     assert_one_line_error(result, 1)
-    assert result.stderr.startswith("sccodec: error: ") and "No such file" in result.stderr
+    assert result.stderr.startswith(f"sccodec: error: {missing}: ") and "No such file" in result.stderr
+    assert result.stderr.count(str(missing)) == 1, "the file is named once"
 
 
 def test_pixel_limit_is_exit_1(run, png, scv) -> None:
@@ -283,8 +296,44 @@ def test_pixel_limit_is_exit_1(run, png, scv) -> None:
 def test_bad_quality_is_a_usage_error(run, png, quality) -> None:
     result = run("encode", png, "-q", quality)
     assert result.exit_code == 2, result.output
-    assert "quality" in result.stderr.lower() and "Traceback" not in result.output
+    assert_clean_exit(result)
+    assert "quality" in result.stderr.lower()
     assert not png.with_suffix(".scv").exists()
+
+
+@pytest.mark.parametrize(("command", "args"), [
+    ("encode", ["--device", "tpu"]),
+    ("encode", ["-q", "0"]),
+    ("encode", ["-q", str(max(sccodec.QUALITIES) + 1)]),
+    ("decode", ["--device", "tpu"]),
+])
+def test_parameter_errors_are_exit_2_with_one_line(run, png, scv, tmp_path, command, args) -> None:
+    """A ParameterError raised inside the codec (device, quality level) is a usage error."""
+    source, out = (png, tmp_path / "out.scv") if command == "encode" else (scv, tmp_path / "out.png")
+    result = run(command, source, "-o", out, *args)
+    assert_one_line_error(result, 2)
+    assert result.stderr.startswith("sccodec: error: ")
+    assert ("tpu" if "tpu" in args else "quality") in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_a_parameter_error_in_a_batch_is_exit_2(run, pngs, tmp_path, small_scv, grey_scv, command) -> None:
+    if command == "encode":
+        sources = pngs
+    else:
+        sources = [tmp_path / "a.scv", tmp_path / "b.scv"]
+        for path, data in zip(sources, (small_scv, grey_scv)):
+            path.write_bytes(data)
+    result = run(command, *sources, "--out-dir", tmp_path / "out", "--device", "tpu")
+    assert result.exit_code == 2, result.stderr
+    assert_clean_exit(result)
+    *errors, summary = result.stderr.strip().splitlines()
+    assert len(errors) == len(sources), errors
+    for line, source in zip(errors, sources):
+        assert line.startswith(f"sccodec: error: {source}: ") and "tpu" in line, line
+    assert summary.startswith("0 of 2 files done, 2 failed"), summary
+    assert not list((tmp_path / "out").iterdir())
 
 
 def test_unknown_command_is_a_usage_error(run) -> None:
@@ -325,13 +374,41 @@ def test_batch_with_worker_processes_matches_one_process(run, pngs, tmp_path) ->
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
 
 
+def decoded_pixels(path) -> tuple[str, np.ndarray]:
+    with Image.open(path) as img:
+        return img.mode, np.asarray(img)
+
+
+def test_batch_decode_with_worker_processes_matches_one_process(run, tmp_path, small_scv, grey_scv,
+                                                                tiled_scv) -> None:
+    """Three different files (RGB, grey, six tiles) through two worker processes: each output
+    is its own file's image, as one process decodes it."""
+    sources = []
+    for name, data in (("small", small_scv), ("grey", grey_scv), ("tiled", tiled_scv)):
+        sources.append(tmp_path / f"{name}.scv")
+        sources[-1].write_bytes(data)
+    for folder, workers in (("one", "1"), ("two", "2")):
+        result = run("decode", *sources, "--out-dir", tmp_path / folder, "--workers", workers, "--device", "cpu")
+        assert result.exit_code == 0, result.stderr
+        assert "3 of 3 files done, 0 failed" in result.stderr
+    for source in sources:
+        name = source.with_suffix(".png").name
+        (mode_one, one), (mode_two, two) = (decoded_pixels(tmp_path / folder / name) for folder in ("one", "two"))
+        header = bitstream.parse_header(source.read_bytes())[0]
+        assert mode_one == mode_two == header.mode and one.shape[:2] == two.shape[:2] == (header.height, header.width)
+        # the workers run with another torch thread count: a rare value may round the other way
+        diff = np.abs(one.astype(np.int16) - two.astype(np.int16))
+        assert diff.max() <= 1 and np.mean(diff == 0) >= 0.999, (name, diff.max(), np.mean(diff == 0))
+
+
 def test_batch_goes_on_after_a_bad_file(run, pngs, tmp_path) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     (tmp_path / "out").mkdir()
     result = run("encode", pngs[0], bad, pngs[1], "--out-dir", tmp_path / "out")
     assert result.exit_code == 1
-    assert "bad.png" in result.stderr and "Traceback" not in result.output
+    assert_clean_exit(result)
+    assert "bad.png" in result.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["in0.scv", "in1.scv"]
 
 
@@ -425,7 +502,8 @@ def test_unreachable_target_psnr_says_so(run, png, tmp_path) -> None:
                                   ["--target-psnr", "inf"], ["--target-bpp", "inf"]])
 def test_target_psnr_usage_errors(run, png, tmp_path, args) -> None:
     result = run("encode", png, "-o", tmp_path / "x.scv", *args)
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == 2
+    assert_clean_exit(result)
     assert not (tmp_path / "x.scv").exists()
 
 
@@ -540,3 +618,271 @@ def test_atomic_write_of_a_long_non_ascii_name(tmp_path) -> None:
     target = tmp_path / ("é" * 120 + ".scv")
     sccodec.atomic.write_bytes(target, b"data")
     assert target.read_bytes() == b"data" and sorted(tmp_path.iterdir()) == [target]
+
+
+# ---------------------------------------------------------------- a default name never replaces a file
+
+
+def test_encode_then_decode_never_replaces_the_original(run, png, tmp_path) -> None:
+    """`sccodec encode photo.png && sccodec decode photo.scv` (and the same with --force)
+    leave photo.png byte-identical; the decodes go to new, predictable names."""
+    original = png.read_bytes()
+    assert run("encode", png).exit_code == 0
+    scv = png.with_suffix(".scv")
+    for attempt, extra in enumerate([[], ["--force"], ["-f"]]):
+        result = run("decode", scv, *extra)
+        assert result.exit_code == 0, result.stderr
+        expected = tmp_path / ("photo.decoded.png" if attempt == 0 else f"photo.decoded-{attempt + 1}.png")
+        assert png.read_bytes() == original
+        with Image.open(expected) as img:
+            assert img.size == (28, 20)
+        assert f"-> {expected}" in result.stderr and "photo.png exists and is kept" in result.stderr
+        if extra:
+            assert "--force applies to -o/--out-dir only" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.decoded-2.png", "photo.decoded-3.png",
+                                                         "photo.decoded.png", "photo.png", "photo.scv"]
+
+
+@pytest.mark.parametrize("existing", ["folder", "dangling symlink"])
+def test_decode_default_name_skips_anything_in_the_way(run, scv, tmp_path, existing) -> None:
+    taken = scv.with_suffix(".png")
+    if existing == "folder":
+        taken.mkdir()
+    else:
+        taken.symlink_to(tmp_path / "nowhere.png")
+    assert run("decode", scv).exit_code == 0
+    assert (tmp_path / "small.decoded.png").is_file()
+    assert taken.is_dir() if existing == "folder" else (taken.is_symlink() and not taken.exists())
+
+
+def test_decode_help_documents_the_default_name(run) -> None:
+    text = " ".join(run("decode", "--help").output.split())
+    assert "INPUT.decoded.png" in text and "never replaces a file" in text
+
+
+def test_force_applies_to_an_explicit_out_dir(run, scv, tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "small.png").write_bytes(b"old")
+    result = run("decode", scv, "--out-dir", out)
+    assert_one_line_error(result, 3)
+    assert "--force" in result.stderr and (out / "small.png").read_bytes() == b"old"
+    assert run("decode", scv, "--out-dir", out, "--force").exit_code == 0
+    with Image.open(out / "small.png") as img:
+        assert img.size == (16, 16)
+
+
+def test_a_file_appearing_after_the_check_is_never_replaced(run, scv, tmp_path, monkeypatch) -> None:
+    """The exists-check and the rename cannot race: a file created after the check (here: as
+    the temp file is made) is left as it is, and the command says so (exit 3)."""
+    target = tmp_path / "out.png"
+    real_create_temp = sccodec.atomic._create_temp
+
+    def create_temp_then_someone_writes_the_target(path):
+        tmp = real_create_temp(path)
+        target.write_bytes(b"appeared meanwhile")
+        return tmp
+
+    monkeypatch.setattr(sccodec.atomic, "_create_temp", create_temp_then_someone_writes_the_target)
+    result = run("decode", scv, "-o", target)
+    assert_one_line_error(result, 3)
+    assert "appeared" in result.stderr and target.read_bytes() == b"appeared meanwhile"
+
+
+def test_encode_default_name_with_force_replaces_only_an_scv_file(run, png, tmp_path) -> None:
+    """encode's default output (INPUT.scv) is not an original image: --force may replace an
+    .scv file there, but not some other file that happens to have that name."""
+    default = png.with_suffix(".scv")
+    default.write_bytes(b"not an scv file")
+    assert_one_line_error(run("encode", png), 3)
+    result = run("encode", png, "--force")
+    assert_one_line_error(result, 3)
+    assert "not an .scv file" in result.stderr and default.read_bytes() == b"not an scv file"
+    default.unlink()
+    assert run("encode", png, "-q", "1").exit_code == 0
+    first = default.read_bytes()
+    assert run("encode", png, "-q", "2", "--force").exit_code == 0
+    assert default.read_bytes() != first and bitstream.parse_header(default.read_bytes())[0].quality == 2
+
+
+# ---------------------------------------------------------------- binary output and terminals
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_binary_output_to_a_terminal_is_refused(run, png, scv, monkeypatch, command) -> None:
+    monkeypatch.setattr(sccodec.cli, "_stdout_is_a_terminal", lambda: True)
+    result = run(command, png if command == "encode" else scv, "-o", "-")
+    assert_one_line_error(result, 2)
+    assert "terminal" in result.stderr and result.stdout_bytes == b""
+
+
+def test_binary_output_to_a_real_terminal_is_refused(scv) -> None:
+    """The same through a pseudo-terminal: nothing binary reaches it, exit 2, one line."""
+    pty = pytest.importorskip("pty")
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "sccodec.cli", "decode", str(scv), "-o", "-"],
+                              stdout=terminal, stderr=subprocess.PIPE, timeout=300,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        os.close(terminal)
+        terminal = -1
+        written = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the terminal has no writer left
+                break
+            if not chunk:
+                break
+            written += chunk
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sccodec: error:") and "terminal" in lines[0], lines
+    assert written == b""
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+
+class Interrupted:
+    def encode_with_info(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    def decode(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+
+def assert_interrupted(result) -> None:
+    assert result.exit_code == EXIT_INTERRUPTED == 130, (result.exit_code, result.stderr)
+    assert_clean_exit(result)
+    assert result.stderr.strip().splitlines() == ["sccodec: interrupted"], result.stderr
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_ctrl_c_is_exit_130_with_one_line(run, png, scv, tmp_path, monkeypatch, command) -> None:
+    monkeypatch.setattr(sccodec.cli, "_cached_codec", lambda *a: Interrupted())
+    out = tmp_path / ("out.scv" if command == "encode" else "out.png")
+    assert_interrupted(run(command, png if command == "encode" else scv, "-o", out))
+    assert not out.exists()
+
+
+def test_ctrl_c_in_a_batch_is_exit_130(run, pngs, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(sccodec.cli, "_cached_codec", lambda *a: Interrupted())
+    assert_interrupted(run("encode", *pngs, "--out-dir", tmp_path / "out"))
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_ctrl_c_while_writing_leaves_no_partial_output(run, scv, tmp_path, monkeypatch) -> None:
+    """Interrupted inside the atomic write (here: as the data is flushed): exit 130, no
+    output, no temp file (the autouse fixture checks), an existing file untouched."""
+    def interrupted_fsync(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sccodec.atomic.os, "fsync", interrupted_fsync)
+    assert_interrupted(run("decode", scv, "-o", tmp_path / "new.png"))
+    assert not (tmp_path / "new.png").exists()
+    (tmp_path / "old.png").write_bytes(b"old")
+    assert_interrupted(run("decode", scv, "-o", tmp_path / "old.png", "--force"))
+    assert (tmp_path / "old.png").read_bytes() == b"old"
+
+
+def test_ctrl_c_in_demo_and_info_is_exit_130(run, scv, monkeypatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sccodec.api.Codec, "encode", interrupted)
+    assert_interrupted(run("demo", "--device", "cpu"))
+    monkeypatch.setattr(bitstream, "parse", interrupted)
+    assert_interrupted(run("info", scv))
+
+
+# ---------------------------------------------------------------- messages name the file
+
+
+@pytest.mark.parametrize("command", ["decode", "info"])
+def test_a_text_file_is_named_and_said_not_scv(run, tmp_path, command) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping: milk, eggs\n")
+    result = run(command, notes)
+    assert_one_line_error(result, 1)
+    assert result.stderr.startswith(f"sccodec: error: {notes}: not an .scv file"), result.stderr
+    assert "b'" not in result.stderr
+
+
+@pytest.mark.parametrize(("command", "name"), [("decode", "empty.scv"), ("info", "empty.scv"),
+                                               ("encode", "empty.png")])
+def test_an_empty_file_is_named_and_said_empty(run, tmp_path, command, name) -> None:
+    empty = tmp_path / name
+    empty.write_bytes(b"")
+    result = run(command, empty)
+    assert_one_line_error(result, 1)
+    assert result.stderr.startswith(f"sccodec: error: {empty}: ") and "empty" in result.stderr, result.stderr
+    assert result.stderr.count(str(empty)) == 1
+
+
+def test_empty_stdin_is_said_empty(run, tmp_path) -> None:
+    result = run("decode", "-", "-o", tmp_path / "out.png", input=b"")
+    assert_one_line_error(result, 1)
+    assert "stdin" in result.stderr and "0 bytes" in result.stderr
+
+
+def test_batch_errors_name_each_file_once(run, pngs, tmp_path) -> None:
+    empty, missing = tmp_path / "empty.png", tmp_path / "missing.png"
+    empty.write_bytes(b"")
+    result = run("encode", pngs[0], empty, missing, "--out-dir", tmp_path / "out")
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("sccodec: error:")]
+    assert errors == [f"sccodec: error: {empty}: file is empty (0 bytes)",
+                      f"sccodec: error: {missing}: No such file or directory"], errors
+
+
+def test_chunk_names_are_plain_text(run, tmp_path, small_scv) -> None:
+    path = tmp_path / "odd.scv"
+    path.write_bytes(small_scv + bitstream.pack_chunk(b"ZZZZ", b"x"))
+    result = run("info", path)
+    assert_one_line_error(result, 1)
+    assert "ZZZZ" in result.stderr and "b'" not in result.stderr
+
+
+# ---------------------------------------------------------------- ICC profiles
+
+
+BROKEN_ICC = bytes((i * 151 + 7) % 256 for i in range(70_000))
+
+
+def test_encoding_an_image_with_a_broken_profile_drops_it_with_one_warning(run, tmp_path) -> None:
+    src = tmp_path / "broken_icc.png"
+    Image.fromarray(gradient_image(20, 28)).save(src, icc_profile=BROKEN_ICC)
+    result = run("encode", src, "-q", "1")
+    assert result.exit_code == 0, result.stderr
+    warnings_ = [line for line in result.stderr.splitlines() if line.startswith("sccodec: warning:")]
+    assert len(warnings_) == 1 and warnings_[0].startswith(f"sccodec: warning: {src}: dropped the ICC profile")
+    assert bitstream.ICC_CHUNK not in bitstream.parse(src.with_suffix(".scv").read_bytes()).ancillary
+
+
+@pytest.mark.parametrize("profile", ["random", "oversized"])
+def test_decoding_a_file_with_a_broken_profile_drops_it_with_one_warning(run, tmp_path, small_scv, profile) -> None:
+    """A hostile iCCP chunk (garbage, or a well-formed profile above the cap) is not copied
+    into the decoded image."""
+    from PIL import ImageCms
+
+    from sccodec.image_io import MAX_ICC_BYTES
+
+    if profile == "random":
+        icc = BROKEN_ICC
+    else:
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        size = MAX_ICC_BYTES + 16
+        icc = (size).to_bytes(4, "big") + srgb[4:] + bytes(size - len(srgb))
+    c = bitstream.parse(small_scv)
+    path = tmp_path / "icc.scv"
+    path.write_bytes(bitstream.pack(bitstream.Container(c.header, c.tiles, {bitstream.ICC_CHUNK: icc})))
+    result = run("decode", path, "-o", tmp_path / "out.png", "--device", "cpu")
+    assert result.exit_code == 0, result.stderr
+    assert f"sccodec: warning: {path}: dropped the ICC profile" in result.stderr
+    with Image.open(tmp_path / "out.png") as img:
+        assert "icc_profile" not in img.info

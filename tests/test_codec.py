@@ -17,9 +17,10 @@ from helpers import DEFAULT_MODEL, astronaut_crop, exif_rotated_jpeg, gradient_i
 from sccodec import bitstream, rdo
 from sccodec.api import parse_symbols
 from sccodec.errors import LimitError, ModelMismatchError, ParameterError, SCVError
-from sccodec.image_io import pad_to_multiple, to_tensor
+from sccodec.image_io import pad_to_multiple, to_planes
 from sccodec.metrics import psnr_rgb
-from sccodec.model.scvae import SCVAE, STRIDE
+from sccodec.model.config import STRIDE
+from sccodec.model.scvae import SCVAE
 from sccodec.weights import ModelFile, available_models
 
 TOP = max(sccodec.QUALITIES)
@@ -75,7 +76,7 @@ def test_multi_tile_roundtrip(codec, model_file, tiled_rgb, tiled_scv) -> None:
     header = bitstream.parse_header(tiled_scv)[0]
     assert header.tile == 32 and header.tile_grid == (2, 3)
     net, q = codec.network, header.quality - 1
-    code = net.scaled_symbols(net.analyze(pad_to_multiple(to_tensor(tiled_rgb), STRIDE)), q).numpy()
+    code = net.scaled_symbols(net.analyze(to_planes(pad_to_multiple(tiled_rgb, STRIDE))), q)
     tiles = parse_symbols(tiled_scv, model_file).tiles
     for n, (top, left) in enumerate((t, l) for t in (0, 2) for l in (0, 2, 4)):
         expected = rdo.quantize(code[:, top : top + 2, left : left + 2], model_file.tables, q,
@@ -209,9 +210,9 @@ def test_parse_symbols_needs_no_network(codec, tiled_rgb, tiled_scv, monkeypatch
     header = bitstream.parse_header(tiled_scv)[0]
     # every 32-px tile's analysis sees the whole 40x70 image (64-px margin): one encoder pass
     pad = ((0, -tiled_rgb.shape[0] % 16), (0, -tiled_rgb.shape[1] % 16), (0, 0))
-    x = torch.from_numpy(np.pad(tiled_rgb, pad, mode="edge")).permute(2, 0, 1)[None].float() / 255
+    x = (np.pad(tiled_rgb, pad, mode="edge").astype(np.float32) / 255).transpose(2, 0, 1)[None]
     q = header.quality - 1
-    code = codec.network.scaled_symbols(codec.network.analyze(x), q).numpy()
+    code = codec.network.scaled_symbols(codec.network.analyze(x), q)
     weight = codec.coder.bits_weight(q)
     expected = [rdo.quantize(code[:, top : top + 2, left : left + 2], codec.model_file.tables, q, weight)
                 for top in (0, 2) for left in (0, 2, 4)]

@@ -3,6 +3,7 @@ EXIF orientation, input kinds, unreadable files and pixel limits."""
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import numpy as np
@@ -12,7 +13,8 @@ from PIL import Image
 
 from helpers import encode_png, exif_rotated_jpeg, gradient_image
 from sccodec.errors import ImageInputError, LimitError
-from sccodec.image_io import pad_to_multiple, read_image
+from sccodec.image_io import (MAX_ICC_BYTES, ICCProfileWarning, from_planes, icc_problem, pad_to_multiple, read_image,
+                              to_planes, validate_icc)
 
 LIMIT = 1 << 27
 RGB = gradient_image(12, 10, seed=1)
@@ -269,11 +271,20 @@ def test_pixel_limit_leaves_pillow_global_alone() -> None:
 
 
 def test_padding_replicates_the_edges() -> None:
-    x = torch.arange(6, dtype=torch.float32).reshape(1, 1, 2, 3).expand(1, 3, 2, 3)
+    x = np.broadcast_to(np.arange(6, dtype=np.uint8).reshape(2, 3, 1), (2, 3, 3))
     padded = pad_to_multiple(x, 4)
-    assert padded.shape == (1, 3, 4, 4)
-    np.testing.assert_array_equal(padded[0, 0].numpy(), [[0, 1, 2, 2], [3, 4, 5, 5], [3, 4, 5, 5], [3, 4, 5, 5]])
+    assert padded.shape == (4, 4, 3)
+    np.testing.assert_array_equal(padded[..., 0], [[0, 1, 2, 2], [3, 4, 5, 5], [3, 4, 5, 5], [3, 4, 5, 5]])
     assert pad_to_multiple(padded, 4) is padded
+
+
+def test_planes_round_trip_and_round_to_the_nearest_level() -> None:
+    pixels = (np.arange(5 * 7 * 3) % 256).astype(np.uint8).reshape(5, 7, 3)
+    planes = to_planes(pixels)
+    assert planes.shape == (1, 3, 5, 7) and planes.dtype == np.float32 and 0 <= planes.min() <= planes.max() <= 1
+    np.testing.assert_array_equal(from_planes(planes), pixels)
+    np.testing.assert_array_equal(from_planes(planes + 0.49 / 255), pixels)
+    assert from_planes(np.full((1, 3, 1, 1), 2.0)).max() == 255 and from_planes(np.full((1, 3, 1, 1), -1.0)).max() == 0
 
 
 def test_icc_profile_is_carried_through(codec, tmp_path):
@@ -288,13 +299,23 @@ def test_icc_profile_is_carried_through(codec, tmp_path):
     assert decoded.info["icc_profile"] == profile
     out = tmp_path / "out.png"
     decoded.save(out)
-    assert Image.open(out).info["icc_profile"] == profile
+    with Image.open(out) as written:
+        assert written.info["icc_profile"] == profile
+
+
+def _bare_header(colour_space: bytes) -> bytes:
+    """128 zero bytes but the colour space signature: not a valid profile."""
+    head = bytearray(128)
+    head[16:20] = colour_space
+    return bytes(head)
 
 
 def _fake_profile(colour_space: bytes) -> bytes:
-    """Just an ICC header with its colour space signature: what ``read_image`` looks at."""
-    head = bytearray(128)
-    head[16:20] = colour_space
+    """The smallest profile that passes ``validate_icc``: a header (its size field, the 'acsp'
+    signature, the colour space signature: what ``read_image`` looks at) and an empty tag table."""
+    head = bytearray(_bare_header(colour_space) + bytes(4))
+    head[0:4] = struct.pack(">I", len(head))
+    head[12:16], head[20:24], head[36:40] = b"mntr", b"XYZ ", b"acsp"
     return bytes(head)
 
 
@@ -328,7 +349,76 @@ def test_cmyk_with_its_profile_is_converted_to_srgb_through_it(monkeypatch) -> N
 
 def test_cmyk_with_an_unusable_profile_falls_back_to_the_plain_conversion() -> None:
     img = Image.fromarray(RGB).convert("CMYK")
-    img.info["icc_profile"] = _fake_profile(b"CMYK")  # a header without a body: littleCMS refuses it
+    img.info["icc_profile"] = _bare_header(b"CMYK")  # a header without a body: littleCMS refuses it
     src = read(img)
     assert src.icc is None
     np.testing.assert_array_equal(src.pixels, np.asarray(img.convert("RGB")))
+
+
+# ---------------------------------------------------------------- ICC profiles are validated
+
+
+def _srgb() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _resized(profile: bytes, size: int) -> bytes:
+    """``profile`` with zeros appended up to ``size`` bytes and its size field saying so."""
+    data = profile + bytes(size - len(profile))
+    return struct.pack(">I", size) + data[4:]
+
+
+def _with(profile: bytes, offset: int, new: bytes) -> bytes:
+    return profile[:offset] + new + profile[offset + len(new):]
+
+
+def test_a_valid_profile_passes_unchanged() -> None:
+    profile = _srgb()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert validate_icc(profile) == profile
+        assert validate_icc(_resized(profile, 300_000)) is not None, "large camera profiles are kept"
+        assert validate_icc(_resized(profile, MAX_ICC_BYTES)) is not None, "the cap itself is allowed"
+        assert validate_icc(None) is None and validate_icc(b"") is None, "no profile: no warning"
+
+
+BROKEN_PROFILES = {
+    "random bytes": bytes((i * 151 + 7) % 256 for i in range(70_000)),
+    "too short": b"\x00\x00\x00\x40" + bytes(60),
+    "size field wrong": _with(_srgb(), 0, struct.pack(">I", 100_000)),
+    "no acsp signature": _with(_srgb(), 36, b"xxxx"),
+    "header only, claimed size": _resized(_bare_header(b"RGB "), 4096),
+    "above the cap": _resized(_srgb(), MAX_ICC_BYTES + 1),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN_PROFILES))
+def test_a_broken_profile_is_dropped_with_a_warning(name) -> None:
+    data = BROKEN_PROFILES[name]
+    assert icc_problem(data)
+    with pytest.warns(ICCProfileWarning, match="dropped the ICC profile") as caught:
+        assert validate_icc(data) is None
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+
+
+@pytest.mark.parametrize("name", ["random bytes", "no acsp signature", "above the cap"])
+def test_reading_an_image_with_a_broken_profile_keeps_the_pixels_and_drops_the_profile(name) -> None:
+    """A codec should not fail a user's photo because of a broken profile: the pixels are read
+    as they are, and the profile is dropped with a warning."""
+    img = Image.fromarray(RGB)
+    img.info["icc_profile"] = BROKEN_PROFILES[name]
+    with pytest.warns(ICCProfileWarning):
+        src = read(img)
+    assert src.icc is None
+    np.testing.assert_array_equal(src.pixels, RGB)
+
+
+def test_a_broken_profile_in_a_png_file_is_dropped(tmp_path) -> None:
+    path = tmp_path / "broken_icc.png"
+    Image.fromarray(RGB).save(path, icc_profile=BROKEN_PROFILES["random bytes"])
+    with pytest.warns(ICCProfileWarning):
+        src = read(path)
+    assert src.icc is None
+    np.testing.assert_array_equal(src.pixels, RGB)

@@ -9,9 +9,9 @@ from sccodec import rdo
 from sccodec.api import Codec, parse_symbols
 from sccodec.context import SCHEMES
 from sccodec.entropy import SymbolTables
-from sccodec.image_io import pad_to_multiple, to_tensor
-from sccodec.model.scvae import STRIDE
-from sccodec.rdo import ZERO_THRESHOLD, dead_zone_round
+from sccodec.image_io import pad_to_multiple, to_planes
+from sccodec.model.config import STRIDE
+from sccodec.rdo import ZERO_THRESHOLD
 
 R = 4  # value range of the hand-made tables
 
@@ -84,8 +84,8 @@ def test_the_codec_codes_exactly_what_rdo_quantize_gives(quality) -> None:
     img = textured_image(64, 96)
     data = codec.encode(img, quality=quality)
     net, q = codec.network, quality - 1
-    y = net.analyze(pad_to_multiple(to_tensor(img), STRIDE).to(codec.device))
-    s = net.scaled_symbols(y, q).numpy()
+    y = net.analyze(to_planes(pad_to_multiple(img, STRIDE)))
+    s = net.scaled_symbols(y, q)
     weight = codec.coder.bits_weight(q)
     assert (weight is None) == (quality == 5)
     expected = rdo.quantize(s, codec.model_file.tables, q, weight)

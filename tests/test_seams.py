@@ -1,8 +1,9 @@
 """The seams: ``Codec`` composes any image model with any symbol coder, both from a model file.
 
-A new transform is one class implementing ``sccodec.model.interface.ImageModel``; trying it
-touches no module of the package (this file defines one), and shipping it adds one line to
-``sccodec.weights.ARCHITECTURES``. Likewise a new entropy model is one ``SymbolCoder``.
+A new transform is one class implementing ``sccodec.model.interface.ImageModel`` (NumPy in and
+out); trying it touches no module of the package (this file defines one), and shipping it adds
+its module and one line to ``sccodec.weights.ARCHITECTURES``. Likewise a new entropy model is
+one ``SymbolCoder``.
 """
 from __future__ import annotations
 
@@ -10,16 +11,14 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 from helpers import gradient_image, psnr
 from sccodec import bitstream
 from sccodec.api import Codec
 from sccodec.coder import ContextCoder, SymbolCoder
 from sccodec.errors import ModelMismatchError
+from sccodec.model.config import Geometry
 from sccodec.model.interface import ImageModel
-from sccodec.model.scvae import SCVAE
 from sccodec.weights import ARCHITECTURES
 
 
@@ -27,31 +26,30 @@ class PixelBlocks:
     """A toy transform: each 4x4 block's 48 pixel values are the first 48 symbols of its
     position, scaled by a per-level step; the other symbol channels stay 0."""
 
-    stride = 4
-    analysis_margin = 4
+    geometry = Geometry(stride=4, analysis_margin=4, synthesis_margin=0)
 
     def __init__(self, atoms: int) -> None:
         self.atoms = atoms
-
-    @property
-    def synthesis_margin(self) -> int:
-        return 0
 
     @staticmethod
     def scale(quality_index: int) -> float:
         return 4.0 + 4.0 * quality_index
 
-    def analyze(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_unshuffle(x, self.stride)
+    def analyze(self, x: np.ndarray) -> np.ndarray:
+        _, c, height, width = x.shape
+        h, w = height // 4, width // 4
+        return x.reshape(1, c, h, 4, w, 4).transpose(0, 1, 3, 5, 2, 4).reshape(1, c * 16, h, w)
 
-    def scaled_symbols(self, y: torch.Tensor, quality_index: int) -> torch.Tensor:
-        s = torch.zeros(self.atoms, *y.shape[-2:])
+    def scaled_symbols(self, y: np.ndarray, quality_index: int) -> np.ndarray:
+        s = np.zeros((self.atoms, *y.shape[-2:]), np.float32)
         s[: y.shape[1]] = (y[0] - 0.5) * self.scale(quality_index)
         return s
 
-    def decode_symbols(self, symbols: torch.Tensor, quality_index: int) -> torch.Tensor:
-        blocks = symbols[None, : 3 * self.stride**2].float() / self.scale(quality_index) + 0.5
-        return F.pixel_shuffle(blocks, self.stride).clamp(0, 1)
+    def decode_symbols(self, symbols: np.ndarray, quality_index: int) -> np.ndarray:
+        _, h, w = symbols.shape
+        blocks = symbols[:48].astype(np.float32) / self.scale(quality_index) + 0.5
+        x = blocks.reshape(1, 3, 4, 4, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(1, 3, h * 4, w * 4)
+        return np.clip(x, 0, 1)
 
 
 class PlainRounding(ContextCoder):
@@ -63,7 +61,7 @@ class PlainRounding(ContextCoder):
 
 def test_the_shipped_halves_implement_the_interfaces(codec) -> None:
     assert isinstance(codec.network, ImageModel) and isinstance(codec.coder, SymbolCoder)
-    assert codec.stride == SCVAE.stride == 16 and codec.network.synthesis_margin >= 1
+    assert codec.stride == codec.network.geometry.stride == 16 and codec.geometry.synthesis_margin >= 1
 
 
 def test_a_new_transform_codes_through_the_codec_unchanged(model_file) -> None:
@@ -85,7 +83,9 @@ def test_a_new_transform_codes_through_the_codec_unchanged(model_file) -> None:
 
 
 def test_a_model_file_builds_the_architecture_it_names(model_file) -> None:
-    assert model_file.architecture in ARCHITECTURES and model_file.model_class is SCVAE
+    from sccodec.model.scvae import SCVAE
+
+    assert model_file.architecture in ARCHITECTURES and isinstance(model_file.build(), SCVAE)
     unknown = dataclasses.replace(model_file, architecture="no-such-transform")
     with pytest.raises(ModelMismatchError, match="no-such-transform"):
         unknown.build()

@@ -429,13 +429,15 @@ def test_export_writes_a_loadable_model_and_never_replaces_one_silently(checkpoi
     assert again.exit_code == 3 and "--force" in again.output
     assert (out / "Tiny-1.safetensors").read_bytes() == before
     assert _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", out, "--force").exit_code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["Tiny-1.json", "Tiny-1.safetensors"]  # same weights: none kept
+    assert sorted(p.name for p in out.iterdir()) == ["Tiny-1.analysis.onnx", "Tiny-1.code.onnx", "Tiny-1.json",
+                                                     "Tiny-1.safetensors", "Tiny-1.synthesis.onnx"]  # none kept
 
 
 def test_export_can_store_the_transforms_in_float16(checkpoint, tmp_path) -> None:
     from safetensors import safe_open
 
-    from sccodec.weights import is_transform_weight, read_model_file
+    from sccodec.train.export import is_transform_weight
+    from sccodec.weights import read_model_file
 
     full, half = tmp_path / "full", tmp_path / "half"
     assert _cli("export", checkpoint, "--name", "m", "--out-dir", full).exit_code == 0
@@ -608,11 +610,11 @@ def test_the_same_weights_always_export_to_the_same_file() -> None:
     from safetensors.numpy import load
     from safetensors.torch import save
 
-    from sccodec.weights import _sorted_header
+    from sccodec.train.export import sorted_header
 
     tensors = {f"t{i}": torch.full((i + 1, 3), float(i)) for i in range(12)}
     meta = {"name": "x", "config": "{}", "format": "sccodec-weights-1", "extra": "y"}
-    files = {_sorted_header(save(tensors, metadata=meta)) for _ in range(10)}
+    files = {sorted_header(save(tensors, metadata=meta)) for _ in range(10)}
     assert len(files) == 1
     (blob,) = files
     n = int.from_bytes(blob[:8], "little")

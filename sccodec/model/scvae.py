@@ -5,7 +5,7 @@
 
 One model serves every quality level q: a level only selects a gain vector on the latent,
 per-atom quantiser steps (to which the LISTA thresholds are tied) and its own entropy tables,
-so ten levels cost one set of transforms. ``SCVAE`` implements ``sccodec.model.interface.ImageModel``.
+so ten levels cost one set of transforms.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from sccodec.model.config import STRIDE, ModelConfig, synthesis_margin
+from sccodec.model.config import ModelConfig
 from sccodec.model.entropy_model import ContextualZeroInflatedLaplace
 from sccodec.model.lista import LISTA
 from sccodec.model.transforms import AnalysisTransform, SynthesisTransform
@@ -23,9 +23,6 @@ MAX_THRESHOLD = 1.5  # LISTA threshold bound, in quantiser steps
 
 class SCVAE(nn.Module):
     """The sparse-coding VAE: transforms, LISTA and dictionary, level ladder, trainable rate model."""
-
-    stride = STRIDE
-    analysis_margin = 64  # pixels: g_a's receptive field reaches 61 px (sccodec.tiling)
 
     def __init__(self, config: ModelConfig = ModelConfig()) -> None:
         super().__init__()
@@ -91,6 +88,11 @@ class SCVAE(nn.Module):
         """Image (B,3,H,W), H and W multiples of 16 -> (real-valued symbols s, y_q)."""
         return self._code(self._transform("g_a", x), q)
 
+    def latent_code(self, y: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Latent y (B,M,h,w) at levels q (B,) -> real-valued symbols s (B,K,h,w): the runtime's
+        ``code`` graph (``sccodec.model.graphs``)."""
+        return self._code(y, q)[0]
+
     def _code(self, y: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent y -> (real-valued symbols s, y_q = gain·y)."""
         gain, _, step = self._per_level(q)
@@ -148,11 +150,7 @@ class SCVAE(nn.Module):
         """Likelihood of ``values`` (noisy or rounded symbols) in the integer contexts of ``hard``."""
         return self.entropy.likelihood(values, hard, q)
 
-    # -- coding (batch 1): sccodec.model.interface.ImageModel -------------------------------
-    @property
-    def synthesis_margin(self) -> int:
-        return self.g_s.margin
-
+    # -- coding (batch 1; sccodec.model.torch_model adapts these to the codec) ---------------
     @torch.no_grad()
     def analyze(self, x: torch.Tensor) -> torch.Tensor:
         """Padded image (1,3,H,W) -> latent y; shared by every quality level (rate search)."""

@@ -10,41 +10,25 @@ time per step.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
 
-from sccodec.model import cpu_kernels
+from sccodec.model.config import synthesis_margin
 
 
 class Conv3x3(nn.Conv2d):
-    """3x3, stride 1, padding 1; with ``cpu_kernels`` set, CPU inference runs Winograd (cpu_kernels)."""
-
-    cpu_kernels = False
+    """3x3, stride 1, padding 1."""
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__(cin, cout, 3, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cpu_kernels and cpu_kernels.applies(x):
-            return cpu_kernels.conv3x3(x, self.weight, self.bias)
-        return super().forward(x)
-
 
 class UpConv(nn.Sequential):
-    """Conv3x3 to 4x the channels, then a factor-2 pixel shuffle; with ``cpu_kernels`` set, CPU
-    inference runs both together a slice of channels at a time (``cpu_kernels.conv3x3_shuffle``)."""
-
-    cpu_kernels = False
+    """Conv3x3 to 4x the channels, then a factor-2 pixel shuffle."""
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__(Conv3x3(cin, cout * 4), nn.PixelShuffle(2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cpu_kernels and cpu_kernels.applies(x):
-            return cpu_kernels.conv3x3_shuffle(x, self[0].weight, self[0].bias)
-        return super().forward(x)
 
 
 def _down(cin: int, cout: int) -> nn.Conv2d:
@@ -59,10 +43,7 @@ class GDN(nn.Module):
 
     β and Γ are kept non-negative by squaring (β ≥ 1e-6); Γ starts at 0.1·I, β at 1. Train it
     with a low learning rate (1e-4): inverse GDN diverged at 1e-3 in the calibration runs.
-    ``cpu_kernels``: CPU inference as matrix products (``cpu_kernels.gdn``).
     """
-
-    cpu_kernels = False
 
     def __init__(self, channels: int, inverse: bool = False) -> None:
         super().__init__()
@@ -70,11 +51,8 @@ class GDN(nn.Module):
         self.beta_root = nn.Parameter(torch.ones(channels))
         self.gamma_root = nn.Parameter((0.1 * torch.eye(channels) + 2**-18).sqrt())
 
-    def forward(self, x: torch.Tensor, overwrite_input: bool = False) -> torch.Tensor:
-        """``overwrite_input``: the CPU kernels may write the result into x (the caller owns x)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.gamma_root.pow(2), self.beta_root.pow(2) + 1e-6
-        if self.cpu_kernels and cpu_kernels.applies(x):
-            return cpu_kernels.gdn(x, gamma, beta, self.inverse, overwrite_input)
         norm = torch.sqrt(nn.functional.conv2d(x * x, gamma[:, :, None, None], beta))
         return x * norm if self.inverse else x / norm
 
@@ -85,28 +63,8 @@ def _act(kind: str, channels: int, inverse: bool) -> nn.Module:
     return GDN(channels, inverse) if kind == "gdn" else nn.LeakyReLU(0.1)
 
 
-def _run(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """One layer of a transform; a GDN's input is always the previous convolution's fresh output,
-    which GDN's CPU kernel overwrites (a forward hook that keeps that output sees it change)."""
-    return layer(x, overwrite_input=True) if isinstance(layer, GDN) else layer(x)
-
-
-class _CpuKernelSwitch(nn.Module):
-    def use_cpu_kernels(self, on: bool) -> None:
-        """Run CPU inference with ``sccodec.model.cpu_kernels`` (on by default; off: the ordinary
-        kernels, e.g. to compare them)."""
-        for module in self.modules():
-            if isinstance(module, (Conv3x3, UpConv, GDN)):
-                module.cpu_kernels = on
-
-
-class AnalysisTransform(nn.Sequential, _CpuKernelSwitch):
-    """g_a: RGB in [0, 1] (B,3,H,W) -> latent y (B,M,H/16,W/16).
-
-    Its CPU kernels are GDN's only (``cpu_kernels.gdn``, the same arithmetic in cache-sized
-    slices): rewriting the 5x5 stride-2 convolutions for Winograd (over the input's four pixel
-    phases) did not make the encoder faster here (303-311 vs 328-332 ms per 768x512 image).
-    """
+class AnalysisTransform(nn.Sequential):
+    """g_a: RGB in [0, 1] (B,3,H,W) -> latent y (B,M,H/16,W/16)."""
 
     def __init__(self, n: int, m: int, nonlinearity: str = "leaky") -> None:
         super().__init__(
@@ -115,12 +73,6 @@ class AnalysisTransform(nn.Sequential, _CpuKernelSwitch):
             _down(n, n), _act(nonlinearity, n, False),
             _down(n, m),
         )
-        self.use_cpu_kernels(True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self:
-            x = _run(layer, x)
-        return x
 
 
 class ResidualBlock(nn.Module):
@@ -140,7 +92,7 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-class SynthesisTransform(nn.Sequential, _CpuKernelSwitch):
+class SynthesisTransform(nn.Sequential):
     """g_s: latent y_hat (B,M,h,w) -> RGB (B,3,16h,16w), mirror of g_a.
 
         y_hat ─up─IGDN─▶ [blocks] ─up─IGDN─▶ [blocks] ─up─IGDN─▶ ─up─▶ x_hat
@@ -154,7 +106,6 @@ class SynthesisTransform(nn.Sequential, _CpuKernelSwitch):
     """
 
     REFINED = (1, 3)  # indices of the layers the refinement follows
-    PLAIN_RADIUS = 1 + 1 / 2 + 1 / 4 + 1 / 8  # receptive radius of the four 3x3 convs, in latent positions
 
     def __init__(self, n: int, m: int, nonlinearity: str = "leaky", blocks: int = 0) -> None:
         super().__init__(
@@ -168,11 +119,10 @@ class SynthesisTransform(nn.Sequential, _CpuKernelSwitch):
         if blocks:
             self.refine = nn.ModuleList(nn.Sequential(*(ResidualBlock(n) for _ in range(blocks)))
                                         for _ in self.REFINED)
-        self.use_cpu_kernels(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i in range(self.layers):
-            x = _run(self[i], x)
+            x = self[i](x)
             if self.blocks and i in self.REFINED:
                 x = self.refine[self.REFINED.index(i)](x)
         return x
@@ -180,5 +130,4 @@ class SynthesisTransform(nn.Sequential, _CpuKernelSwitch):
     @property
     def margin(self) -> int:
         """Latent positions of neighbouring symbols a pixel depends on (tiled decoding reads them)."""
-        # a block's two 3x3 convs reach 2 px at its scale: 1 latent position at 1/8, 1/2 at 1/4 scale
-        return math.ceil(self.PLAIN_RADIUS + self.blocks * (1 + 1 / 2))
+        return synthesis_margin(self.blocks)

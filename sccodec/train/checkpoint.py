@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from sccodec.atomic import atomic_path, remove_stale_temps
-from sccodec.errors import ParameterError, SCVError
+from sccodec.errors import ModelMismatchError, ParameterError, SCVError
 from sccodec.model.scvae import SCVAE, ModelConfig
 from sccodec.train.config import TrainConfig, model_shape, new_model_config, resumed_config, resumed_model_config
 
@@ -92,6 +92,8 @@ def load_resume(path: str) -> dict:
         sidecar = Path(path).with_suffix(".json")
         training = json.loads(sidecar.read_text()).get("training", {}) if sidecar.is_file() else {}
         model = model_file.build().state_dict()
+    except ModelMismatchError as e:  # not a readable weights file
+        raise ParameterError(f"cannot resume from {path}: {e}") from None
     except SCVError:
         raise
     except Exception as e:  # noqa: BLE001 (safetensors, JSON and key errors: all mean "not a model")

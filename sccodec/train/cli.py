@@ -13,7 +13,8 @@ from click.core import ParameterSource
 from sccodec.cli_errors import OutputError, fail
 from sccodec.context import LEGACY_SCHEME, SCHEMES
 from sccodec.errors import SCVError
-from sccodec.model.scvae import SCVAE, STRIDE, ModelConfig
+from sccodec.model.config import STRIDE
+from sccodec.model.scvae import SCVAE, ModelConfig
 from sccodec.model.transforms import NONLINEARITIES
 from sccodec.train.averaging import TailAverage
 from sccodec.train.config import GROWABLE, TrainConfig, command_line, current_train_config, model_shape
@@ -143,7 +144,8 @@ def train(resume: str | None, force: bool, steps: int, minutes: float, **options
                                                   "still decode.")
 def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None, fit_images: int,
            context: str | None, float16_transforms: bool, last_weights: bool, force: bool) -> None:
-    """Export a training checkpoint to <out-dir>/<name>.safetensors + .json (weights + entropy tables).
+    """Export a training checkpoint to <out-dir>/<name>.safetensors + .json (weights + entropy
+    tables) and the runtime graphs the CPU coding path runs (<name>.analysis/code/synthesis.onnx).
 
     A model exported to the installed models folder (the default) is usable at once:
     ``sccodec bench --codecs sccodec@NAME``, ``sccodec encode --model NAME``.
@@ -152,8 +154,8 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
     Example:
       sccodec export train_runs/run1.pt --name my-model --fit-tables photos/
     """
+    from sccodec.train.export import export as write
     from sccodec.train.tables import DEFAULT_CONTEXT
-    from sccodec.weights import export as write
     from sccodec.weights import shipped_dir
 
     context = context or (DEFAULT_CONTEXT if fit_dir else LEGACY_SCHEME)
@@ -183,9 +185,33 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
         done = write(model, name, folder, sidecar, tables, float16_transforms)
     except OSError as e:
         _output_error(f"cannot write {target}: {e.strerror or e}")
-    click.echo(f"wrote {done.path} ({done.path.stat().st_size / 1e6:.1f} MB) and {done.path.with_suffix('.json')}")
+    click.echo(f"wrote {done.path} ({done.path.stat().st_size / 1e6:.1f} MB), its runtime graphs and "
+               f"{done.path.with_suffix('.json')}")
     if done.kept is not None:
         click.echo(f"kept the replaced weights as {done.kept} (files coded with them still decode)")
+
+
+@click.command("export-graphs")
+@click.argument("weights", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+def export_graphs(weights: tuple[str, ...]) -> None:
+    """Write the runtime graphs of existing weights files (NAME.analysis/code/synthesis.onnx beside
+    each), checked against the torch network; ``sccodec export`` already writes them.
+
+    \b
+    Example:
+      sccodec export-graphs runs/my-model.safetensors
+    """
+    from sccodec.model.graphs import export_graphs as write_graphs
+
+    for path in weights:
+        try:
+            errors = write_graphs(Path(path))
+        except SCVError as e:
+            fail(e)
+        except OSError as e:
+            _output_error(f"cannot write the graphs of {path}: {e.strerror or e}")
+        worst = max(errors.values())
+        click.echo(f"wrote the runtime graphs of {path} (largest difference from torch: {worst:.1e})")
 
 
 def _training_record(state: dict, model: SCVAE, average: TailAverage | None) -> dict:

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from sccodec.device import resolve_device
+from sccodec.device import torch_device
 
 
 def has_native_bf16(device: torch.device) -> bool:
@@ -88,7 +88,7 @@ def setup(device: str = "auto") -> Distributed:
     """Join the process group torchrun describes in the environment, if any."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device)
+    dev = torch_device(device)
     if dev.type == "cuda" and dev.index is None:  # one GPU per process on this node
         dev = torch.device("cuda", local_rank % torch.cuda.device_count())
     if world <= 1:

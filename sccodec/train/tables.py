@@ -17,8 +17,9 @@ import torch
 
 from sccodec.context import SCHEMES, scheme_contexts, value_index
 from sccodec.entropy import SymbolTables
-from sccodec.image_io import pad_to_multiple, to_tensor
-from sccodec.model.scvae import SCVAE, STRIDE
+from sccodec.image_io import pad_to_multiple, to_planes
+from sccodec.model.config import STRIDE
+from sccodec.model.scvae import SCVAE
 from sccodec.rdo import fixed_dead_zone
 from sccodec.train.data import load_rgb
 
@@ -54,7 +55,7 @@ def count_symbols(model: SCVAE, paths: list[Path], context: str = DEFAULT_CONTEX
     atom = np.arange(c.atoms)[:, None, None]
     for path in paths:
         img = load_rgb(path)[:, :max_side, :max_side].permute(1, 2, 0).numpy()
-        y = model.analyze(pad_to_multiple(to_tensor(img), STRIDE))
+        y = model.analyze(torch.from_numpy(to_planes(pad_to_multiple(img, STRIDE))))
         for q in range(c.qualities):
             s = _fixed_symbols(model, y, q)
             flag, value = scheme_contexts(scheme, s, c.groups)

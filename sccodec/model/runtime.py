@@ -1,0 +1,80 @@
+"""The SC-VAE run by ONNX Runtime: the CPU coding path, with no torch.
+
+A model's inference halves are three ONNX graphs beside its weights file (``graph_paths``):
+
+    analysis   x (1,3,H,W) in [0, 1] ─g_a─▶ y (1,M,H/16,W/16)
+    code       y, level q ─×gain[q], LISTA─▶ real-valued symbols s (K,h,w)
+    synthesis  symbols (K,h,w), level q ─×step[q], dictionary, ×1/gain[q], g_s─▶ x̂ (1,3,H,W) in [0, 1]
+
+The graphs hold no weights of their own: every parameter is external data that points into the
+``.safetensors`` file itself (``sccodec.model.graphs`` writes them so), and each graph records
+the weights hash it was exported from. So the hash in a ``.scv`` header names exactly the bytes
+that decode it, and a graph that does not belong to the weights beside it is refused.
+
+Why ONNX Runtime: a small, well-kept inference runtime whose import and session set-up take a
+fraction of torch's (docs/performance.md measures it beside OpenVINO and torch).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sccodec.errors import ModelMismatchError
+from sccodec.model.config import Geometry, ModelConfig, geometry
+
+GRAPHS = ("analysis", "code", "synthesis")
+WEIGHTS_HASH_KEY = "sccodec.weights_hash"  # graph metadata: the hash of the weights it reads
+
+
+def graph_paths(weights: Path) -> dict[str, Path]:
+    """Where a weights file's graphs live: ``NAME.analysis.onnx`` and so on, beside it."""
+    return {name: weights.with_name(f"{weights.stem}.{name}.onnx") for name in GRAPHS}
+
+
+def has_graphs(weights: Path) -> bool:
+    return all(p.is_file() for p in graph_paths(weights).values())
+
+
+class RuntimeModel:
+    """An ``ImageModel`` (``sccodec.model.interface``) on ONNX Runtime's CPU provider.
+
+    ``threads``: intra-op threads per graph (default: the machine's cores). Each session runs one
+    call at a time, so one ``RuntimeModel`` per thread of a program that codes in parallel.
+    """
+
+    def __init__(self, weights: Path, digest: bytes, config: ModelConfig, threads: int | None = None) -> None:
+        import onnxruntime as ort  # deferred: `sccodec --help` and parsing never need it
+
+        paths = graph_paths(weights)
+        missing = [str(p) for p in paths.values() if not p.is_file()]
+        if missing:
+            raise ModelMismatchError(f"{weights} has no runtime graphs ({', '.join(missing)}); "
+                                     f"write them with 'sccodec export-graphs {weights}'")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: the runtime's own notes are not the user's
+        self._sessions = {}
+        for name, path in paths.items():
+            try:
+                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception as e:  # noqa: BLE001 (the runtime raises its own types for bad files)
+                raise ModelMismatchError(f"cannot load the runtime graph {path}: {e}") from None
+            bound = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_HASH_KEY)
+            if bound != digest.hex():
+                raise ModelMismatchError(f"{path} was exported from weights {bound}, not from {weights} "
+                                         f"({digest.hex()}); write it again with 'sccodec export-graphs {weights}'")
+            self._sessions[name] = session
+        self.geometry: Geometry = geometry(config)
+
+    def analyze(self, x: np.ndarray) -> np.ndarray:
+        return self._sessions["analysis"].run(None, {"x": np.ascontiguousarray(x, np.float32)})[0]
+
+    def scaled_symbols(self, y: np.ndarray, quality_index: int) -> np.ndarray:
+        return self._sessions["code"].run(None, {"y": y, "q": np.array([quality_index], np.int64)})[0]
+
+    def decode_symbols(self, symbols: np.ndarray, quality_index: int) -> np.ndarray:
+        feed = {"symbols": np.ascontiguousarray(symbols, np.float32), "q": np.array([quality_index], np.int64)}
+        return self._sessions["synthesis"].run(None, feed)[0]

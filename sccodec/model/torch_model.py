@@ -1,0 +1,35 @@
+"""The SC-VAE run by torch behind the ``ImageModel`` interface: the reference implementation,
+and the path for CUDA (``device="cuda"``).
+
+The CPU coding path runs the same networks in ONNX Runtime (``sccodec.model.runtime``) and needs
+no torch; this adapter is what the runtime's graphs are checked against, and what a GPU runs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sccodec.model.config import Geometry, geometry
+from sccodec.model.scvae import SCVAE
+
+
+class TorchModel:
+    """An ``SCVAE`` on a torch device, with NumPy arrays in and out."""
+
+    def __init__(self, net: SCVAE, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.net = net.eval().to(self.device)
+        self.geometry: Geometry = geometry(net.config)
+
+    @torch.no_grad()
+    def analyze(self, x: np.ndarray) -> np.ndarray:
+        return self.net.analyze(torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)).cpu().numpy()
+
+    @torch.no_grad()
+    def scaled_symbols(self, y: np.ndarray, quality_index: int) -> np.ndarray:
+        return self.net.scaled_symbols(torch.from_numpy(y).to(self.device), quality_index).cpu().numpy()
+
+    @torch.no_grad()
+    def decode_symbols(self, symbols: np.ndarray, quality_index: int) -> np.ndarray:
+        s = torch.from_numpy(np.ascontiguousarray(symbols)).to(self.device)
+        return self.net.decode_symbols(s, quality_index).cpu().numpy()
