@@ -1,4 +1,4 @@
-"""Cross-thread-count decoding: a file encoded with 1 and with 2 threads decodes, and agrees.
+"""Cross-thread-count coding on the CPU runtime: files encoded with 1 and 2 threads, and their decodes.
 
     python bench/determinism.py [--images ../shared/data/kodak] [--count 4]
 
@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from sccodec.api import DEFAULT_QUALITY, Codec
@@ -31,24 +30,19 @@ def main() -> None:
     paths = sorted(args.images.glob("*.png"))[: args.count]
     if not paths:
         raise SystemExit(f"no PNG images in {args.images}")
-    codec = Codec(device="cpu")
-    saved = torch.get_num_threads()
+    model_file = Codec(device="cpu").model_file
+    codecs = {t: Codec(model_file, "cpu", network=model_file.network("cpu", threads=t)) for t in (1, 2)}
     rows = []
     for path in paths:
         pixels = np.asarray(Image.open(path).convert("RGB"))
-        files = {}
-        for t in (1, 2):
-            torch.set_num_threads(t)
-            files[t] = codec.encode(pixels, args.quality)
+        files = {t: codec.encode(pixels, args.quality) for t, codec in codecs.items()}
         decodes = {}
         for enc_t, data in files.items():
-            for dec_t in (1, 2):
-                torch.set_num_threads(dec_t)
+            for dec_t, codec in codecs.items():
                 decodes[f"enc{enc_t}_dec{dec_t}"] = psnr(codec.decode_array(data)[0], pixels)
         values = list(decodes.values())
         rows.append({"image": path.name, "identical_files": files[1] == files[2], "psnr": decodes,
                      "max_psnr_difference_db": max(values) - min(values)})
-    torch.set_num_threads(saved)
     worst = max(r["max_psnr_difference_db"] for r in rows)
     out = {"quality": args.quality, "images": rows, "worst_difference_db": worst}
     (HERE / "results").mkdir(exist_ok=True)

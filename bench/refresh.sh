@@ -4,7 +4,6 @@
 set -euo pipefail
 KODAK=${1:-../shared/data/kodak}
 cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=2
 REFS=()
 for f in bench/results/peers/{webp,avif,jpegxl,heic}.json \
          ../shared/reference/compressai_kodak/compressai-bmshj2018-factorized_mse_cpu.json; do
@@ -16,8 +15,6 @@ sccodec bench --images "$KODAK" --codecs sccodec@scvae-base,jpeg --out bench/res
 python bench/record_rd.py bench/results/kodak-scvae-base
 python bench/head_to_head.py
 python bench/speed.py
-python bench/speed.py --quality 10 --out bench/results/speed-q10.json
-python bench/speed.py --model scvae-base
 python bench/memory.py --kodak "$KODAK"
 python bench/determinism.py
 python bench/target_bpp.py --targets 0.15,0.25,0.5

@@ -18,7 +18,6 @@ bench/results/speed.json and prints a Markdown table. Compare figures within one
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import multiprocessing as mp
 import os
@@ -199,11 +198,18 @@ def main() -> None:
               "idle": idle, "under_load": loaded}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"{args.model} on {record['cpu']}, {cores} cores, quality {record['quality']}, median of {args.runs} runs")
+    print_table(record)
+
+
+def print_table(record: dict) -> None:
+    idle, loaded = record["idle"], record["under_load"]
+    print(f"{record['model']} on {record['cpu']}, {record['cores']} cores, quality {record['quality']}, "
+          f"median of {record['runs']} runs")
     print("| figure (ms) | idle | one busy process per core | ratio |")
     print("|---|---|---|---|")
-    rows = [(f"whole process: sccodec {k}", idle["process_ms"][k], loaded["process_ms"][k]) for k in idle["process_ms"]]
-    rows += [(k.replace("_ms", "").replace("_", " "), v, loaded[k]) for k, v in idle.items() if k.endswith("_ms")]
+    rows = [(f"whole process: sccodec {k}", v, loaded["process_ms"][k]) for k, v in idle["process_ms"].items()]
+    rows += [(k[:-3].replace("_", " "), v, loaded[k]) for k, v in idle.items() if k.endswith("_ms") and k != "process_ms"]
+    rows += [(k[:-3].replace("_", " "), v, (loaded["transforms"] or {})[k]) for k, v in (idle["transforms"] or {}).items()]
     rows += [(f"{name} {op}", v[f"{op}_ms"], loaded["peers"][name][f"{op}_ms"]) for name, v in idle["peers"].items()
              if "skipped" not in v for op in ("encode", "decode")]
     for label, a, b in rows:

@@ -52,8 +52,6 @@ class DecodedSymbols:
     ancillary: dict[bytes, bytes]  # e.g. b"iCCP": the ICC profile of the original
 
 
-
-
 def parse_symbols(data: bytes | Container, model_file: ModelFile | None = None,
                   max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedSymbols:
     """Entropy-decode a file (bytes, or a parsed ``Container``) to integer symbols without
@@ -102,6 +100,9 @@ class Codec:
     """An image model and a symbol coder, loaded once for encoding and decoding many images."""
 
     synthesis_window: int = SYNTHESIS_WINDOW  # pixels a side synthesised at a time (a multiple of the stride)
+    #: Called as ``progress(stage, done, total)`` after each tile or window of the network's work
+    #: (stage: "encoding" or "decoding"), e.g. to show progress on large images; None: silent.
+    progress: Callable[[str, int, int], None] | None = None
 
     def __init__(self, model: str | ModelFile = DEFAULT_MODEL, device: str = "auto",
                  max_pixels: int = DEFAULT_MAX_PIXELS, *, network: ImageModel | None = None,
@@ -160,7 +161,11 @@ class Codec:
         src = read_image(image, self.max_pixels)
         ancillary = {ICC_CHUNK: src.icc} if src.icc else {}
         # The analysis transform does not depend on the quality: run it once per tile.
-        latents = [self._analyze_tile(src.pixels, box) for box in tile_boxes(src.height, src.width, tile)]
+        boxes = tile_boxes(src.height, src.width, tile)
+        latents = []
+        for box in boxes:
+            latents.append(self._analyze_tile(src.pixels, box))
+            self._report("encoding", len(latents), len(boxes))
         mf, coder = self.model_file, self.coder
 
         @functools.cache
@@ -235,9 +240,15 @@ class Codec:
         parsed = self.parse_symbols(container)
         grid = _assemble(parsed.tiles, [latent_box(b, self.stride) for b in tile_boxes(h.height, h.width, h.tile)])
         out = np.empty((h.height, h.width, 3), dtype=np.uint8)
-        for box in tile_boxes(h.height, h.width, self.synthesis_window):  # not the file's tiles: bounded work
+        windows = tile_boxes(h.height, h.width, self.synthesis_window)  # not the file's tiles: bounded work
+        for done, box in enumerate(windows, 1):
             out[box.top : box.top + box.height, box.left : box.left + box.width] = self._synthesize(grid, box, h.quality - 1)
+            self._report("decoding", done, len(windows))
         return out, h, parsed.ancillary
+
+    def _report(self, stage: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total)
 
     def _analyze_tile(self, pixels: np.ndarray, box: Box) -> np.ndarray:
         """The tile's latents, computed with its neighbours' pixels in view (sccodec.tiling)."""

@@ -185,6 +185,7 @@ class Job:
     note: str = ""  # said with the result, e.g. why the output has another name than usual
     exists_hint: str = "use --force to overwrite it"  # after "OUTPUT exists; "
     replaces_only_scv: bool = False  # encode's default name: --force replaces an .scv file only
+    progress: bool = False  # show the network's progress on stderr (one large file on a terminal)
 
 
 @dataclass(frozen=True)
@@ -222,8 +223,8 @@ def _encode_job(job: Job) -> Outcome:
         data_in = read_input(job.source)
         if data_in.startswith(MAGIC):
             raise InputError("already an .scv file (decode it with 'sccodec decode')")
-        result = _cached_codec(model, device, max_pixels).encode_with_info(data_in, quality, target_bpp=target_bpp,
-                                                                           target_psnr=target_psnr)
+        result = _codec_for(job, model, device, max_pixels).encode_with_info(data_in, quality, target_bpp=target_bpp,
+                                                                             target_psnr=target_psnr)
         if job.replaces_only_scv and job.overwrite and not _is_scv_or_absent(job.output):
             raise OutputError(f"{job.output} exists and is not an .scv file; give -o to choose the output name")
         write_output(job.output, result.data, overwrite=job.overwrite, source=job.source,
@@ -259,7 +260,7 @@ def _decode_job(job: Job) -> Outcome:
         data = read_input(job.source)
         container = parse(data, max_pixels)  # once: the codec decodes the parsed file
         header = container.header
-        image = _cached_codec(header.model, device, max_pixels).decode(container)
+        image = _codec_for(job, header.model, device, max_pixels).decode(container)
         buf = io.BytesIO()
         suffix = Path(job.output).suffix.lower() if job.output != "-" else ""
         try:
@@ -285,6 +286,26 @@ def _cached_codec(model: str | None, device: str, max_pixels: int):
     from sccodec.weights import DEFAULT_MODEL
 
     return Codec(model or DEFAULT_MODEL, device=device, max_pixels=max_pixels)
+
+
+def _codec_for(job: Job, model: str | None, device: str, max_pixels: int):
+    codec = _cached_codec(model, device, max_pixels)
+    codec.progress = _show_progress if job.progress else None
+    return codec
+
+
+#: Below this many tiles (1024-px windows) an image codes in a few seconds: no progress shown.
+PROGRESS_FROM_TILES = 4
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def _show_progress(stage: str, done: int, total: int) -> None:
+    """``encoding: 3/12 tiles`` on one line of the terminal, rewritten in place."""
+    if total >= PROGRESS_FROM_TILES:
+        click.echo(f"\r{stage}: {done}/{total} tiles", err=True, nl=done == total)
 
 
 def _failed(job: Job, e: Exception) -> Outcome:
@@ -356,7 +377,7 @@ def _run(fn, jobs: list[Job], workers: int, verb: str, out_dir: str | None) -> N
         raise OutputError(f"output folder does not exist: {sorted(out_dir_missing)[0]}")
     run_job = functools.partial(_job_with_warnings, fn)
     if len(jobs) == 1:
-        outcome = run_job(jobs[0])
+        outcome = run_job(dataclasses.replace(jobs[0], progress=_stderr_is_terminal()))
         _say_warnings(outcome)
         if outcome.exit_code:
             click.echo(f"sccodec: error: {about(outcome.source, outcome.message)}", err=True)

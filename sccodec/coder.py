@@ -117,3 +117,8 @@ class ContextCoder:
             return entropy.decode(words, self.tables, quality_index, shape, self.adaptive)
         except (ValueError, RuntimeError, IndexError) as e:
             raise CorruptFileError(f"cannot be entropy-decoded: {e}") from None
+        except BaseException as e:
+            # constriction's Rust panics reach Python as pyo3's PanicException, a BaseException
+            if type(e).__name__ != "PanicException":
+                raise
+            raise CorruptFileError(f"cannot be entropy-decoded: the coder stopped ({e})") from None

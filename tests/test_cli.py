@@ -886,3 +886,21 @@ def test_decoding_a_file_with_a_broken_profile_drops_it_with_one_warning(run, tm
     assert f"sccodec: warning: {path}: dropped the ICC profile" in result.stderr
     with Image.open(tmp_path / "out.png") as img:
         assert "icc_profile" not in img.info
+
+
+def test_large_images_show_progress_on_a_terminal_only(monkeypatch, tmp_path) -> None:
+    """A file of 4 or more tiles reports each tile on stderr when stderr is a terminal."""
+    from sccodec import cli
+
+    shown = []
+    monkeypatch.setattr(cli, "_show_progress", lambda stage, done, total: shown.append((stage, done, total)))
+    monkeypatch.setattr(cli, "PROGRESS_FROM_TILES", 1)
+    src = tmp_path / "big.png"
+    Image.fromarray(gradient_image(40, 40)).save(src)
+    for tty in (False, True):
+        monkeypatch.setattr(cli, "_stderr_is_terminal", lambda tty=tty: tty)
+        assert CliRunner().invoke(cli.main, ["encode", str(src), "-o", str(tmp_path / f"{tty}.scv")]).exit_code == 0
+        assert CliRunner().invoke(cli.main, ["decode", str(tmp_path / f"{tty}.scv"), "-o",
+                                             str(tmp_path / f"{tty}.png")]).exit_code == 0
+        assert bool(shown) == tty
+    assert shown == [("encoding", 1, 1), ("decoding", 1, 1)]

@@ -140,3 +140,28 @@ def test_every_error_is_an_scv_error(small_scv) -> None:
     for width, height, tile in list(CLAIMS.values()) + [(2**32 - 1, 1, 65520), (1, 2**32 - 1, 16)]:
         with pytest.raises(SCVError):
             bitstream.parse(rebuild(small_scv, width=width, height=height, tile=tile))
+
+
+def test_a_panic_in_the_entropy_coder_is_a_corrupt_file_error(small_scv, monkeypatch) -> None:
+    """constriction's Rust panics arrive as pyo3's PanicException, a BaseException: not caught by
+    ``except Exception``. The coder turns one into the file's error; other BaseExceptions pass."""
+    import sccodec.coder
+    from sccodec.api import Codec
+    from sccodec.errors import CorruptFileError
+
+    class PanicException(BaseException):
+        pass
+
+    def panics(*args, **kwargs):
+        raise PanicException("probabilities must be finite")
+
+    monkeypatch.setattr(sccodec.coder.entropy, "decode", panics)
+    with pytest.raises(CorruptFileError, match="coder stopped"):
+        Codec(device="cpu").parse_symbols(small_scv)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sccodec.coder.entropy, "decode", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Codec(device="cpu").parse_symbols(small_scv)

@@ -85,7 +85,7 @@ def test_an_export_that_computes_something_else_is_refused(tmp_path, model_file)
     """The export's own check: a graph that does not match its module is an error, not a file."""
     import torch
 
-    from sccodec.model.graphs import _check
+    from sccodec.train.graphs import _check
 
     class Dimmer(torch.nn.Module):
         def __init__(self) -> None:

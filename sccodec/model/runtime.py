@@ -7,7 +7,7 @@ A model's inference halves are three ONNX graphs beside its weights file (``grap
     synthesis  symbols (K,h,w), level q ─×step[q], dictionary, ×1/gain[q], g_s─▶ x̂ (1,3,H,W) in [0, 1]
 
 The graphs hold no weights of their own: every parameter is external data that points into the
-``.safetensors`` file itself (``sccodec.model.graphs`` writes them so), and each graph records
+``.safetensors`` file itself (``sccodec.train.graphs`` writes them so), and each graph records
 the weights hash it was exported from. So the hash in a ``.scv`` header names exactly the bytes
 that decode it, and a graph that does not belong to the weights beside it is refused.
 
@@ -56,6 +56,9 @@ class RuntimeModel:
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: the runtime's own notes are not the user's
+        # Tiles and windows come in several sizes; planning memory per shape (the default) kept
+        # every shape's plan: 3.3 GB at peak decoding 4K, against 1.8 GB and less time without it.
+        options.enable_mem_pattern = False
         self._sessions = {}
         for name, path in paths.items():
             try:

@@ -90,7 +90,7 @@ class SCVAE(nn.Module):
 
     def latent_code(self, y: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """Latent y (B,M,h,w) at levels q (B,) -> real-valued symbols s (B,K,h,w): the runtime's
-        ``code`` graph (``sccodec.model.graphs``)."""
+        ``code`` graph (``sccodec.train.graphs``)."""
         return self._code(y, q)[0]
 
     def _code(self, y: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -201,7 +201,7 @@ def export_graphs(weights: tuple[str, ...]) -> None:
     Example:
       sccodec export-graphs runs/my-model.safetensors
     """
-    from sccodec.model.graphs import export_graphs as write_graphs
+    from sccodec.train.graphs import export_graphs as write_graphs
 
     for path in weights:
         try:

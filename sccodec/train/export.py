@@ -1,7 +1,7 @@
 """Export a model: the weights file, its sidecar and the runtime's graphs, written atomically.
 
     SCVAE + tables ─safetensors (sorted header)─▶ NAME.safetensors ─sha256─▶ weights hash
-                   ─sccodec.model.graphs─▶ NAME.analysis/code/synthesis.onnx (bound to that hash)
+                   ─sccodec.train.graphs─▶ NAME.analysis/code/synthesis.onnx (bound to that hash)
                    ─▶ NAME.json (sidecar: config, hash, training record)
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from safetensors.torch import save as st_save
 from sccodec import atomic
 from sccodec.context import LEGACY_SCHEME
 from sccodec.entropy import SymbolTables
-from sccodec.model.graphs import export_graphs
+from sccodec.train.graphs import export_graphs
 from sccodec.model.runtime import has_graphs
 from sccodec.model.scvae import SCVAE
 from sccodec.weights import TABLE_PREFIX, kept_version_path, read_model_file
