@@ -23,13 +23,22 @@ class TorchModel:
 
     @torch.no_grad()
     def analyze(self, x: np.ndarray) -> np.ndarray:
-        return self.net.analyze(torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)).cpu().numpy()
+        with _full_precision():
+            return self.net.analyze(torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)).cpu().numpy()
 
     @torch.no_grad()
     def scaled_symbols(self, y: np.ndarray, quality_index: int) -> np.ndarray:
-        return self.net.scaled_symbols(torch.from_numpy(y).to(self.device), quality_index).cpu().numpy()
+        with _full_precision():
+            return self.net.scaled_symbols(torch.from_numpy(y).to(self.device), quality_index).cpu().numpy()
 
     @torch.no_grad()
     def decode_symbols(self, symbols: np.ndarray, quality_index: int) -> np.ndarray:
         s = torch.from_numpy(np.ascontiguousarray(symbols)).to(self.device)
-        return self.net.decode_symbols(s, quality_index).cpu().numpy()
+        with _full_precision():
+            return self.net.decode_symbols(s, quality_index).cpu().numpy()
+
+
+def _full_precision():  # noqa: ANN202 (a context manager)
+    """cuDNN convolutions in full float32: by default CUDA may run them in TF32 (10-bit
+    mantissas), which can move decoded pixels by more than the one level the CPU path promises."""
+    return torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False)

@@ -56,6 +56,8 @@ MODEL_DEFAULTS = {f.name: getattr(ModelConfig(), f.name) for f in fields(ModelCo
                    "C++ compiler, else training goes on without it).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=TrainConfig.device,
               show_default=True, help="auto: this process's GPU when CUDA is available, else the CPU.")
+@click.option("--checkpoint-minutes", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.checkpoint_minutes,
+              show_default=True, help="Write the checkpoint this often (and when the run stops).")
 @click.option("--validate-minutes", type=click.FloatRange(min=0), default=TrainConfig.validate_minutes,
               show_default=True, help="Validate on the held-out photos (every 40th of --data) this often; 0: never.")
 @click.option("--dead-zone-grad", type=click.FloatRange(min=0, max=1), default=TrainConfig.dead_zone_grad,
@@ -297,9 +299,10 @@ def _lambdas(text: str | None) -> tuple[float, ...] | None:
 
 
 def _cpu_hours(runs: list[dict]) -> float:
-    """Core-hours of all training runs (runs recorded before threads were logged used 2 cores)."""
+    """CPU core-hours of all training runs (runs recorded before threads were logged used 2 cores);
+    runs on a GPU are not CPU time (their record keeps their own wall time)."""
     return sum(r.get("wall_seconds", 0.0) * r.get("processes", 1) * r.get("threads_per_process", 2)
-               for r in runs if "command" in r) / 3600
+               for r in runs if "command" in r and r.get("device", "cpu") != "cuda") / 3600
 
 
 def _last(history: list[dict], key: str) -> dict | None:
