@@ -70,8 +70,11 @@ def test_graphs_of_other_weights_are_refused(tmp_path, model_file) -> None:
     shutil.copy(other.path, fake)  # other weights under this model's graphs
     for name, path in graph_paths(model_file.path).items():
         shutil.copy(path, graph_paths(fake)[name])
+    runtime = read_model_file(fake).network("cpu")
     with pytest.raises(ModelMismatchError, match="exported from weights"):
-        read_model_file(fake).network("cpu")
+        runtime.decode_symbols(np.zeros((other.config.atoms, 1, 1), np.int32), 0)
+    with pytest.raises(ModelMismatchError, match="exported from weights"):
+        runtime.analyze(np.zeros((1, 3, 16, 16), np.float32))
 
 
 def test_missing_graphs_name_the_command_that_writes_them(tmp_path, model_file) -> None:

@@ -47,11 +47,12 @@ class RuntimeModel:
     def __init__(self, weights: Path, digest: bytes, config: ModelConfig, threads: int | None = None) -> None:
         import onnxruntime as ort  # deferred: `sccodec --help` and parsing never need it
 
-        paths = graph_paths(weights)
-        missing = [str(p) for p in paths.values() if not p.is_file()]
+        self._paths = graph_paths(weights)
+        missing = [str(p) for p in self._paths.values() if not p.is_file()]
         if missing:
             raise ModelMismatchError(f"{weights} has no runtime graphs ({', '.join(missing)}); "
                                      f"write them with 'sccodec export-graphs {weights}'")
+        self._weights, self._digest = weights, digest
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
@@ -59,25 +60,34 @@ class RuntimeModel:
         # Tiles and windows come in several sizes; planning memory per shape (the default) kept
         # every shape's plan: 3.3 GB at peak decoding 4K, against 1.8 GB and less time without it.
         options.enable_mem_pattern = False
-        self._sessions = {}
-        for name, path in paths.items():
+        self._options = options
+        self._sessions: dict[str, object] = {}
+        self.geometry: Geometry = geometry(config)
+
+    def _session(self, name: str):  # noqa: ANN202 (an onnxruntime.InferenceSession)
+        """The graph's session, created on first use: a decoder never loads the analysis."""
+        if name not in self._sessions:
+            import onnxruntime as ort
+
+            path = self._paths[name]
             try:
-                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                session = ort.InferenceSession(str(path), self._options, providers=["CPUExecutionProvider"])
             except Exception as e:  # noqa: BLE001 (the runtime raises its own types for bad files)
                 raise ModelMismatchError(f"cannot load the runtime graph {path}: {e}") from None
             bound = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_HASH_KEY)
-            if bound != digest.hex():
-                raise ModelMismatchError(f"{path} was exported from weights {bound}, not from {weights} "
-                                         f"({digest.hex()}); write it again with 'sccodec export-graphs {weights}'")
+            if bound != self._digest.hex():
+                raise ModelMismatchError(f"{path} was exported from weights {bound}, not from {self._weights} "
+                                         f"({self._digest.hex()}); write it again with "
+                                         f"'sccodec export-graphs {self._weights}'")
             self._sessions[name] = session
-        self.geometry: Geometry = geometry(config)
+        return self._sessions[name]
 
     def analyze(self, x: np.ndarray) -> np.ndarray:
-        return self._sessions["analysis"].run(None, {"x": np.ascontiguousarray(x, np.float32)})[0]
+        return self._session("analysis").run(None, {"x": np.ascontiguousarray(x, np.float32)})[0]
 
     def scaled_symbols(self, y: np.ndarray, quality_index: int) -> np.ndarray:
-        return self._sessions["code"].run(None, {"y": y, "q": np.array([quality_index], np.int64)})[0]
+        return self._session("code").run(None, {"y": y, "q": np.array([quality_index], np.int64)})[0]
 
     def decode_symbols(self, symbols: np.ndarray, quality_index: int) -> np.ndarray:
         feed = {"symbols": np.ascontiguousarray(symbols, np.float32), "q": np.array([quality_index], np.int64)}
-        return self._sessions["synthesis"].run(None, feed)[0]
+        return self._session("synthesis").run(None, feed)[0]
