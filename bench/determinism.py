@@ -30,8 +30,7 @@ def main() -> None:
     paths = sorted(args.images.glob("*.png"))[: args.count]
     if not paths:
         raise SystemExit(f"no PNG images in {args.images}")
-    model_file = Codec(device="cpu").model_file
-    codecs = {t: Codec(model_file, "cpu", network=model_file.network("cpu", threads=t)) for t in (1, 2)}
+    codecs = {t: Codec(device="cpu", threads=t) for t in (1, 2)}
     rows = []
     for path in paths:
         pixels = np.asarray(Image.open(path).convert("RGB"))

@@ -24,8 +24,7 @@ def main() -> None:
     ap.add_argument("--max-pixels", type=int, default=1 << 20)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    model_file = Codec(device="cpu").model_file
-    codec = Codec(model_file, "cpu", max_pixels=args.max_pixels, network=model_file.network("cpu", threads=args.threads))
+    codec = Codec(device="cpu", max_pixels=args.max_pixels, threads=args.threads)
     t0 = time.time()
 
     def progress(i: int) -> None:

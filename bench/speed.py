@@ -134,8 +134,9 @@ def openvino_transforms(codec: Codec, pixels: np.ndarray, data: bytes, runs: int
     analysis = core.compile_model(str(paths["analysis"]), "CPU", config)
     synthesis = core.compile_model(str(paths["synthesis"]), "CPU", config)
     x = to_planes(pixels)
-    symbols = codec.parse_symbols(data).tiles[0].astype(np.float32)
-    q = np.array([codec.parse_symbols(data).header.quality - 1], np.int64)
+    parsed = codec.parse_symbols(data)
+    symbols = parsed.tiles[0].astype(np.float32)
+    q = np.array([parsed.header.quality - 1], np.int64)
     net = codec.network
     return {"openvino_analysis_ms": median_ms(lambda: analysis([x]), runs),
             "openvino_synthesis_ms": median_ms(lambda: synthesis([symbols, q]), runs),

@@ -29,6 +29,7 @@ from sccodec.coder import SymbolCoder
 from sccodec.device import resolve_device
 from sccodec.errors import CorruptFileError, ImageInputError, ParameterError
 from sccodec.image_io import ImageLike, from_planes, pad_to_multiple, read_image, to_image, to_planes, validate_icc
+from sccodec.metrics import psnr_rgb
 from sccodec.model.config import Geometry
 from sccodec.model.interface import ImageModel
 from sccodec.tiling import Box, latent_box, tile_boxes
@@ -56,7 +57,7 @@ def parse_symbols(data: bytes | Container, model_file: ModelFile | None = None,
                   max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedSymbols:
     """Entropy-decode a file (bytes, or a parsed ``Container``) to integer symbols without
     building any neural network."""
-    container = data if isinstance(data, Container) else bitstream.parse(data, max_pixels)
+    container = _parsed(data, max_pixels)
     h = container.header
     if model_file is None or (model_file.name, model_file.digest) != (h.model, h.weights_hash):
         model_file = load_model_file(h.model, h.weights_hash)
@@ -105,9 +106,10 @@ class Codec:
     progress: Callable[[str, int, int], None] | None = None
 
     def __init__(self, model: str | ModelFile = DEFAULT_MODEL, device: str = "auto",
-                 max_pixels: int = DEFAULT_MAX_PIXELS, *, network: ImageModel | None = None,
-                 coder: SymbolCoder | None = None) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, *, threads: int | None = None,
+                 network: ImageModel | None = None, coder: SymbolCoder | None = None) -> None:
         """``model``: an installed model's name, or a ``ModelFile`` (``sccodec.weights.read_model_file``).
+        ``threads``: the CPU runtime's threads (default: all cores).
 
         ``network`` and ``coder`` replace the halves the model file would build (its name and
         weights hash still go into every header): how a new transform or entropy model is tried.
@@ -118,6 +120,7 @@ class Codec:
         self.model_file = model if isinstance(model, ModelFile) else load_model_file(model)
         self.device = resolve_device(device)
         self.max_pixels = max_pixels
+        self.threads = threads
         self.coder: SymbolCoder = self.model_file.coder if coder is None else coder
         self.geometry: Geometry = self.model_file.geometry if network is None else network.geometry
         if network is not None:
@@ -126,7 +129,7 @@ class Codec:
     @functools.cached_property
     def network(self) -> ImageModel:
         """Loaded on first use: parsing never needs it. ONNX Runtime on the CPU, torch on CUDA."""
-        return self.model_file.network(self.device)
+        return self.model_file.network(self.device, self.threads)
 
     @property
     def stride(self) -> int:
@@ -180,8 +183,6 @@ class Codec:
 
         @functools.cache
         def measured(q: int) -> Encoded:
-            from sccodec.metrics import psnr_rgb  # scipy: imported only when a target needs it
-
             seen = np.asarray(self.decode(at(q).data).convert("RGB"))  # what the user gets: grey for L
             return replace(at(q), psnr=psnr_rgb(src.pixels, seen))
 
@@ -210,7 +211,7 @@ class Codec:
 
     def parse_symbols(self, data: bytes | Container) -> DecodedSymbols:
         """A file of this codec's model -> its integer symbols, tile by tile; builds no network."""
-        container = data if isinstance(data, Container) else bitstream.parse(_as_bytes(data), self.max_pixels)
+        container = _parsed(data, self.max_pixels)
         h = container.header
         if (h.model, h.weights_hash) != (self.model_file.name, self.model_file.digest):
             return parse_symbols(container, max_pixels=self.max_pixels)
@@ -231,13 +232,13 @@ class Codec:
         return image
 
     def _decode(self, data: bytes | Container) -> tuple[np.ndarray, Header, dict[bytes, bytes]]:
-        container = data if isinstance(data, Container) else bitstream.parse(_as_bytes(data), self.max_pixels)
+        container = _parsed(data, self.max_pixels)
         h = container.header
         mf = self.model_file
         if (h.model, h.weights_hash) != (mf.name, mf.digest):
             needed = load_model_file(h.model, h.weights_hash)  # raises, naming the model needed
             return Codec(needed, self.device, self.max_pixels)._decode(container)
-        parsed = self.parse_symbols(container)
+        parsed = _parse_tiles(container, self.coder, self.stride)
         grid = _assemble(parsed.tiles, [latent_box(b, self.stride) for b in tile_boxes(h.height, h.width, h.tile)])
         out = np.empty((h.height, h.width, 3), dtype=np.uint8)
         windows = tile_boxes(h.height, h.width, self.synthesis_window)  # not the file's tiles: bounded work
@@ -268,6 +269,11 @@ class Codec:
         x_hat = self.network.decode_symbols(symbols, quality_index)
         rows, cols = box.within(ctx.scaled(self.stride))
         return from_planes(x_hat[..., rows, cols])
+
+
+def _parsed(data: object, max_pixels: int) -> Container:
+    """A file's bytes parsed (chunks and CRCs checked), or a ``Container`` parsed already."""
+    return data if isinstance(data, Container) else bitstream.parse(_as_bytes(data), max_pixels)
 
 
 def _as_bytes(data: object) -> bytes:
@@ -314,7 +320,7 @@ def decode(data: bytes | Container, device: str = "auto", *, as_array: bool = Fa
 
     With ``as_array=True``: a uint8 (H,W,3) RGB NumPy array instead. For a path, use ``open``.
     """
-    container = data if isinstance(data, Container) else bitstream.parse(_as_bytes(data), max_pixels)
+    container = _parsed(data, max_pixels)
     codec = _codec(container.header.model, str(resolve_device(device)), max_pixels)
     return codec.decode_array(container)[0] if as_array else codec.decode(container)
 

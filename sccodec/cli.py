@@ -186,6 +186,7 @@ class Job:
     exists_hint: str = "use --force to overwrite it"  # after "OUTPUT exists; "
     replaces_only_scv: bool = False  # encode's default name: --force replaces an .scv file only
     progress: bool = False  # show the network's progress on stderr (one large file on a terminal)
+    threads: int | None = None  # the network's threads (a share of the cores, with --workers)
 
 
 @dataclass(frozen=True)
@@ -281,12 +282,12 @@ def _decode_job(job: Job) -> Outcome:
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_codec(model: str | None, device: str, max_pixels: int):
+def _cached_codec(model: str | None, device: str, max_pixels: int, threads: int | None = None):
     """One loaded model per process (and per worker process) for a whole batch."""
     from sccodec.api import Codec
     from sccodec.weights import DEFAULT_MODEL
 
-    return Codec(model or DEFAULT_MODEL, device=device, max_pixels=max_pixels)
+    return Codec(model or DEFAULT_MODEL, device=device, max_pixels=max_pixels, threads=threads)
 
 
 #: zlib's fast level: on decoded photos its files are no larger than the default level's (kodim01:
@@ -295,7 +296,7 @@ PNG_OPTIONS = {"compress_level": 1}
 
 
 def _codec_for(job: Job, model: str | None, device: str, max_pixels: int):
-    codec = _cached_codec(model, device, max_pixels)
+    codec = _cached_codec(model, device, max_pixels, job.threads)
     codec.progress = _show_progress if job.progress else None
     return codec
 
@@ -391,6 +392,8 @@ def _run(fn, jobs: list[Job], workers: int, verb: str, out_dir: str | None) -> N
         if jobs[0].output != "-":
             click.echo(f"{outcome.source} -> {outcome.output}: {outcome.message}", err=True)
         return
+    if workers > 1:  # the workers share the cores
+        jobs = [dataclasses.replace(j, threads=max(1, (os.cpu_count() or 1) // workers)) for j in jobs]
     outcomes = []
     show_bar = sys.stderr.isatty()
     try:
@@ -444,8 +447,7 @@ class _pool:
         from concurrent.futures import ProcessPoolExecutor
         import multiprocessing as mp
 
-        self.executor = ProcessPoolExecutor(self.workers, mp.get_context("spawn"), initializer=_worker_init,
-                                            initargs=(max(1, (os.cpu_count() or 1) // self.workers),))
+        self.executor = ProcessPoolExecutor(self.workers, mp.get_context("spawn"), initializer=_worker_init)
         return lambda fn, jobs: self.executor.map(fn, jobs)
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -469,10 +471,7 @@ class _pool:
 _in_job = False  # a worker process is converting a file (see _worker_stop)
 
 
-def _worker_init(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
+def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_stop)
 

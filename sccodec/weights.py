@@ -86,9 +86,6 @@ class EncoderSettings:
             raise ModelMismatchError(f"cannot use the encoder settings in {source}: {e}") from None
         return cls(quality, tuple(None if w is None else float(w) for w in weights))
 
-    def to_sidecar(self) -> dict:
-        return {"default_quality": self.default_quality, "bits_weights": list(self.bits_weights)}
-
 
 @dataclass(frozen=True)
 class ModelFile:

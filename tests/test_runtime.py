@@ -57,7 +57,7 @@ def test_runtime_decodes_within_one_level_of_the_torch_reference(name) -> None:
 
 def test_files_are_identical_with_one_and_two_threads(model_file) -> None:
     img = astronaut_crop(96, 128)
-    one, two = (Codec(model_file, "cpu", network=model_file.network("cpu", threads=n)) for n in (1, 2))
+    one, two = (Codec(model_file, "cpu", threads=n) for n in (1, 2))
     for quality in (2, 6, 10):
         data = one.encode(img, quality, tile=64)
         assert two.encode(img, quality, tile=64) == data
