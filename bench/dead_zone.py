@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,19 +38,24 @@ class FixedDeadZoneCoder(ContextCoder):
 
     threshold: float = ZERO_THRESHOLD
 
-    def quantize(self, s: np.ndarray, quality_index: int) -> np.ndarray:
+    def quantize(self, s: np.ndarray, quality_index: int, effort: int = 2) -> np.ndarray:
         return fixed_dead_zone(s, self.tables.value_range, self.threshold)
 
 
-def curve(codec: Codec, images: list[np.ndarray], coder: ContextCoder) -> tuple[np.ndarray, np.ndarray]:
-    """(bpp, PSNR) per level over all images, the codec's network composed with ``coder``."""
+def curve(codec: Codec, images: list[np.ndarray], coder: ContextCoder, effort: int = 2,
+          seconds: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(bpp, PSNR) per level over all images, the codec's network composed with ``coder`` at
+    ``effort`` (2: the rate-aware rounding these rules are); encode times go to ``seconds``."""
     codec = Codec(codec.model_file, codec.device, network=codec.network, coder=coder)
     levels = len(codec.qualities)
     bits, squared, pixels = np.zeros(levels), np.zeros(levels), 0
     for img in images:
         pixels += img.shape[0] * img.shape[1]
         for i, q in enumerate(codec.qualities):
-            data = codec.encode(img, quality=q)
+            started = time.perf_counter()
+            data = codec.encode(img, quality=q, effort=effort)
+            if seconds is not None:
+                seconds.append(time.perf_counter() - started)
             bits[i] += 8 * len(data)
             squared[i] += ((np.asarray(codec.decode(data), np.float64) - img) ** 2).sum()
     return bits / pixels, 10 * np.log10(255.0**2 / (squared / (3 * pixels)))

@@ -25,14 +25,14 @@ from PIL import Image
 
 from sccodec import bitstream
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, ICC_CHUNK, MAX_TILE, Container, Header
-from sccodec.coder import SymbolCoder
+from sccodec.coder import DEFAULT_EFFORT, EFFORTS, SymbolCoder
 from sccodec.device import resolve_device
 from sccodec.errors import CorruptFileError, ImageInputError, ParameterError
 from sccodec.image_io import ImageLike, from_planes, pad_to_multiple, read_image, to_image, to_planes, validate_icc
 from sccodec.metrics import psnr_rgb
 from sccodec.model.config import Geometry
 from sccodec.model.interface import ImageModel
-from sccodec.tiling import Box, latent_box, tile_boxes
+from sccodec.tiling import Box, assemble, latent_box, tile_boxes
 from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
 
 QUALITIES: tuple[int, ...] = tuple(range(1, shipped_config().qualities + 1))  # of the default model; higher = better
@@ -145,13 +145,17 @@ class Codec:
         return min(self.model_file.encoder.default_quality or DEFAULT_QUALITY, self.qualities[-1])
 
     def encode(self, image: ImageLike, quality: int | None = None, *, target_bpp: float | None = None,
-               target_psnr: float | None = None, tile: int = DEFAULT_TILE) -> bytes:
+               target_psnr: float | None = None, tile: int = DEFAULT_TILE, effort: int = DEFAULT_EFFORT) -> bytes:
         """Encode at a quality level, at the best level whose file fits ``target_bpp``, or at
-        the smallest level whose decoded image reaches ``target_psnr`` dB (PSNR-RGB)."""
-        return self.encode_with_info(image, quality, target_bpp=target_bpp, target_psnr=target_psnr, tile=tile).data
+        the smallest level whose decoded image reaches ``target_psnr`` dB (PSNR-RGB).
+        ``effort`` (one of ``EFFORTS``): higher is slower and gives fewer bits at the same
+        quality; the file decodes the same way whatever the effort."""
+        return self.encode_with_info(image, quality, target_bpp=target_bpp, target_psnr=target_psnr, tile=tile,
+                                     effort=effort).data
 
     def encode_with_info(self, image: ImageLike, quality: int | None = None, *, target_bpp: float | None = None,
-                         target_psnr: float | None = None, tile: int = DEFAULT_TILE) -> "Encoded":
+                         target_psnr: float | None = None, tile: int = DEFAULT_TILE,
+                         effort: int = DEFAULT_EFFORT) -> "Encoded":
         """Like ``encode``, with the level chosen and the rate (and PSNR, for ``target_psnr``).
 
         A target that no level meets gives the nearest level: the lowest for ``target_bpp``, the
@@ -160,7 +164,7 @@ class Codec:
         images the top levels can differ by a tenth of a dB either way, and it may then pick a
         higher level than needed.
         """
-        self._check_encode_arguments(quality, target_bpp, target_psnr, tile)
+        self._check_encode_arguments(quality, target_bpp, target_psnr, tile, effort)
         src = read_image(image, self.max_pixels)
         ancillary = {ICC_CHUNK: src.icc} if src.icc else {}
         # The analysis transform does not depend on the quality: run it once per tile.
@@ -176,7 +180,7 @@ class Codec:
             header = Header(model=mf.name, weights_hash=mf.digest, quality=q, width=src.width,
                             height=src.height, mode=src.mode, tile=tile, coder_version=coder.coder_version,
                             version=coder.format_version)
-            chunks = [coder.encode_tile(coder.quantize(self.network.scaled_symbols(y, q - 1), q - 1), q - 1)
+            chunks = [coder.encode_tile(coder.quantize(self.network.scaled_symbols(y, q - 1), q - 1, effort), q - 1)
                       for y in latents]
             data = bitstream.pack(Container(header, chunks, ancillary))
             return Encoded(data, q, len(data) * 8 / (src.width * src.height))
@@ -195,7 +199,8 @@ class Codec:
             return measured(levels[min(good, len(levels) - 1)])
         return at(self.default_quality if quality is None else quality)
 
-    def _check_encode_arguments(self, quality: object, target_bpp: object, target_psnr: object, tile: object) -> None:
+    def _check_encode_arguments(self, quality: object, target_bpp: object, target_psnr: object, tile: object,
+                                effort: object) -> None:
         if sum(v is not None for v in (quality, target_bpp, target_psnr)) > 1:
             raise ParameterError("give one of quality, target_bpp and target_psnr")
         if quality is not None and (isinstance(quality, bool) or not isinstance(quality, numbers.Integral)
@@ -205,6 +210,8 @@ class Codec:
             if target is not None and (isinstance(target, bool) or not isinstance(target, numbers.Real)
                                        or not 0 < target < math.inf):
                 raise ParameterError(f"{name} must be a positive number, got {target!r}")
+        if isinstance(effort, bool) or not isinstance(effort, numbers.Integral) or effort not in EFFORTS:
+            raise ParameterError(f"effort must be one of {EFFORTS}, got {effort!r}")
         stride = self.stride
         if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or not stride <= tile <= MAX_TILE or tile % stride:
             raise ParameterError(f"tile must be a multiple of {stride} between {stride} and {MAX_TILE}, got {tile}")
@@ -239,7 +246,7 @@ class Codec:
             needed = load_model_file(h.model, h.weights_hash)  # raises, naming the model needed
             return Codec(needed, self.device, self.max_pixels)._decode(container)
         parsed = _parse_tiles(container, self.coder, self.stride)
-        grid = _assemble(parsed.tiles, [latent_box(b, self.stride) for b in tile_boxes(h.height, h.width, h.tile)])
+        grid = assemble(parsed.tiles, [latent_box(b, self.stride) for b in tile_boxes(h.height, h.width, h.tile)])
         out = np.empty((h.height, h.width, 3), dtype=np.uint8)
         windows = tile_boxes(h.height, h.width, self.synthesis_window)  # not the file's tiles: bounded work
         for done, box in enumerate(windows, 1):
@@ -287,30 +294,22 @@ def _as_bytes(data: object) -> bytes:
     raise ParameterError(f"decode() takes the .scv file's bytes, got {type(data).__name__}")
 
 
-def _assemble(tiles: list[np.ndarray], boxes: list[Box]) -> np.ndarray:
-    """Per-tile symbols (K, h, w) -> one symbol grid for the whole image."""
-    last = boxes[-1]
-    grid = np.empty((tiles[0].shape[0], last.top + last.height, last.left + last.width), dtype=tiles[0].dtype)
-    for symbols, box in zip(tiles, boxes):
-        grid[:, box.top : box.top + box.height, box.left : box.left + box.width] = symbols
-    return grid
-
-
 @functools.lru_cache(maxsize=4)
 def _codec(model: str, device: str, max_pixels: int) -> Codec:
     return Codec(model, device, max_pixels)
 
 
 def encode(image: ImageLike, quality: int | None = None, *, target_bpp: float | None = None,
-           target_psnr: float | None = None, device: str = "auto", model: str = DEFAULT_MODEL,
-           max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+           target_psnr: float | None = None, effort: int = DEFAULT_EFFORT, device: str = "auto",
+           model: str = DEFAULT_MODEL, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """Encode an image (PIL image, uint8 HxWx3 array, float tensor, path or bytes) to .scv bytes.
 
     Give ``quality`` (one of ``QUALITIES``; default ``Codec.default_quality``), ``target_bpp`` (the
     best quality that fits) or ``target_psnr`` (the smallest file whose PSNR-RGB reaches it, in dB).
+    ``effort``: one of ``EFFORTS``, higher is slower with fewer bits at the same quality.
     """
     return _codec(model, str(resolve_device(device)), max_pixels).encode(image, quality, target_bpp=target_bpp,
-                                                                          target_psnr=target_psnr)
+                                                                          target_psnr=target_psnr, effort=effort)
 
 
 def decode(data: bytes | Container, device: str = "auto", *, as_array: bool = False,

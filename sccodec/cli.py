@@ -28,6 +28,7 @@ import click
 from sccodec import atomic
 from sccodec.api import DEFAULT_QUALITY, QUALITIES
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, FORMAT_VERSIONS, MAGIC
+from sccodec.coder import DEFAULT_EFFORT, EFFORTS
 from sccodec.cli_errors import (EXIT_INTERRUPTED, InputError, OutputError, UsageProblem, about, fail, interrupted,
                                 one_line)
 from sccodec.errors import SCVError
@@ -103,13 +104,22 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
         ctx.exit()
 
 
-#: Commands whose modules import heavy libraries (torch, matplotlib): imported only when run.
-#: name -> (module, function, the short help ``sccodec --help`` lists).
+#: Commands whose modules import heavy or optional libraries (torch, matplotlib, scikit-learn,
+#: dask): imported only when run. name -> (module, function, the short help ``sccodec --help``
+#: lists, the extra that installs what it needs).
 _LAZY_COMMANDS = {
-    "bench": ("sccodec.bench.cli", "bench", "Rate-distortion and speed against the peer codecs."),
-    "train": ("sccodec.train.cli", "train", "Train a model (the train extra: torch)."),
-    "export": ("sccodec.train.cli", "export", "Export a training checkpoint to a model file and runtime graphs."),
-    "export-graphs": ("sccodec.train.cli", "export_graphs", "Write the runtime graphs of existing weights files."),
+    "bench": ("sccodec.bench.cli", "bench", "Rate-distortion and speed against the peer codecs.", "bench"),
+    "train": ("sccodec.train.cli", "train", "Train a model (the train extra: torch).", "train"),
+    "export": ("sccodec.train.cli", "export", "Export a training checkpoint to a model file and runtime graphs.",
+               "train"),
+    "export-graphs": ("sccodec.train.cli", "export_graphs", "Write the runtime graphs of existing weights files.",
+                      "train"),
+    "codes": ("sccodec.analysis.cli", "codes", "Print a file's sparse codes (parsing only, no pixels).", "analysis"),
+    "segment": ("sccodec.analysis.cli", "segment", "Segment an image from its sparse codes (K-means).", "analysis"),
+    "index": ("sccodec.analysis.cli", "index", "Index .scv files by descriptors pooled from their codes.", "analysis"),
+    "similar": ("sccodec.analysis.cli", "similar", "Find indexed files similar to a .scv file.", "analysis"),
+    "cluster": ("sccodec.distributed.cli", "cluster", "Encode, decode or index a corpus on a Dask cluster.",
+                "cluster"),
 }
 
 
@@ -129,12 +139,12 @@ class _Commands(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in _LAZY_COMMANDS:
             return super().get_command(ctx, name)
-        module, attribute, _ = _LAZY_COMMANDS[name]
+        module, attribute, _, extra = _LAZY_COMMANDS[name]
         try:
             return getattr(importlib.import_module(module), attribute)
         except ImportError as e:  # e.g. `sccodec train` without the train extra
             raise UsageProblem(f"'sccodec {name}' needs {e.name or 'a package'}, which is not installed "
-                               f"(pip install 'sccodec[{'bench' if name == 'bench' else 'train'}]')") from None
+                               f"(pip install 'sccodec[{extra}]')") from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The listing, without importing the lazy commands' modules."""
@@ -217,7 +227,7 @@ def _job_with_warnings(fn, job: Job) -> Outcome:
 
 
 def _encode_job(job: Job) -> Outcome:
-    quality, target_bpp, target_psnr, device, max_pixels, model = job.options
+    quality, target_bpp, target_psnr, effort, device, max_pixels, model = job.options
     from sccodec.bitstream import parse_header
 
     try:
@@ -225,7 +235,7 @@ def _encode_job(job: Job) -> Outcome:
         if data_in.startswith(MAGIC):
             raise InputError("already an .scv file (decode it with 'sccodec decode')")
         result = _codec_for(job, model, device, max_pixels).encode_with_info(data_in, quality, target_bpp=target_bpp,
-                                                                             target_psnr=target_psnr)
+                                                                             target_psnr=target_psnr, effort=effort)
         if job.replaces_only_scv and job.overwrite and not _is_scv_or_absent(job.output):
             raise OutputError(f"{job.output} exists and is not an .scv file; give -o to choose the output name")
         write_output(job.output, result.data, overwrite=job.overwrite, source=job.source,
@@ -510,6 +520,9 @@ _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show
               help="Instead of --quality: the smallest file whose decoded image reaches this PSNR "
                    "(RGB, dB) against the input (the highest level, with a note, if none does). "
                    "Decodes each level it tries: slower.")
+@click.option("--effort", type=click.IntRange(EFFORTS[0], EFFORTS[-1]), default=DEFAULT_EFFORT, show_default=True,
+              help="Encoder effort: higher is slower and gives fewer bits at the same quality "
+                   "(the file decodes the same way).")
 @click.option("--model", default=None, metavar="NAME",
               help="Installed model to code with (see sccodec --version) [default: the shipped default]. "
                    "Decoding finds the model from the file.")
@@ -518,8 +531,8 @@ _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show
 @_force
 @_max_pixels
 def encode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, quality: int | None,
-           target_bpp: float | None, target_psnr: float | None, model: str | None, workers: int, device: str,
-           force: bool, max_pixels: int) -> None:
+           target_bpp: float | None, target_psnr: float | None, effort: int, model: str | None, workers: int,
+           device: str, force: bool, max_pixels: int) -> None:
     """Encode images (PNG, JPEG, ...) to .scv.
 
     \b
@@ -528,13 +541,14 @@ def encode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, qua
       sccodec encode photo.png --target-bpp 0.5
       sccodec encode photo.png --target-psnr 32
       sccodec encode *.png --out-dir scv/ --workers 2
+      sccodec encode photo.png --effort 4
     """
     if sum(v is not None for v in (quality, target_bpp, target_psnr)) > 1:
         raise click.UsageError("give one of --quality, --target-bpp and --target-psnr")
     many = len(inputs) > 1
     default_name = output is None and out_dir is None
     jobs = [Job(src, _output_for(src, output, out_dir, ".scv", many), force,
-                (quality, target_bpp, target_psnr, device, max_pixels, model), replaces_only_scv=default_name)
+                (quality, target_bpp, target_psnr, effort, device, max_pixels, model), replaces_only_scv=default_name)
             for src in inputs]
     _run(_encode_job, jobs, workers, "encoding", out_dir)
 

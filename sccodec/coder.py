@@ -21,6 +21,12 @@ from sccodec.entropy import CODER_VERSION, FORMATS, SymbolTables, newest_format
 from sccodec.errors import CorruptFileError, FormatError
 
 
+#: Encoder effort levels, fastest first: how hard ``quantize`` works for fewer bits at the same
+#: quality. Files decode the same whatever the effort (docs/design.md, "Encoder effort").
+EFFORTS: tuple[int, ...] = (1, 2)
+DEFAULT_EFFORT = 2
+
+
 @runtime_checkable
 class SymbolCoder(Protocol):
     """Integer symbols of one tile <-> the payload of its TILE chunk, at one quality level."""
@@ -44,8 +50,9 @@ class SymbolCoder(Protocol):
     def reading(self, version: int, coder_version: tuple[int, int]) -> "SymbolCoder":
         """This coder set to read a file of that format and coder version; ``FormatError`` if it cannot."""
 
-    def quantize(self, s: np.ndarray, quality_index: int) -> np.ndarray:
-        """Real-valued symbols (K,h,w) -> the int32 symbols the encoder codes."""
+    def quantize(self, s: np.ndarray, quality_index: int, effort: int = DEFAULT_EFFORT) -> np.ndarray:
+        """Real-valued symbols (K,h,w) -> the int32 symbols the encoder codes, choosing harder
+        (slower, fewer bits) at higher ``effort`` (one of ``EFFORTS``)."""
 
     def encode_tile(self, symbols: np.ndarray, quality_index: int) -> bytes:
         """Integer symbols (K,h,w) -> payload."""
@@ -103,8 +110,12 @@ class ContextCoder:
         weights = self.bits_weights
         return weights[quality_index] if quality_index < len(weights) else None
 
-    def quantize(self, s: np.ndarray, quality_index: int) -> np.ndarray:
-        return rdo.quantize(s, self.tables, quality_index, self.bits_weight(quality_index))
+    def quantize(self, s: np.ndarray, quality_index: int, effort: int = DEFAULT_EFFORT) -> np.ndarray:
+        """Effort 1: the fixed dead zone (no context pass). Effort 2: rate-aware zeroing of ±1s
+        (``sccodec.rdo.quantize``) at the levels the model's sidecar gives a weight."""
+        if effort not in EFFORTS:
+            raise ValueError(f"effort must be one of {EFFORTS}, got {effort!r}")
+        return rdo.quantize(s, self.tables, quality_index, self.bits_weight(quality_index) if effort >= 2 else None)
 
     def encode_tile(self, symbols: np.ndarray, quality_index: int) -> bytes:
         return entropy.encode(symbols, self.tables, quality_index, self.adaptive).astype("<u4").tobytes()

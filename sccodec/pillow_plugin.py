@@ -1,5 +1,5 @@
 """Pillow plugin: ``Image.open("x.scv")`` decodes and ``img.save("y.scv", quality=5)`` encodes
-(or ``target_bpp=``, ``target_psnr=`` instead of ``quality``).
+(or ``target_bpp=``, ``target_psnr=`` instead of ``quality``; ``effort=`` as ``sccodec.encode``).
 
 Registered on ``import sccodec`` the way Pillow's own format plugins register themselves
 (open/save/extension/MIME). Decoding is deferred to ``load()``, so ``Image.open`` only
@@ -63,10 +63,11 @@ class SCVImageFile(ImageFile.ImageFile):
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from sccodec.api import encode
+    from sccodec.coder import DEFAULT_EFFORT
 
     options = im.encoderinfo
     fp.write(encode(im, options.get("quality"), target_bpp=options.get("target_bpp"),
-                    target_psnr=options.get("target_psnr")))
+                    target_psnr=options.get("target_psnr"), effort=options.get("effort", DEFAULT_EFFORT)))
 
 
 def register() -> None:

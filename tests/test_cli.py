@@ -95,6 +95,21 @@ def test_encode_quality_and_output(run, png, tmp_path) -> None:
     assert not png.with_suffix(".scv").exists()
 
 
+@pytest.mark.parametrize("effort", sccodec.EFFORTS)
+def test_encode_at_an_effort_writes_what_the_api_writes(run, png, tmp_path, effort) -> None:
+    out = tmp_path / "e.scv"
+    assert run("encode", png, "-o", out, "-q", "2", "--effort", str(effort)).exit_code == 0
+    assert out.read_bytes() == sccodec.encode(str(png), 2, effort=effort)
+
+
+@pytest.mark.parametrize("effort", ["0", str(max(sccodec.EFFORTS) + 1), "high"])
+def test_bad_effort_is_a_usage_error(run, png, effort) -> None:
+    result = run("encode", png, "--effort", effort)
+    assert result.exit_code == 2, result.output
+    assert "effort" in result.stderr.lower()
+    assert not png.with_suffix(".scv").exists()
+
+
 def test_decode_default_output_name(run, tmp_path, grey_scv) -> None:
     path = tmp_path / "grey.scv"
     path.write_bytes(grey_scv)

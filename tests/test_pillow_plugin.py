@@ -103,3 +103,9 @@ def test_save_with_a_target(codec, tmp_path, levels, option) -> None:
     data = save(Image.fromarray(SOURCE), tmp_path, **{option: target})
     header = check_saved(codec, data, SOURCE, sccodec.encode(SOURCE, **{option: target}), "RGB")
     assert header.quality == expected
+
+
+@pytest.mark.parametrize("effort", sccodec.EFFORTS)
+def test_save_at_an_effort(codec, tmp_path, effort) -> None:
+    data = save(Image.fromarray(SOURCE), tmp_path, quality=2, effort=effort)
+    check_saved(codec, data, SOURCE, sccodec.encode(SOURCE, 2, effort=effort), "RGB")

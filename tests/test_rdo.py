@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from helpers import textured_image
+import sccodec
+import sccodec.errors
 from sccodec import rdo
 from sccodec.api import Codec, parse_symbols
 from sccodec.context import SCHEMES
@@ -92,3 +94,28 @@ def test_the_codec_codes_exactly_what_rdo_quantize_gives(quality) -> None:
     assert np.array_equal(parse_symbols(data).tiles[0], expected)
     other = rdo.quantize(s, codec.model_file.tables, q, 0.035 if weight is None else None)
     assert not np.array_equal(expected, other)  # the two rules differ on this image
+
+
+@pytest.mark.parametrize("effort", sccodec.EFFORTS)
+def test_each_effort_codes_its_rounding_rule(effort) -> None:
+    """Effort 1: the fixed dead zone; effort 2: the rate-aware rounding (level 2 has a weight)."""
+    codec = Codec(device="cpu")
+    img = textured_image(64, 96)
+    q = 1
+    s = codec.network.scaled_symbols(codec.network.analyze(to_planes(pad_to_multiple(img, STRIDE))), q)
+    expected = rdo.quantize(s, codec.model_file.tables, q, codec.coder.bits_weight(q) if effort >= 2 else None)
+    assert np.array_equal(parse_symbols(codec.encode(img, quality=q + 1, effort=effort)).tiles[0], expected)
+
+
+def test_the_efforts_differ_and_the_higher_one_is_the_default() -> None:
+    codec = Codec(device="cpu")
+    img = textured_image(64, 96)
+    files = {e: codec.encode(img, quality=2, effort=e) for e in sccodec.EFFORTS}
+    assert len(set(files.values())) == len(files)
+    assert codec.encode(img, quality=2) == files[sccodec.DEFAULT_EFFORT] == files[max(sccodec.EFFORTS)]
+
+
+@pytest.mark.parametrize("effort", [0, max(sccodec.EFFORTS) + 1, 1.5, True, "2"])
+def test_an_unknown_effort_is_refused(effort) -> None:
+    with pytest.raises(sccodec.errors.ParameterError, match="effort"):
+        sccodec.encode(textured_image(32, 32), effort=effort)

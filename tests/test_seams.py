@@ -55,7 +55,7 @@ class PixelBlocks:
 class PlainRounding(ContextCoder):
     """A coder variant: the shipped tables, plain rounding (no dead zone, no rate awareness)."""
 
-    def quantize(self, s: np.ndarray, quality_index: int) -> np.ndarray:
+    def quantize(self, s: np.ndarray, quality_index: int, effort: int = 2) -> np.ndarray:
         return np.rint(s).astype(np.int32)
 
 
