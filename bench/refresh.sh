@@ -5,7 +5,7 @@ set -euo pipefail
 KODAK=${1:-../shared/data/kodak}
 cd "$(dirname "$0")/.."
 REFS=()
-for f in bench/results/peers/{webp,avif,jpegxl,heic}.json \
+for f in bench/results/peers/{webp,avif,jpegxl,heic,jpeg2000,jpeg444}.json \
          ../shared/reference/compressai_kodak/compressai-bmshj2018-factorized_mse_cpu.json; do
     REFS+=(--reference "$f")
 done

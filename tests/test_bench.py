@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import math
@@ -20,11 +21,13 @@ from sccodec import metrics
 from sccodec.bench import peers
 from sccodec.bench.bdrate import bd_rate
 from sccodec.bench.cli import bench
-from sccodec.bench.report import load_reference, write_outputs
-from sccodec.bench.runner import BenchConfig, Curve, run_bench, select_codecs
+from sccodec.bench.head_to_head import MIN_OVERLAP_DB, compare, head_to_head
+from sccodec.bench.report import format_table, load_reference, write_outputs
+from sccodec.bench.runner import BenchConfig, BenchResult, Curve, RatePoint, run_bench, select_codecs
 from sccodec.weights import DEFAULT_MODEL
 
-REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = REPO.parent / "shared" / "reference"
 JPEG_POINTS = "jpeg=10,30,50,70,90"
 
 # A JPEG-like curve: PSNR rises with log(bpp), not a polynomial the fit reproduces exactly.
@@ -93,6 +96,118 @@ def test_bd_rate_reproduces_benchmark_md() -> None:
 
 def _rd(curve: Curve) -> tuple[np.ndarray, np.ndarray]:
     return curve.values("bpp"), curve.values("psnr")
+
+
+# ---------------------------------------------------------------- head to head
+
+
+def _curve(name: str, bpp: np.ndarray, psnr: np.ndarray, reference: bool = False) -> Curve:
+    """A synthetic curve (MS-SSIM not measured, as on images too small for it)."""
+    points = tuple(RatePoint(i, float(b), float(q), math.nan) for i, (b, q) in enumerate(zip(bpp, psnr)))
+    return Curve(name, name, points, reference=reference)
+
+
+def test_head_to_head_known_answer_in_both_directions() -> None:
+    """A peer that needs 1.25x sccodec's bits at every PSNR: sccodec needs 20% fewer than it,
+    it needs 25% more than sccodec; the anchor is the peer, the overlap the common range."""
+    ours = _curve("sccodec", ANCHOR_BPP, ANCHOR_PSNR)
+    peer = _curve("webp", ANCHOR_BPP * 1.25, ANCHOR_PSNR)
+    (comparison,) = head_to_head(ours, [ours, peer])  # a curve is never compared with itself
+    assert comparison.anchor is peer and comparison.test is ours
+    assert comparison.bd.percent == pytest.approx(-20.0, abs=1e-9)
+    assert comparison.overlap == pytest.approx((ANCHOR_PSNR.min(), ANCHOR_PSNR.max()))
+    assert comparison.text() == f"-20.0% ({ANCHOR_PSNR.min():.1f}-{ANCHOR_PSNR.max():.1f} dB)"
+    assert compare(peer, ours).bd.percent == pytest.approx(25.0, abs=1e-9)
+
+
+def test_head_to_head_over_the_common_range_only() -> None:
+    """The peer's curve goes on 6 dB above sccodec's; the figure and its range stop where sccodec stops."""
+    ours = _curve("sccodec", ANCHOR_BPP, ANCHOR_PSNR)
+    higher = ANCHOR_BPP * 2.5
+    peer = _curve("avif", np.append(ANCHOR_BPP, higher) * 0.8, np.append(ANCHOR_PSNR, ANCHOR_PSNR + 6))
+    comparison = compare(ours, peer)
+    assert comparison.overlap == pytest.approx((ANCHOR_PSNR.min(), ANCHOR_PSNR.max()))
+    assert comparison.bd.percent > 0  # sccodec needs more bits than a peer that spends 0.8x
+    assert comparison.to_json() == {
+        "bd_rate_percent": round(comparison.bd.percent, 1),
+        "overlap_db": [round(v, 2) for v in comparison.overlap],
+        "reason": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("peer_psnr_shift", "n_points", "reason"),
+    [
+        (20.0, 6, f"no overlap: {ANCHOR_PSNR.min():.1f}-{ANCHOR_PSNR.max():.1f} vs "
+                   f"{ANCHOR_PSNR.min() + 20:.1f}-{ANCHOR_PSNR.max() + 20:.1f} dB"),
+        (ANCHOR_PSNR.max() - ANCHOR_PSNR.min() - MIN_OVERLAP_DB / 2, 6, f"only (< {MIN_OVERLAP_DB:g} dB)"),
+        (0.0, 3, "webp: 3 points (< 4)"),
+    ],
+)
+def test_head_to_head_says_why_it_is_undefined(peer_psnr_shift: float, n_points: int, reason: str) -> None:
+    ours = _curve("sccodec", ANCHOR_BPP, ANCHOR_PSNR)
+    peer = _curve("webp", ANCHOR_BPP[:n_points], ANCHOR_PSNR[:n_points] + peer_psnr_shift)
+    comparison = compare(ours, peer)
+    assert not comparison.defined and math.isnan(comparison.bd.percent)
+    assert reason in comparison.text()
+    assert comparison.to_json()["bd_rate_percent"] is None and reason in comparison.to_json()["reason"]
+
+
+def test_head_to_head_of_a_lossless_or_unmeasured_curve() -> None:
+    ours = _curve("sccodec", ANCHOR_BPP, ANCHOR_PSNR)
+    png = Curve("png", "PNG", (RatePoint(None, 13.5, math.inf, 1.0),), param="", lossless=True)
+    assert str(compare(ours, png).bd) == "lossless"
+    assert str(compare(ours, _curve("jpeg", ANCHOR_BPP, ANCHOR_PSNR), "ms_ssim_db").bd) == "not measured"
+
+
+def test_report_puts_head_to_head_beside_bd_vs_jpeg(tmp_path: Path) -> None:
+    """Table, sccodec's JSON, bd_rates.csv and the plot: sccodec vs each codec of the run and of
+    its references, anchor = that codec, with the range; the BD vs JPEG column stays."""
+    sccodec, webp = _curve("sccodec", ANCHOR_BPP, ANCHOR_PSNR), _curve("webp", ANCHOR_BPP * 1.25, ANCHOR_PSNR)
+    jpeg = _curve("jpeg", ANCHOR_BPP * 2, ANCHOR_PSNR)
+    avif = _curve("avif", ANCHOR_BPP[:3], ANCHOR_PSNR[:3] + 20, reference=True)  # cannot be compared
+    config = BenchConfig(images=(Path("a.png"),), sweeps={}, dataset="synthetic")
+    result = BenchResult(config, (sccodec, jpeg, webp), (), 1.0)
+    written = write_outputs(result, [avif], tmp_path, per_image=False)
+    assert tmp_path / "bd_rates.csv" in written
+
+    table = format_table(result, [avif])
+    assert "sccodec vs it, PSNR" in table and "positive = sccodec needs more bits" in table
+    rows = {line.split("  ")[0]: line for line in table.splitlines()}
+    assert "-50.0% (" in rows["jpeg"] and "-20.0% (" in rows["webp"] and "+25.0%" not in rows["webp"]
+    assert "no overlap" in rows["avif (ref)"]
+    assert (tmp_path / "summary.txt").read_text().strip() == table
+
+    bd_rates = json.loads((tmp_path / "sccodec.json").read_text())["meta"]["bd_rates"]
+    assert bd_rates["vs_anchor"]["psnr-rgb"]["bd_rate_percent"] == -50.0
+    by_anchor = {e["anchor"]: e for e in bd_rates["head_to_head"]}
+    assert set(by_anchor) == {"jpeg", "webp", "avif"}
+    assert by_anchor["webp"]["psnr-rgb"]["bd_rate_percent"] == -20.0
+    assert by_anchor["webp"]["ms-ssim-db-rgb"]["reason"] == "not measured"
+    assert by_anchor["avif"]["reference"] and by_anchor["avif"]["psnr-rgb"]["reason"].startswith("no overlap")
+    assert "head_to_head" not in json.loads((tmp_path / "webp.json").read_text())["meta"]["bd_rates"]
+
+    with open(tmp_path / "bd_rates.csv", newline="") as f:
+        csv_rows = [r for r in csv.DictReader(f) if r["metric"] == "psnr-rgb"]
+    assert {(r["kind"], r["test"], r["anchor"], r["bd_rate_percent"]) for r in csv_rows} >= {
+        ("vs_anchor", "webp", "jpeg", "-37.5"),
+        ("head_to_head", "sccodec", "webp", "-20.0"),
+        ("head_to_head", "sccodec", "jpeg", "-50.0"),
+    }
+
+
+def test_head_to_head_script_reproduces_the_committed_figures(tmp_path: Path) -> None:
+    """bench/head_to_head.py over the committed Kodak curves gives bench/results/head_to_head.json."""
+    spec = importlib.util.spec_from_file_location("head_to_head_script", REPO / "bench" / "head_to_head.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(out=str(tmp_path / "head_to_head.json"))
+    committed = REPO / "bench" / "results" / "head_to_head.json"
+    assert (tmp_path / "head_to_head.json").read_text() == committed.read_text()
+    figures = json.loads(committed.read_text())
+    assert {k: figures[k]["bd_rate_percent"] for k in ("jpegxl", "webp", "jpeg2000", "avif", "heic")} == {
+        "jpegxl": -4.7, "webp": 5.8, "jpeg2000": 23.1, "avif": 33.3, "heic": 40.8
+    }
 
 
 # ---------------------------------------------------------------- metrics
@@ -205,7 +320,10 @@ def test_bench_jpeg_png(image_dir: Path, tmp_path: Path) -> None:
     with Image.open(out / "rd.png") as plot:
         assert plot.width > 1000
     assert (out / "summary.txt").read_text().startswith("sccodec bench")
-    assert sorted(p.name for p in out.iterdir()) == ["jpeg.json", "png.json", "rd.png", "results.csv", "summary.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "bd_rates.csv", "jpeg.json", "png.json", "rd.png", "results.csv", "summary.txt"
+    ]
+    assert "No sccodec curve in this run" in output  # so no head-to-head columns
 
 
 def test_interrupted_report_keeps_the_previous_files_whole(image_dir: Path, tmp_path: Path, monkeypatch) -> None:

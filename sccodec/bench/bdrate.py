@@ -33,7 +33,7 @@ class BDRate:
         return f"{self.percent:+.1f}%" if self.defined else self.reason
 
 
-def _finite_curve(rate: npt.ArrayLike, quality: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def finite_curve(rate: npt.ArrayLike, quality: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Drop points a log/poly fit cannot use (lossless = infinite quality, unmeasured = NaN)."""
     r = np.asarray(rate, dtype=float)
     q = np.asarray(quality, dtype=float)
@@ -50,7 +50,7 @@ def bd_rate(
     test_quality: npt.ArrayLike,
 ) -> BDRate:
     """BD-rate of the test curve against the anchor curve (rates in bpp, quality in dB)."""
-    curves = (_finite_curve(anchor_rate, anchor_quality), _finite_curve(test_rate, test_quality))
+    curves = (finite_curve(anchor_rate, anchor_quality), finite_curve(test_rate, test_quality))
     for label, (r, q) in zip(("anchor", "test"), curves):
         if r.size < MIN_POINTS:
             return BDRate(math.nan, f"{label}: {r.size} points (< {MIN_POINTS})")

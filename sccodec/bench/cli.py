@@ -94,7 +94,7 @@ def _parse_qualities(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("bench_out"),
     show_default=True,
-    help="Where summary.txt, <codec>.json, results.csv and rd.png go.",
+    help="Where summary.txt, <codec>.json, results.csv, bd_rates.csv and rd.png go.",
 )
 @click.option(
     "--reference",
@@ -124,7 +124,8 @@ def bench(
     quiet: bool,
 ) -> None:
     """Rate-distortion and speed benchmark of sccodec against JPEG, WebP, JPEG 2000, AVIF,
-    HEIC and JPEG XL, with BD-rates against JPEG (protocol: docs/design.md, "How results are measured").
+    HEIC and JPEG XL, with BD-rates against JPEG and, beside them, sccodec's BD-rate against each
+    codec head to head (protocol: docs/design.md, "How results are measured").
 
     \b
     Examples:

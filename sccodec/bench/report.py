@@ -1,5 +1,10 @@
 """What a run leaves behind: terminal table, CompressAI-style JSON, CSV and the RD plot.
 
+Every BD-rate vs JPEG is shown with the head-to-head figures beside it (sccodec's BD-rate with
+each other codec as the anchor, over the range both cover; sccodec.bench.head_to_head): in
+the table's "sccodec vs it" columns, in ``meta.bd_rates`` of each JSON, in ``bd_rates.csv`` and
+in the plot's legends, so no output suggests a parity that head to head denies.
+
 JSON: one file per measured codec, ``<out>/<codec>.json``, in CompressAI's results schema
 (``name``, ``description``, ``meta``, ``results`` with parallel lists ``bpp``, ``psnr-rgb``,
 ``ms-ssim-rgb``, ``ms-ssim-db-rgb``, ``encoding_time``, ``decoding_time`` in seconds), so our
@@ -23,44 +28,66 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from sccodec import atomic
-from sccodec.bench.bdrate import BDRate, bd_rate
+from sccodec.bench.head_to_head import Comparison, compare, is_sccodec
 from sccodec.bench.peers import ANCHOR, Quality
 from sccodec.bench.runner import BenchError, BenchResult, Curve, Measurement, RatePoint
 
 NON_FINITE_NOTE = '"inf" = infinite (lossless); null = not measured'
-BD_METRICS = (("psnr", "PSNR"), ("ms_ssim_db", "MS-SSIM dB"))
+#: Quality metrics of the BD-rates: (Curve attribute, name in the table and plot, key in JSON/CSV).
+BD_METRICS = (("psnr", "PSNR", "psnr-rgb"), ("ms_ssim_db", "MS-SSIM dB", "ms-ssim-db-rgb"))
 
 
 @dataclass(frozen=True)
 class CurveSummary:
-    """A curve with its BD-rates against the anchor, one per entry of BD_METRICS."""
+    """A curve with its BD-rates against the anchor and, head to head, every sccodec curve's
+    BD-rate against it (one Comparison per entry of BD_METRICS in each).
+
+    ``vs_anchor`` is empty when the run has no anchor or the curve is the anchor;
+    ``head_to_head`` has one entry per sccodec curve of the summary (in order), None where
+    that sccodec curve is this curve."""
 
     curve: Curve
-    bd: tuple[BDRate, ...]
+    vs_anchor: tuple[Comparison, ...] = ()
     is_anchor: bool = False
+    head_to_head: tuple[tuple[Comparison, ...] | None, ...] = ()
 
     def bd_text(self, index: int) -> str:
-        return "anchor" if self.is_anchor else str(self.bd[index])
+        if self.is_anchor:
+            return "anchor"
+        return str(self.vs_anchor[index].bd) if self.vs_anchor else f"no {ANCHOR} in run"
+
+    def head_to_head_text(self, ours: int, index: int) -> str:
+        comparisons = self.head_to_head[ours]
+        return "-" if comparisons is None else comparisons[index].text()
+
+
+def _on_all_metrics(test: Curve, anchor: Curve) -> tuple[Comparison, ...]:
+    return tuple(compare(test, anchor, metric) for metric, _, _ in BD_METRICS)
 
 
 def summarize(curves: Sequence[Curve]) -> list[CurveSummary]:
-    """BD-rates of every curve against the JPEG measured in the same run."""
+    """BD-rates of every curve against the JPEG measured in the same run, and head to head
+    of every sccodec curve (measured or loaded) against every other curve."""
     anchor = next((c for c in curves if c.name == ANCHOR and not c.reference), None)
+    ours = [c for c in curves if is_sccodec(c)]
     return [
-        CurveSummary(curve, tuple(_bd(anchor, curve, m) for m, _ in BD_METRICS), is_anchor=curve is anchor)
+        CurveSummary(
+            curve,
+            vs_anchor=() if anchor is None or curve is anchor else _on_all_metrics(curve, anchor),
+            is_anchor=curve is anchor,
+            head_to_head=tuple(None if own is curve else _on_all_metrics(own, curve) for own in ours),
+        )
         for curve in curves
     ]
 
 
-def _bd(anchor: Curve | None, curve: Curve, metric: str) -> BDRate:
-    """bd_rate with the table's short reasons for the comparisons that cannot be made."""
-    if anchor is None:
-        return BDRate(math.nan, f"no {ANCHOR} in run")
-    if curve.lossless:
-        return BDRate(math.nan, "lossless")
-    if any(all(math.isnan(v) for v in c.values(metric)) for c in (anchor, curve)):
-        return BDRate(math.nan, "not measured")
-    return bd_rate(anchor.values("bpp"), anchor.values(metric), curve.values("bpp"), curve.values(metric))
+def _display_label(curve: Curve) -> str:
+    return curve.label + (" (ref)" if curve.reference else "")
+
+
+def sccodec_curves(summaries: Sequence[CurveSummary]) -> list[Curve]:
+    """The curves the head-to-head entries are of, in the order of ``CurveSummary.head_to_head``."""
+    return [s.curve for s in summaries if is_sccodec(s.curve)]
 
 
 # ---------------------------------------------------------------- table
@@ -89,15 +116,21 @@ def _count(n: int, noun: str) -> str:
 
 
 def format_table(result: BenchResult, references: Sequence[Curve] = ()) -> str:
-    """The terminal summary: one row per codec, references after a rule."""
+    """The terminal summary: one row per codec, references after a rule; beside the BD-rates
+    vs JPEG, one head-to-head column per sccodec curve and metric."""
     summaries = summarize([*result.curves, *references])
-    header = ("codec", "pts", "BD-rate PSNR", "BD-rate MS-SSIM", "bpp", "PSNR dB", "enc ms", "dec ms")
+    ours = sccodec_curves(summaries)
+    h2h_header = tuple(f"{_display_label(o)} vs it, {name}" for o in ours for _, name, _ in BD_METRICS)
+    header = (
+        "codec", "pts", "BD-rate PSNR", "BD-rate MS-SSIM", *h2h_header, "bpp", "PSNR dB", "enc ms", "dec ms"
+    )  # fmt: skip
     rows = [
         (
-            s.curve.label + (" (ref)" if s.curve.reference else ""),
+            _display_label(s.curve),
             str(len(s.curve.points)),
             s.bd_text(0),
             s.bd_text(1),
+            *(s.head_to_head_text(o, m) for o in range(len(ours)) for m in range(len(BD_METRICS))),
             _range(s.curve.values("bpp"), ".3f"),
             _range(s.curve.values("psnr"), ".2f"),
             _ms(s.curve.values("encode_s")),
@@ -125,6 +158,16 @@ def format_table(result: BenchResult, references: Sequence[Curve] = ()) -> str:
         f"BD-rate: Bjontegaard delta rate vs {ANCHOR} measured in this run (cubic fit of log bpp over the",
         "overlapping quality range); negative = fewer bits at equal quality. Times: mean per image.",
     ]
+    if ours:
+        own = _display_label(ours[0]) if len(ours) == 1 else "X"
+        out += [
+            f"{own} vs it: head to head, {own}'s BD-rate with that row's codec as the anchor, over the quality",
+            f"range both cover (shown); positive = {own} needs more bits than that codec at equal quality.",
+            f"BD-rates vs {ANCHOR} come from each codec's own overlap with {ANCHOR}, so they do not rank codecs;",
+            "head to head does.",
+        ]
+    else:
+        out.append("No sccodec curve in this run or its references, so no head-to-head columns.")
     if config.workers > 1:
         out.append("Timings were taken with parallel workers and are less reliable than a --workers 1 run.")
     if references:
@@ -146,10 +189,38 @@ def _from_json_number(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def curve_to_json(curve: Curve, result: BenchResult) -> dict[str, Any]:
-    """A measured curve as a CompressAI results document."""
+def _metric_json(comparisons: Sequence[Comparison]) -> dict[str, Any]:
+    return {key: c.to_json() for (_, _, key), c in zip(BD_METRICS, comparisons)}
+
+
+def bd_rates_json(summary: CurveSummary, summaries: Sequence[CurveSummary]) -> dict[str, Any]:
+    """A curve's BD-rates for its JSON's ``meta``: vs the anchor and, for a sccodec curve,
+    head to head against every other curve of the run (anchor = that curve)."""
+    doc: dict[str, Any] = {
+        "sign": "bd_rate_percent: this codec's bits against the anchor's at equal quality over overlap_db; "
+        "positive = this codec needs more bits. In head_to_head the anchor is the codec named there."
+    }
+    if summary.is_anchor:
+        doc["vs_anchor"] = {"anchor": ANCHOR, "is_anchor": True}
+    elif summary.vs_anchor:
+        doc["vs_anchor"] = {"anchor": ANCHOR, **_metric_json(summary.vs_anchor)}
+    if is_sccodec(summary.curve):
+        own = next(i for i, c in enumerate(sccodec_curves(summaries)) if c is summary.curve)
+        doc["head_to_head"] = [
+            {"anchor": s.curve.name, "anchor_label": _display_label(s.curve), "reference": s.curve.reference,
+             **_metric_json(comparisons)}
+            for s in summaries
+            if (comparisons := s.head_to_head[own]) is not None
+        ]  # fmt: skip
+    return doc
+
+
+def curve_to_json(curve: Curve, result: BenchResult, summaries: Sequence[CurveSummary] = ()) -> dict[str, Any]:
+    """A measured curve as a CompressAI results document; given the run's summaries, its
+    ``meta.bd_rates`` carries its BD-rates (bd_rates_json)."""
     points = curve.points
     config = result.config
+    summary = next((s for s in summaries if s.curve is curve), None)
 
     def column(metric: str) -> list[float | str | None]:
         return [_to_json_number(v) for v in curve.values(metric)]
@@ -170,6 +241,7 @@ def curve_to_json(curve: Curve, result: BenchResult) -> dict[str, Any]:
             "quality": [p.quality for p in points],
             "ms-ssim-db": "computed from the averaged MS-SSIM",
             "non_finite": NON_FINITE_NOTE,
+            **({"bd_rates": bd_rates_json(summary, summaries)} if summary else {}),
         },
         "results": {
             "bpp": column("bpp"),
@@ -338,6 +410,52 @@ def write_csv(result: BenchResult, path: Path, per_image: bool = False) -> None:
             writer.writerow({k: _csv_cell(v) for k, v in row.items()})
 
 
+BD_RATE_CSV_COLUMNS = (
+    "kind",
+    "test",
+    "test_reference",
+    "anchor",
+    "anchor_reference",
+    "metric",
+    "bd_rate_percent",
+    "overlap_lo_db",
+    "overlap_hi_db",
+    "reason",
+)
+
+
+def write_bd_rates_csv(summaries: Sequence[CurveSummary], path: Path) -> None:
+    """One row per BD-rate: kind "vs_anchor" (each curve vs JPEG), then "head_to_head" (each
+    sccodec curve vs each other curve). Positive = the test codec needs more bits than the anchor."""
+    ours = sccodec_curves(summaries)
+    comparisons = [("vs_anchor", c) for s in summaries for c in s.vs_anchor] + [
+        ("head_to_head", c)
+        for own in range(len(ours))
+        for s in summaries
+        for c in s.head_to_head[own] or ()
+    ]
+    keys = {metric: key for metric, _, key in BD_METRICS}
+    with atomic.atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=BD_RATE_CSV_COLUMNS)
+        writer.writeheader()
+        for kind, c in comparisons:
+            record = c.to_json()
+            lo, hi = record["overlap_db"] or (None, None)
+            row = {
+                "kind": kind,
+                "test": c.test.name,
+                "test_reference": int(c.test.reference),
+                "anchor": c.anchor.name,
+                "anchor_reference": int(c.anchor.reference),
+                "metric": keys[c.metric],
+                "bd_rate_percent": record["bd_rate_percent"],
+                "overlap_lo_db": lo,
+                "overlap_hi_db": hi,
+                "reason": record["reason"],
+            }
+            writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+
+
 # ---------------------------------------------------------------- plot
 
 _OWN_COLOR = "#d62728"  # sccodec: the curve the reader is looking for
@@ -356,20 +474,27 @@ def _colors(curves: Sequence[Curve]) -> list[str]:
 
 
 def plot_rd(result: BenchResult, references: Sequence[Curve], path: Path) -> None:
-    """Two panels, PSNR and MS-SSIM (dB) over bpp; legends carry each codec's BD-rate."""
+    """Two panels, PSNR and MS-SSIM (dB) over bpp. Each legend entry carries the codec's BD-rate
+    vs JPEG and, head to head, how many more bits each sccodec curve needs than that codec at
+    equal quality, so a BD-rate vs JPEG never stands alone."""
     summaries = summarize([*result.curves, *references])
+    ours = sccodec_curves(summaries)
     colors = _colors([s.curve for s in summaries])
     lossy_bpp = [b for s in summaries if not s.curve.lossless for b in s.curve.values("bpp") if math.isfinite(b)]
     x_max = 1.05 * max(lossy_bpp) if lossy_bpp else None
 
-    legend_rows = math.ceil(len(summaries) / 2)  # legends sit under the panels, two columns each
-    fig = Figure(figsize=(15, 6.5 + 0.22 * legend_rows), layout="constrained")
+    # legends sit under the panels; head-to-head entries are too long to share a row
+    columns = 1 if ours and len(summaries) > 1 else 2
+    legend_lines = math.ceil(len(summaries) / columns)
+    if len(ours) > 1:  # each entry then has a line per sccodec curve it is compared with
+        legend_lines += sum(h is not None for s in summaries for h in s.head_to_head)
+    fig = Figure(figsize=(15, 6.5 + 0.22 * legend_lines), layout="constrained")
     axes = fig.subplots(1, 2)
     panels = (("psnr", "PSNR-RGB (dB)"), ("ms_ssim_db", "MS-SSIM-RGB (dB)  =  -10 log10(1 - MS-SSIM)"))
     for index, (ax, (metric, ylabel)) in enumerate(zip(axes, panels)):
         drawn = 0
         for s, color in zip(summaries, colors):
-            drawn += _draw_curve(ax, s, index, metric, color, x_max)
+            drawn += _draw_curve(ax, s, _legend_label(s, ours, index), metric, color, x_max)
         if not drawn:
             ax.text(
                 0.5,
@@ -388,13 +513,16 @@ def plot_rd(result: BenchResult, references: Sequence[Curve], path: Path) -> Non
         if x_max:
             ax.set_xlim(0, x_max)
         if ax.get_legend_handles_labels()[0]:
+            title = f"codec: BD-rate vs {ANCHOR} ({BD_METRICS[index][1]})"
+            if ours:
+                title += f"; head to head: sccodec's bits vs that codec at equal {BD_METRICS[index][1]}"
             ax.legend(
-                title=f"codec: BD-rate vs {ANCHOR} ({BD_METRICS[index][1]})",
+                title=title,
                 fontsize=8.5,
                 title_fontsize=9,
                 loc="upper center",
                 bbox_to_anchor=(0.5, -0.11),
-                ncol=2,
+                ncol=columns,
                 frameon=False,
             )
 
@@ -406,16 +534,38 @@ def plot_rd(result: BenchResult, references: Sequence[Curve], path: Path) -> Non
     notes = "Solid lines: measured in this run."
     if references:
         notes += " Dashed: reference curves from files (their BD-rates are meaningful only on the same image set)."
-    notes += " BD-rate: Bjontegaard delta rate; negative = fewer bits than JPEG at equal quality."
+    notes += f" BD-rate: Bjontegaard delta rate; negative = fewer bits than {ANCHOR} at equal quality."
+    if ours:
+        notes += (
+            f"\nBD-rates vs {ANCHOR} come from each codec's own overlap with {ANCHOR} and do not rank codecs. Head to"
+            " head (\"sccodec vs it\"): that codec is the anchor, over the range both cover (in brackets);"
+            " positive = sccodec needs more bits."
+        )
     fig.text(0.5, -0.01, notes, ha="center", va="top", fontsize=9, color="0.3")
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
-def _draw_curve(ax: Any, s: CurveSummary, index: int, metric: str, color: str, x_max: float | None) -> int:
-    """Draw one curve on one panel; returns how many curves were drawn (0 or 1)."""
+def _legend_label(s: CurveSummary, ours: Sequence[Curve], index: int) -> str:
+    """``WebP (method 6): -37.2% vs jpeg | sccodec vs it: +5.8% bits at equal PSNR (28.1–34.5 dB)``;
+    with several sccodec curves, one line per sccodec curve under the codec's line."""
+    label = f"{_display_label(s.curve)}: {s.bd_text(index)}" + ("" if s.is_anchor else f" vs {ANCHOR}")
+    separator = " | " if len(ours) == 1 else "\n    "
+    for own, comparisons in zip(ours, s.head_to_head):
+        if comparisons is None:
+            continue
+        comparison = comparisons[index]
+        if comparison.defined:
+            text = f"{comparison.bd} bits at equal {BD_METRICS[index][1]} ({comparison.overlap_text('–')})"
+        else:
+            text = comparison.text()
+        label += f"{separator}{_display_label(own)} vs it: {text}"
+    return label
+
+
+def _draw_curve(ax: Any, s: CurveSummary, label: str, metric: str, color: str, x_max: float | None) -> int:
+    """Draw one curve on one panel under ``label``; returns how many curves were drawn (0 or 1)."""
     curve = s.curve
-    label = f"{curve.label}{' (ref)' if curve.reference else ''}: {s.bd_text(index)}"
     if curve.lossless:  # infinite quality: a vertical marker at its rate instead of a point
         bpp = curve.points[0].bpp
         if x_max is not None and bpp > x_max:
@@ -449,12 +599,15 @@ def _draw_curve(ax: Any, s: CurveSummary, index: int, metric: str, color: str, x
 def write_outputs(result: BenchResult, references: Sequence[Curve], out_dir: Path, per_image: bool) -> list[Path]:
     """Everything a run writes; returns the paths, table first."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    summaries = summarize([*result.curves, *references])
     written = [out_dir / "summary.txt"]
     atomic.write_text(written[0], format_table(result, references) + "\n")
     for curve in result.curves:
         path = out_dir / f"{curve.name}.json"
-        atomic.write_text(path, json.dumps(curve_to_json(curve, result), indent=2, allow_nan=False) + "\n")
+        doc = curve_to_json(curve, result, summaries)
+        atomic.write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
         written.append(path)
     write_csv(result, out_dir / "results.csv", per_image)
+    write_bd_rates_csv(summaries, out_dir / "bd_rates.csv")
     plot_rd(result, references, out_dir / "rd.png")
-    return [*written, out_dir / "results.csv", out_dir / "rd.png"]
+    return [*written, out_dir / "results.csv", out_dir / "bd_rates.csv", out_dir / "rd.png"]
