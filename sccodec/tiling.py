@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
 
 class Box(NamedTuple):
     """A rectangle (top, left, height, width) in some grid; sorts in raster order."""
@@ -48,3 +50,12 @@ def tile_boxes(height: int, width: int, tile: int) -> list[Box]:
 def latent_box(box: Box, stride: int) -> Box:
     """The latent positions of a tile (tile edges are multiples of the stride; the last tile is padded)."""
     return Box(box.top // stride, box.left // stride, -(-box.height // stride), -(-box.width // stride))
+
+
+def assemble(tiles: list[np.ndarray], boxes: list[Box]) -> np.ndarray:
+    """Per-tile symbols (K, h, w) -> one symbol grid for the whole image."""
+    last = boxes[-1]
+    grid = np.empty((tiles[0].shape[0], last.top + last.height, last.left + last.width), dtype=tiles[0].dtype)
+    for symbols, box in zip(tiles, boxes):
+        grid[:, box.top : box.top + box.height, box.left : box.left + box.width] = symbols
+    return grid
