@@ -20,7 +20,7 @@ import numpy as np
 
 from sccodec.analysis.index import Index, scv_files
 from sccodec.analysis.segment import segment as segment_codes
-from sccodec.cli import (PNG_OPTIONS, _cached_codec, _device, _finite, _max_pixels, _pil_format,
+from sccodec.cli import (_cached_codec, _device, _finite, _max_pixels, _pil_format,
                          _stdout_is_a_terminal, read_input, write_output)
 from sccodec.cli_errors import EXIT_INPUT, InputError, OutputError, UsageProblem, about, fail, one_line
 from sccodec.codes import Codes, read_codes
@@ -157,13 +157,13 @@ def overlay_image(pixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def _image_bytes(pixels: np.ndarray, path: str, mode: str | None = None) -> bytes:
     from PIL import Image
 
+    from sccodec.image_io import image_file_bytes
+
     kind = _pil_format(Path(path).suffix.lower()) if path != "-" else "PNG"
-    buf = io.BytesIO()
     try:
-        Image.fromarray(pixels, mode).save(buf, format=kind, **(PNG_OPTIONS if kind == "PNG" else {}))
+        return image_file_bytes(Image.fromarray(pixels, mode), kind)
     except (KeyError, ValueError, OSError) as e:
         raise OutputError(f"cannot write {path}: {e}") from None
-    return buf.getvalue()
 
 
 @click.command()
