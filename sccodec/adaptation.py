@@ -10,10 +10,14 @@ fire and how large the values run. Scaling the odds of every P(non-zero) of a co
 magnitudes saves 0.2–1.1% of the file per level on held-out training photos
 (``bench/adaptation.py``), at no cost to the network.
 
-Both transforms use only IEEE-754 multiplications, additions and divisions of float64 (each
-rounded exactly the same way everywhere), on factors that are exact binary fractions, so the
-decoder rebuilds bit-identical probabilities on any machine (docs/design.md, principle 1);
-constriction normalises the tilted value rows itself.
+Formats 3 and 4: both transforms use only IEEE-754 multiplications, additions and divisions
+of float64 (each rounded exactly the same way everywhere), on factors that are exact binary
+fractions, so the decoder rebuilds bit-identical probabilities on any machine (docs/design.md,
+principle 1); constriction normalises the tilted value rows itself.
+
+Format 5: the same factors k/16 act on integer frequencies (``sccodec.frequencies``) with
+int64 shifts and floor divisions only (``scale_odds_frequency``, ``tilt_frequencies``), once
+per tile on the tables; the side indices have integer frequency tables too.
 """
 from __future__ import annotations
 
@@ -22,13 +26,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from sccodec.context import phase_map, scheme_contexts, steps, value_index
+from sccodec.frequencies import PRECISION, TOTAL, bit_length, normalise
 
-#: Odds factors of P(non-zero), one chosen per coding step; index NEUTRAL_FLAG leaves the table.
-FLAG_SCALES = tuple(k / 16 for k in (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 20, 22, 24, 28, 32))
-NEUTRAL_FLAG = FLAG_SCALES.index(1.0)
+#: Odds factors of P(non-zero) in sixteenths, one chosen per coding step; index NEUTRAL_FLAG
+#: leaves the table.
+FLAG_SIXTEENTHS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 20, 22, 24, 28, 32)
+FLAG_SCALES = tuple(k / 16 for k in FLAG_SIXTEENTHS)
+NEUTRAL_FLAG = FLAG_SIXTEENTHS.index(16)
 #: Value rows are multiplied by tilt^|v| (> 1: larger magnitudes), one tilt per tile.
-VALUE_TILTS = tuple(k / 16 for k in (11, 12, 13, 14, 15, 16, 17, 18, 19))
-NEUTRAL_TILT = VALUE_TILTS.index(1.0)
+TILT_SIXTEENTHS = (11, 12, 13, 14, 15, 16, 17, 18, 19)
+VALUE_TILTS = tuple(k / 16 for k in TILT_SIXTEENTHS)
+NEUTRAL_TILT = TILT_SIXTEENTHS.index(16)
 
 
 def _side_probs(n: int, neutral: int) -> np.ndarray:
@@ -58,6 +66,15 @@ class Adaptation:
         i = self.flags[step]
         return p if i == NEUTRAL_FLAG else scale_odds(p, FLAG_SCALES[i])
 
+    def flag_frequencies(self, f1: np.ndarray, step: int) -> np.ndarray:
+        """Format 5: f(x != 0) (int64) of one coding step's symbols, the step's odds scale applied."""
+        i = self.flags[step]
+        return f1 if i == NEUTRAL_FLAG else scale_odds_frequency(f1, FLAG_SIXTEENTHS[i])
+
+    def magnitude_frequencies(self, table: np.ndarray) -> np.ndarray:
+        """Format 5: magnitude rows (..., R) (int64, each summing to 2^24), tilted."""
+        return table if self.tilt == NEUTRAL_TILT else tilt_frequencies(table, TILT_SIXTEENTHS[self.tilt])
+
     def value_rows(self, rows: np.ndarray) -> np.ndarray:
         """Value distributions (n, 2R), tilted (not normalised: constriction does that)."""
         if self.tilt == NEUTRAL_TILT:
@@ -77,15 +94,22 @@ def tilt_weights(t: float, r: int) -> np.ndarray:
     return np.concatenate([powers[::-1], powers])
 
 
-def choose(symbols: np.ndarray, tables, quality_index: int,
-           contexts: tuple[np.ndarray, np.ndarray] | None = None) -> Adaptation:
-    """The adaptation that minimises the tile's ideal code length, side information included.
+@dataclass(frozen=True)
+class _TileCounts:
+    """What ``choose`` prices: symbol counts per table entry a tile uses."""
 
-    Works on counts per table entry (not per symbol), so its cost grows with the tables, not
-    with the image. ``contexts``: the symbols' ``scheme_contexts``, if the caller has them.
-    """
+    entries: np.ndarray  # used flag-table entries (atom·C + flag context), grouped by coding step
+    ones: np.ndarray  # non-zero symbols per used entry
+    zeros: np.ndarray  # zero symbols per used entry
+    step_ends: np.ndarray  # entries[step_ends[s]:step_ends[s + 1]] belong to coding step s
+    rows: np.ndarray  # used value rows (atom·V + row, without the sign context)
+    values: np.ndarray  # (used rows, 2R): counts per value index (sccodec.context.value_index)
+
+
+def _tile_counts(symbols: np.ndarray, tables, contexts: tuple[np.ndarray, np.ndarray] | None) -> _TileCounts:
+    """Counts per table entry (not per symbol), so pricing grows with the tables, not the image."""
     k, h, w = symbols.shape
-    groups, q = tables.groups, quality_index
+    groups = tables.groups
     flag_ctx, value_ctx = contexts if contexts is not None else scheme_contexts(tables.scheme, symbols, groups)
     nz = symbols != 0
     atom = np.broadcast_to(np.arange(k)[:, None, None], symbols.shape)
@@ -97,27 +121,115 @@ def choose(symbols: np.ndarray, tables, quality_index: int,
     ones = np.bincount(entry[nz.ravel()], minlength=tables.scheme.phases * k * c)
     total = np.bincount(entry, minlength=tables.scheme.phases * k * c)
     used = np.flatnonzero(total)
-    prob = np.clip(tables.p_nonzero[q].reshape(-1)[used % (k * c)], _MIN_P, 1 - _MIN_P)
-    n1, n0 = ones[used], total[used] - ones[used]
-    scaled = np.stack([scale_odds(prob, s) for s in FLAG_SCALES])
-    cost = -(n1 * np.log2(scaled) + n0 * np.log2(1 - scaled))  # (scales, used entries)
     step = used // (k * c) * groups + used % (k * c) // c // (k // groups)
     ends = np.searchsorted(step, np.arange(len(steps(tables.scheme, groups)) + 1))
-    side_flag = -np.log2(FLAG_INDEX_PROBS)
-    flags = [int(np.argmin(cost[:, a:b].sum(1) + side_flag)) if b > a else NEUTRAL_FLAG  # no positions
+    r = tables.value_range
+    v = tables.values.shape[-2]
+    # rows without the sign context: a sign scales a whole row half, which leaves the tilt's
+    # effect on the code length unchanged (it separates out of -log2 P)
+    row = atom[nz] * v + value_ctx[nz] // tables.scheme.sign_contexts
+    counts = np.bincount(row * 2 * r + value_index(symbols[nz], r), minlength=k * v * 2 * r).reshape(k * v, 2 * r)
+    rows = np.flatnonzero(counts.sum(1))
+    return _TileCounts(used % (k * c), ones[used], total[used] - ones[used], ends, rows, counts[rows])
+
+
+def _pick(counts: _TileCounts, flag_bits: np.ndarray, flag_side_bits: np.ndarray,
+          tilt_bits: np.ndarray | None, tilt_side_bits: np.ndarray) -> Adaptation:
+    """The indices of least bits: ``flag_bits`` (scales, used entries), ``tilt_bits`` (tilts,)
+    or None when the tile has no non-zero symbol; side bits per index value."""
+    ends = counts.step_ends
+    flags = [int(np.argmin(flag_bits[:, a:b].sum(1) + flag_side_bits)) if b > a else NEUTRAL_FLAG  # no positions
              for a, b in zip(ends[:-1], ends[1:])]
-    tilt = NEUTRAL_TILT
-    if nz.any():
-        r = tables.value_range
-        v = tables.values.shape[-2]
-        # rows without the sign factor: a sign table scales a whole row half, which leaves the
-        # tilt's effect on the code length unchanged (it separates out of -log2 P)
-        row = atom[nz] * v + value_ctx[nz] // tables.scheme.sign_contexts
-        counts = np.bincount(row * 2 * r + value_index(symbols[nz], r), minlength=k * v * 2 * r).reshape(k * v, 2 * r)
-        used = np.flatnonzero(counts.sum(1))
-        rows = np.maximum(tables.values[q].reshape(k * v, 2 * r)[used], _MIN_P)
-        n = counts[used]
-        bits = [-(n * np.log2(rows * tilt_weights(t, r))).sum()
-                + (n.sum(1) * np.log2((rows * tilt_weights(t, r)).sum(1))).sum() for t in VALUE_TILTS]
-        tilt = int(np.argmin(np.array(bits) - np.log2(TILT_INDEX_PROBS)))
+    tilt = NEUTRAL_TILT if tilt_bits is None else int(np.argmin(tilt_bits + tilt_side_bits))
     return Adaptation(tuple(flags), tilt)
+
+
+def choose(symbols: np.ndarray, tables, quality_index: int,
+           contexts: tuple[np.ndarray, np.ndarray] | None = None) -> Adaptation:
+    """The adaptation that minimises the tile's ideal code length, side information included
+    (formats 3 and 4: the float tables).
+
+    Works on counts per table entry (not per symbol), so its cost grows with the tables, not
+    with the image. ``contexts``: the symbols' ``scheme_contexts``, if the caller has them.
+    """
+    counts = _tile_counts(symbols, tables, contexts)
+    q = quality_index
+    prob = np.clip(tables.p_nonzero[q].reshape(-1)[counts.entries], _MIN_P, 1 - _MIN_P)
+    n1, n0 = counts.ones, counts.zeros
+    scaled = np.stack([scale_odds(prob, s) for s in FLAG_SCALES])
+    flag_bits = -(n1 * np.log2(scaled) + n0 * np.log2(1 - scaled))  # (scales, used entries)
+    tilt_bits = None
+    if counts.rows.size:
+        r = tables.value_range
+        rows = np.maximum(tables.values[q].reshape(-1, 2 * r)[counts.rows], _MIN_P)
+        n = counts.values
+        tilt_bits = np.array([-(n * np.log2(rows * tilt_weights(t, r))).sum()
+                              + (n.sum(1) * np.log2((rows * tilt_weights(t, r)).sum(1))).sum() for t in VALUE_TILTS])
+    return _pick(counts, flag_bits, -np.log2(FLAG_INDEX_PROBS), tilt_bits, -np.log2(TILT_INDEX_PROBS))
+
+
+# ---------------------------------------------------------------- format 5: integer arithmetic only
+
+
+def side_frequencies(n: int, neutral: int) -> np.ndarray:
+    """Integer frequencies of a side-information index: each of the n − 1 changes gets
+    floor(2^23 / (n − 1)), 'no change' the rest (at least half)."""
+    f = np.full(n, (TOTAL >> 1) // (n - 1), dtype=np.int64)
+    f[neutral] = TOTAL - (n - 1) * f[0]
+    return f
+
+
+FLAG_INDEX_FREQUENCIES = side_frequencies(len(FLAG_SIXTEENTHS), NEUTRAL_FLAG)
+TILT_INDEX_FREQUENCIES = side_frequencies(len(TILT_SIXTEENTHS), NEUTRAL_TILT)
+TILT_FRACTION_BITS = 15  # tilt weights keep 15 significant bits before they multiply a row
+
+
+def scale_odds_frequency(f1: np.ndarray, k: int) -> np.ndarray:
+    """f1 = f(1) of binary tables (int64, in [1, 2^24 − 1]) with the odds multiplied by k/16,
+    rounded half up and clamped: clamp(floor(T·k·f1 / D + 1/2), 1, T − 1) with
+    D = k·f1 + 16·(T − f1), evaluated as floor((2·T·k·f1 + D) / (2·D)) (< 2^55)."""
+    f1 = np.asarray(f1, dtype=np.int64)
+    d = k * f1 + 16 * (TOTAL - f1)
+    return np.clip((2 * TOTAL * k * f1 + d) // (2 * d), 1, TOTAL - 1)
+
+
+def tilt_factors(k: int, r: int) -> np.ndarray:
+    """(k/16)^j for j = 1 … R in fixed point with 24 fraction bits, rounded half up at every
+    step: τ_0 = 2^24, τ_j = max(1, (k·τ_{j−1} + 8) >> 4) (int64)."""
+    tau = [TOTAL]
+    for _ in range(r):
+        tau.append(max(1, (k * tau[-1] + 8) >> 4))
+    return np.array(tau[1:], dtype=np.int64)
+
+
+def tilt_frequencies(f: np.ndarray, k: int) -> np.ndarray:
+    """Magnitude rows f (..., R), each summing to 2^24, tilted by (k/16)^|v|: with
+    sh = max(0, bit_length(max τ) − 15), a_j = ((f_j − 1)·τ_j) >> sh (< 2^39), then
+    ``normalise`` (each >= 1, summing to 2^24)."""
+    f = np.asarray(f, dtype=np.int64)
+    tau = tilt_factors(k, f.shape[-1])
+    shift = max(0, int(bit_length(tau.max())) - TILT_FRACTION_BITS)
+    return normalise(((f - 1) * tau) >> shift)
+
+
+def choose_integer(symbols: np.ndarray, tables, quality_index: int,
+                   contexts: tuple[np.ndarray, np.ndarray] | None = None) -> Adaptation:
+    """``choose`` for format 5: prices every candidate with the integer frequencies it would
+    code with (``tables.frequencies``, the adapted tables of ``Adaptation.flag_frequencies`` and
+    ``magnitude_frequencies``), so the estimate is the exact ideal code length. Encoder only:
+    the float log2 decides what is written, never how it is read."""
+    counts = _tile_counts(symbols, tables, contexts)
+    integer = tables.frequencies(quality_index)
+    f1 = integer.nonzero.reshape(-1)[counts.entries]
+    scaled = np.stack([scale_odds_frequency(f1, k) for k in FLAG_SIXTEENTHS])
+    flag_bits = -(counts.ones * np.log2(scaled) + counts.zeros * np.log2(TOTAL - scaled)) \
+        + PRECISION * (counts.ones + counts.zeros)
+    tilt_bits = None
+    if counts.rows.size:
+        r = tables.value_range
+        n = counts.values[:, r:] + counts.values[:, :r][:, ::-1]  # per |v| = 1 … R
+        rows = integer.magnitudes.reshape(-1, r)[counts.rows]
+        tilt_bits = np.array([-(n * np.log2(tilt_frequencies(rows, k) if k != 16 else rows)).sum()
+                              for k in TILT_SIXTEENTHS]) + PRECISION * n.sum()
+    return _pick(counts, flag_bits, PRECISION - np.log2(FLAG_INDEX_FREQUENCIES), tilt_bits,
+                 PRECISION - np.log2(TILT_INDEX_FREQUENCIES))

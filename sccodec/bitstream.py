@@ -1,4 +1,4 @@
-"""The .scv container (format versions 1 to 4): header dataclass, typed chunks with CRC32, strict parsing.
+"""The .scv container (format versions 1 to 5): header dataclass, typed chunks with CRC32, strict parsing.
 
     header (fixed fields + CRC32) │ chunk │ chunk │ …      chunk = type(4) len(4) payload crc(4)
 
@@ -16,10 +16,10 @@ from sccodec.errors import CorruptFileError, FormatError, LimitError
 MAGIC = b"\x89SCV\r\n\x1a\n"
 # The versions differ only in how TILE payloads are entropy-coded: 1 with the checkerboard
 # contexts, 2 with the quad ones (sccodec.context), 3 with the quad ones adapted per tile
-# (sccodec.adaptation), 4 with the nested ones adapted per tile; sccodec.entropy.FORMATS has
-# the table. A model's tables fix the
-# scheme, so the writer takes the newest version for the model's scheme.
-FORMAT_VERSIONS = (1, 2, 3, 4)
+# (sccodec.adaptation), 4 with the nested ones adapted per tile, 5 as 4 with integer
+# frequencies (sccodec.frequencies); sccodec.entropy.FORMATS has the table. A model's tables
+# fix the scheme, so the writer takes the newest version for the model's scheme.
+FORMAT_VERSIONS = (1, 2, 3, 4, 5)
 FORMAT_VERSION = FORMAT_VERSIONS[-1]
 DEFAULT_MAX_PIXELS = 1 << 27  # ~134 Mpx; raise on purpose with max_pixels / --max-pixels
 # Reader limit on the header's tile edge (pixels). A decoder entropy-decodes a tile as one

@@ -118,14 +118,17 @@ class ContextCoder:
         return rdo.quantize(s, self.tables, quality_index, self.bits_weight(quality_index) if effort >= 2 else None)
 
     def encode_tile(self, symbols: np.ndarray, quality_index: int) -> bytes:
-        return entropy.encode(symbols, self.tables, quality_index, self.adaptive).astype("<u4").tobytes()
+        coding = FORMATS[self.format_version]
+        words = entropy.encode(symbols, self.tables, quality_index, coding.adaptive, coding.integer)
+        return words.astype("<u4").tobytes()
 
     def decode_tile(self, payload: bytes, quality_index: int, shape: tuple[int, int, int]) -> np.ndarray:
         if len(payload) % 4:
             raise CorruptFileError("tile chunk length is not a whole number of 32-bit words")
         words = np.frombuffer(payload, dtype="<u4")
         try:
-            return entropy.decode(words, self.tables, quality_index, shape, self.adaptive)
+            coding = FORMATS[self.format_version]
+            return entropy.decode(words, self.tables, quality_index, shape, coding.adaptive, coding.integer)
         except (ValueError, RuntimeError, IndexError) as e:
             raise CorruptFileError(f"cannot be entropy-decoded: {e}") from None
         except BaseException as e:

@@ -33,7 +33,7 @@ a quarter; and the magnitudes of those neighbours predict both whether the atom 
 how large it is. The significance map costs most of the bits at low rates, the values at
 high rates.
 
-``nested`` (.scv format 4, sccodec >= 0.5): the quad order, with its first phase (even, even)
+``nested`` (.scv formats 4 and 5, sccodec >= 0.5): the quad order, with its first phase (even, even)
 coded in the quad order again at stride 2, so only 1/16 of the positions see no decoded
 neighbour of their own atom (7 phases):
 

@@ -7,18 +7,26 @@ weights file) and the contexts are integer functions of already-decoded symbols,
 parses identically on every device (docs/design.md, principle 1). Coding runs in
 ``phases·G`` steps of the tables' context scheme (``sccodec.context``); in each step one
 vectorised call codes the significance flags and one codes the values of the non-zero symbols
-(docs/design.md, principle 5). With ``adaptive=True`` (.scv format 3) a tile's stream
+(docs/design.md, principle 5). With ``adaptive=True`` (.scv formats 3 and 4) a tile's stream
 starts with its ``sccodec.adaptation.Adaptation``, which adjusts the tables to the tile.
+
+With ``integer=True`` (.scv format 5) every distribution is an integer frequency table
+(``sccodec.frequencies``, adapted by integer arithmetic) that constriction is made to use
+exactly (``coder_rows``), and a value is coded as its magnitude and then its sign: parsing
+involves no float computation at all (docs/format.md, section 12).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import constriction
 import numpy as np
 
-from sccodec.adaptation import FLAG_INDEX_PROBS, TILT_INDEX_PROBS, Adaptation, choose
+from sccodec.adaptation import (FLAG_INDEX_FREQUENCIES, FLAG_INDEX_PROBS, TILT_INDEX_FREQUENCIES, TILT_INDEX_PROBS,
+                                Adaptation, choose, choose_integer)
 from sccodec.context import LEGACY_SCHEME, SCHEMES, Scheme, phase_map, scheme_contexts, steps, value_index
+from sccodec.frequencies import TOTAL, IntegerTables
 
 CODER_VERSION = (0, 5)  # output is stable within a minor release of 0.x; recorded in every file
 
@@ -29,6 +37,7 @@ class TileCoding:
 
     context: str  # the context scheme its tables must have (sccodec.context.SCHEMES)
     adaptive: bool  # whether each tile starts with its table adaptation (sccodec.adaptation)
+    integer: bool = False  # integer frequencies and integer adaptation (sccodec.frequencies); implies adaptive
 
 
 #: .scv format version -> tile coding. A writer uses the newest version for its tables' scheme;
@@ -36,7 +45,8 @@ class TileCoding:
 FORMATS = {1: TileCoding("checkerboard", adaptive=False),
            2: TileCoding("quad", adaptive=False),
            3: TileCoding("quad", adaptive=True),
-           4: TileCoding("nested", adaptive=True)}
+           4: TileCoding("nested", adaptive=True),
+           5: TileCoding("nested", adaptive=True, integer=True)}
 
 
 def newest_format(context: str) -> int:
@@ -113,6 +123,22 @@ class SymbolTables:
         r = self.value_range
         return np.concatenate([rows[..., :r] * (1.0 - positive), rows[..., r:] * positive], axis=-1)
 
+    def frequencies(self, quality_index: int) -> IntegerTables:
+        """One level's tables as integer frequencies (format 5), derived from the stored arrays
+        on first use and kept: a parse needs only its file's level."""
+        if self.signs is None:
+            raise ValueError(f"the {self.context} scheme has no sign table: format 5 needs one")
+        levels = self._frequency_levels
+        q = quality_index
+        if q not in levels:
+            levels[q] = IntegerTables.from_stored(self.p_nonzero[q], self.values[q, ..., self.value_range:],
+                                                  self.signs[q])
+        return levels[q]
+
+    @functools.cached_property
+    def _frequency_levels(self) -> dict[int, IntegerTables]:
+        return {}
+
     def stored(self) -> dict[str, np.ndarray]:
         """The arrays a weights file keeps (symmetric rows: only their positive half)."""
         if self.signs is None:
@@ -133,6 +159,11 @@ ESCAPE_CLASSES = 21  # an escaped magnitude |v| >= R is coded as R + (m - 1), 1 
 MAX_MAGNITUDE_OVER_RANGE = (1 << ESCAPE_CLASSES) - 2
 _ESCAPE_CLASS_PROBS = 0.5 ** np.arange(1, ESCAPE_CLASSES + 1)  # fixed: escapes are rare
 _POWERS = 1 << np.arange(ESCAPE_CLASSES, dtype=np.int64)
+#: Format 5: f(n) = 2^(23 − n) for escape classes n = 1 … 20, class 0 the rest (2^23 + 8);
+#: extra bits ½ each.
+_RARER_CLASSES = TOTAL >> (np.arange(1, ESCAPE_CLASSES, dtype=np.int64) + 1)
+ESCAPE_CLASS_FREQUENCIES = np.concatenate([[TOTAL - _RARER_CLASSES.sum()], _RARER_CLASSES])
+ESCAPE_BIT_FREQUENCIES = np.array([TOTAL >> 1, TOTAL >> 1], dtype=np.int64)
 
 
 def _escape_parts(magnitudes: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +187,10 @@ def _value_from_index(i: np.ndarray, r: int) -> np.ndarray:
 
 
 class _Walk:
-    """Walks the coding steps over a (G, K/G, h, w) symbol array, tracking significance counts."""
+    """Walks the coding steps over a (G, K/G, h, w) symbol array, tracking significance counts.
+
+    Subclasses give the probabilities of one tile coding: ``_FloatWalk`` (formats 1–4),
+    ``_IntegerWalk`` (format 5)."""
 
     def __init__(self, symbols: np.ndarray, tables: SymbolTables, quality_index: int,
                  adaptation: Adaptation | None = None,
@@ -166,7 +200,6 @@ class _Walk:
         k, h, w = symbols.shape
         g = tables.groups
         self.tables, self.q, self.scheme = tables, quality_index, tables.scheme
-        self.value_table = tables.value_table(quality_index)
         self.adaptation = adaptation or Adaptation.neutral(tables.scheme.phases * g)
         self.grouped = symbols.reshape(g, k // g, h, w)
         self.per_group = (self.grouped != 0).sum(1, dtype=np.int32)
@@ -185,43 +218,123 @@ class _Walk:
         flag, value = flag[:, here], value[:, here]
         return flag, value, np.broadcast_to(self.atoms[g], flag.shape)
 
-    def flag_probs(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
-        return self.adaptation.flag_probs(self.tables.p_nonzero[self.q, atom, ctx], step)
-
-    def value_rows(self, ctx: np.ndarray, atom: np.ndarray) -> np.ndarray:
-        return self.adaptation.value_rows(self.value_table[atom, ctx])
-
     def store(self, p: int, g: int, values: np.ndarray) -> None:
         self.grouped[g][:, self.phase == p] = values
         self.per_group[g] = (self.grouped[g] != 0).sum(0, dtype=np.int32)
 
 
-def _escape_models():
-    return (constriction.stream.model.Categorical(_ESCAPE_CLASS_PROBS, perfect=False),
-            constriction.stream.model.Bernoulli(0.5, perfect=False))
+class _FloatWalk(_Walk):
+    """Formats 1–4: float64 probabilities, quantised by constriction (docs/format.md, section 4)."""
+
+    def __init__(self, symbols: np.ndarray, tables: SymbolTables, quality_index: int,
+                 adaptation: Adaptation | None = None,
+                 known_contexts: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        super().__init__(symbols, tables, quality_index, adaptation, known_contexts)
+        self.value_table = tables.value_table(quality_index)
+
+    def flag_params(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
+        return self.adaptation.flag_probs(self.tables.p_nonzero[self.q, atom, ctx], step).ravel()
+
+    def value_rows(self, ctx: np.ndarray, atom: np.ndarray) -> np.ndarray:
+        return self.adaptation.value_rows(self.value_table[atom, ctx])
+
+    def encode_values(self, coder, models: "_Models", values: np.ndarray, ctx: np.ndarray, atom: np.ndarray) -> None:
+        """The non-zero values of a step (escapes as ±R): one symbol over 2R value indices each."""
+        coder.encode_reverse(value_index(values, self.tables.value_range), models.value, self.value_rows(ctx, atom))
+
+    def decode_values(self, coder, models: "_Models", ctx: np.ndarray, atom: np.ndarray) -> np.ndarray:
+        return _value_from_index(coder.decode(models.value, self.value_rows(ctx, atom)), self.tables.value_range)
 
 
-def _models():
-    return (constriction.stream.model.Bernoulli(perfect=False),
-            constriction.stream.model.Categorical(perfect=False))
+class _IntegerWalk(_Walk):
+    """Format 5: integer frequencies (``sccodec.frequencies``), handed to constriction as rows of
+    f − 1 that it quantises to exactly f; a non-zero value is its magnitude, then its sign."""
+
+    def __init__(self, symbols: np.ndarray, tables: SymbolTables, quality_index: int,
+                 adaptation: Adaptation | None = None,
+                 known_contexts: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        super().__init__(symbols, tables, quality_index, adaptation, known_contexts)
+        integer = tables.frequencies(quality_index)
+        self.nonzero = integer.nonzero  # (K, C): f(x != 0)
+        # adapted once per tile, then gathered per symbol: (K, V, R) and (K, S, 2) rows
+        self.magnitude_rows = coder_rows(self.adaptation.magnitude_frequencies(integer.magnitudes))
+        self.sign_rows = binary_rows(integer.positive)
+
+    def flag_params(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
+        return binary_rows(self.adaptation.flag_frequencies(self.nonzero[atom, ctx], step).ravel())
+
+    def _rows(self, ctx: np.ndarray, atom: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = self.scheme.sign_contexts
+        return self.magnitude_rows[atom, ctx // s], self.sign_rows[atom, ctx % s]
+
+    def encode_values(self, coder, models: "_Models", values: np.ndarray, ctx: np.ndarray, atom: np.ndarray) -> None:
+        """The non-zero values of a step (escapes as ±R): all magnitudes min(|v|, R) (symbol
+        |v| − 1 over R columns), then all signs (1 = positive)."""
+        magnitude_rows, sign_rows = self._rows(ctx, atom)
+        coder.encode_reverse((values > 0).astype(np.int32), models.value, sign_rows)
+        coder.encode_reverse(np.minimum(np.abs(values), self.tables.value_range).astype(np.int32) - 1,
+                             models.value, magnitude_rows)
+
+    def decode_values(self, coder, models: "_Models", ctx: np.ndarray, atom: np.ndarray) -> np.ndarray:
+        magnitude_rows, sign_rows = self._rows(ctx, atom)
+        magnitude = coder.decode(models.value, magnitude_rows) + 1
+        return np.where(coder.decode(models.value, sign_rows) == 1, magnitude, -magnitude).astype(np.int32)
 
 
-def _side_models():
-    return (constriction.stream.model.Categorical(FLAG_INDEX_PROBS, perfect=False),
-            constriction.stream.model.Categorical(TILT_INDEX_PROBS, perfect=False))
+def coder_rows(frequencies: np.ndarray) -> np.ndarray:
+    """Integer frequencies (..., n), each row summing to 2^24 -> the float64 rows f − 1 that
+    constriction's leaky quantiser turns into exactly those frequencies (the rows sum to
+    2^24 − n, so its scale is exactly 1: docs/format.md, "Format 5"). The one float conversion
+    of format 5, and an exact one."""
+    return (np.asarray(frequencies, dtype=np.int64) - 1).astype(np.float64)
 
 
-def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int, adaptive: bool = False) -> np.ndarray:
-    """Integer symbols (K,h,w), |s| <= R + MAX_MAGNITUDE_OVER_RANGE (escapes) -> uint32 words."""
+def binary_rows(f1: np.ndarray) -> np.ndarray:
+    """f(1) of binary symbols (int64) -> constriction rows (..., 2) for f(0) = 2^24 − f(1), f(1)."""
+    return coder_rows(np.stack([TOTAL - f1, f1], axis=-1))
+
+
+@dataclass(frozen=True)
+class _Models:
+    """The constriction models of one tile coding."""
+
+    flag: object  # significance flags, with per-symbol parameters
+    value: object  # values (and format 5's signs), with per-symbol rows
+    escape_class: object
+    escape_bit: object
+    flag_index: object  # side information: a flag-scale index per step
+    tilt_index: object  # side information: the tilt index
+
+    @classmethod
+    def of(cls, integer: bool) -> "_Models":
+        categorical = constriction.stream.model.Categorical
+        if integer:
+            rows = categorical(perfect=False)
+            fixed = [categorical(coder_rows(f), perfect=False) for f in
+                     (ESCAPE_CLASS_FREQUENCIES, ESCAPE_BIT_FREQUENCIES, FLAG_INDEX_FREQUENCIES, TILT_INDEX_FREQUENCIES)]
+            return cls(rows, rows, *fixed)
+        bernoulli = constriction.stream.model.Bernoulli
+        return cls(bernoulli(perfect=False), categorical(perfect=False),
+                   categorical(_ESCAPE_CLASS_PROBS, perfect=False), bernoulli(0.5, perfect=False),
+                   categorical(FLAG_INDEX_PROBS, perfect=False), categorical(TILT_INDEX_PROBS, perfect=False))
+
+
+def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int, adaptive: bool = False,
+           integer: bool = False) -> np.ndarray:
+    """Integer symbols (K,h,w), |s| <= R + MAX_MAGNITUDE_OVER_RANGE (escapes) -> uint32 words.
+
+    ``adaptive`` and ``integer``: the tile coding (``TileCoding``; ``integer`` implies adaptive)."""
     r = tables.value_range
     if np.abs(symbols).max(initial=0) > r + MAX_MAGNITUDE_OVER_RANGE:
         raise ValueError(f"symbol magnitude above the codable range {r + MAX_MAGNITUDE_OVER_RANGE}")
     symbols = np.array(symbols, dtype=np.int32)
     known = scheme_contexts(tables.scheme, symbols, tables.groups)
-    adaptation = choose(symbols, tables, quality_index, known) if adaptive else None
-    walk = _Walk(symbols, tables, quality_index, adaptation, known)
-    flag_model, value_model = _models()
-    class_model, bit_model = _escape_models()
+    if integer:
+        adaptation = choose_integer(symbols, tables, quality_index, known)
+    else:
+        adaptation = choose(symbols, tables, quality_index, known) if adaptive else None
+    walk = (_IntegerWalk if integer else _FloatWalk)(symbols, tables, quality_index, adaptation, known)
+    models = _Models.of(integer)
     coder = constriction.stream.stack.AnsCoder()
     # ANS is a stack: encode the steps in reverse so the decoder reads them forwards.
     order = steps(tables.scheme, tables.groups)
@@ -234,44 +347,41 @@ def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int, adapti
             if escaped.size:
                 n, bits = _escape_parts(escaped, r)
                 if bits.size:
-                    coder.encode_reverse(bits, bit_model)
-                coder.encode_reverse(n, class_model)
-            coder.encode_reverse(value_index(s[nz], r), value_model, walk.value_rows(vctx[nz], atom[nz]))
+                    coder.encode_reverse(bits, models.escape_bit)
+                coder.encode_reverse(n, models.escape_class)
+            walk.encode_values(coder, models, s[nz], vctx[nz], atom[nz])
         if s.size:
-            coder.encode_reverse(nz.ravel().astype(np.int32), flag_model, walk.flag_probs(ctx, atom, i).ravel())
+            coder.encode_reverse(nz.ravel().astype(np.int32), models.flag, walk.flag_params(ctx, atom, i))
     if adaptation is not None:  # read first: the tables of every step depend on it
-        flag_index_model, tilt_model = _side_models()
-        coder.encode_reverse(np.array([adaptation.tilt], dtype=np.int32), tilt_model)
-        coder.encode_reverse(np.array(adaptation.flags, dtype=np.int32), flag_index_model)
+        coder.encode_reverse(np.array([adaptation.tilt], dtype=np.int32), models.tilt_index)
+        coder.encode_reverse(np.array(adaptation.flags, dtype=np.int32), models.flag_index)
     return coder.get_compressed()
 
 
 def decode(words: np.ndarray, tables: SymbolTables, quality_index: int,
-           shape: tuple[int, int, int], adaptive: bool = False) -> np.ndarray:
+           shape: tuple[int, int, int], adaptive: bool = False, integer: bool = False) -> np.ndarray:
     """Inverse of ``encode``. Garbage words give garbage symbols or a ValueError, never a hang."""
     r = tables.value_range
     order = steps(tables.scheme, tables.groups)
     coder = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+    models = _Models.of(integer)
     adaptation = None
-    if adaptive:
-        flag_index_model, tilt_model = _side_models()
-        flags = coder.decode(flag_index_model, len(order))
-        adaptation = Adaptation(tuple(int(f) for f in flags), int(coder.decode(tilt_model, 1)[0]))
-    walk = _Walk(np.zeros(shape, dtype=np.int32), tables, quality_index, adaptation)
-    flag_model, value_model = _models()
-    class_model, bit_model = _escape_models()
+    if adaptive or integer:
+        flags = coder.decode(models.flag_index, len(order))
+        adaptation = Adaptation(tuple(int(f) for f in flags), int(coder.decode(models.tilt_index, 1)[0]))
+    walk = (_IntegerWalk if integer else _FloatWalk)(np.zeros(shape, dtype=np.int32), tables, quality_index, adaptation)
     for i, (p, g) in enumerate(order):
         ctx, vctx, atom = walk.contexts(p, g)
         if ctx.size == 0:
             continue
-        nz = coder.decode(flag_model, walk.flag_probs(ctx, atom, i).ravel()).astype(bool).reshape(ctx.shape)
+        nz = coder.decode(models.flag, walk.flag_params(ctx, atom, i)).astype(bool).reshape(ctx.shape)
         values = np.zeros(ctx.shape, dtype=np.int32)
         if nz.any():
-            v = _value_from_index(coder.decode(value_model, walk.value_rows(vctx[nz], atom[nz])), r)
+            v = walk.decode_values(coder, models, vctx[nz], atom[nz])
             escaped = np.abs(v) == r
             if escaped.any():
-                n = coder.decode(class_model, int(escaped.sum()))
-                bits = coder.decode(bit_model, int(n.sum())) if n.sum() else np.zeros(0, np.int32)
+                n = coder.decode(models.escape_class, int(escaped.sum()))
+                bits = coder.decode(models.escape_bit, int(n.sum())) if n.sum() else np.zeros(0, np.int32)
                 v[escaped] = np.sign(v[escaped]) * _escape_magnitudes(n, bits, r)
             values[nz] = v
         walk.store(p, g, values)

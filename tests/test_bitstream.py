@@ -212,7 +212,7 @@ def test_files_of_every_format_version_decode(codec, tiled_scv, model_file, vers
     other = dataclasses.replace(model_file, context=coding.context,
                                 tensors={**{k: a for k, a in model_file.tensors.items() if not k.startswith("tables.")},
                                          **arrays})
-    words = [entropy.encode(t, tables, q, coding.adaptive).astype("<u4").tobytes() for t in mine.tiles]
+    words = [entropy.encode(t, tables, q, coding.adaptive, coding.integer).astype("<u4").tobytes() for t in mine.tiles]
     container = bitstream.parse(tiled_scv)
     data = bitstream.pack(bitstream.Container(dataclasses.replace(container.header, version=version), words))
     for theirs, ours in zip(parse_symbols(data, other).tiles, mine.tiles):

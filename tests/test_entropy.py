@@ -34,29 +34,30 @@ def random_symbols(k: int, h: int, w: int, r: int, seed: int) -> np.ndarray:
     return np.where(rng.random((k, h, w)) < 0.4, 0, values).astype(np.int32)
 
 
-def roundtrip(symbols: np.ndarray, tables: SymbolTables, q: int, adaptive: bool = False) -> np.ndarray:
-    words = entropy.encode(symbols, tables, q, adaptive)
+def roundtrip(symbols: np.ndarray, tables: SymbolTables, q: int, adaptive: bool = False,
+              integer: bool = False) -> np.ndarray:
+    words = entropy.encode(symbols, tables, q, adaptive, integer)
     assert words.dtype == np.uint32
-    return entropy.decode(words, tables, q, symbols.shape, adaptive)
+    return entropy.decode(words, tables, q, symbols.shape, adaptive, integer)
 
 
-#: (context scheme, per-tile adaptation) of every .scv format version
-CODINGS = [(c.context, c.adaptive) for c in entropy.FORMATS.values()]
+#: (context scheme, per-tile adaptation, integer frequencies) of every .scv format version
+CODINGS = [(c.context, c.adaptive, c.integer) for c in entropy.FORMATS.values()]
 
 
 @pytest.mark.parametrize(("k", "groups", "h", "w"), SHAPES)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize(("context", "adaptive"), CODINGS)
-def test_encode_decode_is_lossless(k, groups, h, w, seed, context, adaptive) -> None:
+@pytest.mark.parametrize(("context", "adaptive", "integer"), CODINGS)
+def test_encode_decode_is_lossless(k, groups, h, w, seed, context, adaptive, integer) -> None:
     r = 7
     tables = random_tables(k, groups, r, seed, context=context)
     symbols = random_symbols(k, h, w, r, seed)
     for q in range(tables.qualities):
-        np.testing.assert_array_equal(roundtrip(symbols, tables, q, adaptive), symbols)
+        np.testing.assert_array_equal(roundtrip(symbols, tables, q, adaptive, integer), symbols)
 
 
-@pytest.mark.parametrize(("context", "adaptive"), CODINGS)
-def test_lossless_with_degenerate_tables(context, adaptive) -> None:
+@pytest.mark.parametrize(("context", "adaptive", "integer"), CODINGS)
+def test_lossless_with_degenerate_tables(context, adaptive, integer) -> None:
     """Probabilities of exactly 0 and 1 (e.g. float16 underflow in exported tables) must still
     code every symbol of the range: the coder has to be leaky, not fail."""
     k, groups, r = 8, 4, 3
@@ -69,16 +70,16 @@ def test_lossless_with_degenerate_tables(context, adaptive) -> None:
     tables = make_tables(p_nonzero, values, groups, context, signs=signs)
     symbols = random_symbols(k, 3, 4, r, seed=5)
     for q in (0, 1):
-        np.testing.assert_array_equal(roundtrip(symbols, tables, q, adaptive), symbols)
+        np.testing.assert_array_equal(roundtrip(symbols, tables, q, adaptive, integer), symbols)
 
 
-@pytest.mark.parametrize("adaptive", [False, True])
-def test_lossless_with_the_shipped_tables(model_file, adaptive) -> None:
+@pytest.mark.parametrize(("adaptive", "integer"), [(False, False), (True, False), (True, True)])
+def test_lossless_with_the_shipped_tables(model_file, adaptive, integer) -> None:
     tables = model_file.tables
     r = tables.value_range
     symbols = random_symbols(tables.atoms, 2, 3, r, seed=7)
     for q in (0, tables.qualities - 1):
-        np.testing.assert_array_equal(roundtrip(symbols, tables, q, adaptive), symbols)
+        np.testing.assert_array_equal(roundtrip(symbols, tables, q, adaptive, integer), symbols)
 
 
 def test_tables_must_fit_their_context_scheme() -> None:
@@ -97,7 +98,8 @@ def test_tables_must_fit_their_context_scheme() -> None:
 GOLDEN = {1: "d452836db7ff18c2442a06a819169c3db98517616409852ff723c2d8ae0ff529",
           2: "faaf1e58d16aaf2e9da623c7d1b3f208eaae0f1c43c1f7141fd9417eabd4762a",
           3: "19bd80f83a372d056cb0b6abdb9c1c11d54efd7019124e72e81f986900000025",
-          4: "f3aceda7594c05f99ba549ca1d54e4d4528eb8932ff900533a7bb4bffbfd4e77"}
+          4: "f3aceda7594c05f99ba549ca1d54e4d4528eb8932ff900533a7bb4bffbfd4e77",
+          5: "7f0845f24b97898ea48ad59ed17a5b0b66e7ef8d3ff2f7cf0b7dc0b5ec796a9b"}
 
 
 @pytest.mark.parametrize("version", list(entropy.FORMATS))
@@ -113,9 +115,10 @@ def test_bitstream_of_each_format_is_frozen(version) -> None:
     rng = np.random.default_rng(5)
     symbols = np.where(rng.random((16, 7, 9)) < 0.3, rng.integers(-9, 10, (16, 7, 9)), 0).astype(np.int32)
     symbols[2, 3, 4] = 1000  # an escape
-    words = entropy.encode(symbols, tables, 1, coding.adaptive)
+    words = entropy.encode(symbols, tables, 1, coding.adaptive, coding.integer)
     assert hashlib.sha256(words.tobytes()).hexdigest() == GOLDEN[version]
-    np.testing.assert_array_equal(entropy.decode(words, tables, 1, symbols.shape, coding.adaptive), symbols)
+    np.testing.assert_array_equal(entropy.decode(words, tables, 1, symbols.shape, coding.adaptive, coding.integer),
+                                  symbols)
 
 
 def test_adaptation_follows_the_tile() -> None:
@@ -310,12 +313,13 @@ def test_code_length_matches_the_model(seed, context) -> None:
     assert ideal - 64 <= actual <= 1.02 * ideal + 96, (actual, ideal)
 
 
-def _decode_with_timeout(words: np.ndarray, tables: SymbolTables, shape, adaptive: bool, seconds: float = 20.0):
+def _decode_with_timeout(words: np.ndarray, tables: SymbolTables, shape, adaptive: bool, integer: bool,
+                         seconds: float = 20.0):
     box: dict = {}
 
     def work() -> None:
         try:
-            box["result"] = entropy.decode(words, tables, 0, shape, adaptive)
+            box["result"] = entropy.decode(words, tables, 0, shape, adaptive, integer)
         except ValueError as e:  # constriction: e.g. "never ends in a zero word"
             box["error"] = e
         except BaseException as e:  # noqa: BLE001 - reported below
@@ -330,8 +334,8 @@ def _decode_with_timeout(words: np.ndarray, tables: SymbolTables, shape, adaptiv
 
 
 @pytest.mark.parametrize("n_words", [0, 1, 2, 5, 64])
-@pytest.mark.parametrize(("context", "adaptive"), CODINGS)
-def test_garbage_words_decode_to_something_or_valueerror_quickly(n_words, context, adaptive) -> None:
+@pytest.mark.parametrize(("context", "adaptive", "integer"), CODINGS)
+def test_garbage_words_decode_to_something_or_valueerror_quickly(n_words, context, adaptive, integer) -> None:
     k, groups, r = 8, 4, 5
     tables = random_tables(k, groups, r, seed=n_words, context=context)
     rng = np.random.default_rng(n_words)
@@ -340,7 +344,7 @@ def test_garbage_words_decode_to_something_or_valueerror_quickly(n_words, contex
         if trial == 0 and n_words:
             words[-1] = 0  # a zero last word is invalid ANS data
         shape = (k, 1 + trial, 3)
-        result = _decode_with_timeout(words, tables, shape, adaptive)
+        result = _decode_with_timeout(words, tables, shape, adaptive, integer)
         if result is not None:
             assert result.shape == shape
             assert np.abs(result).max(initial=0) <= r + entropy.MAX_MAGNITUDE_OVER_RANGE  # escapes

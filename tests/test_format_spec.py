@@ -2,9 +2,9 @@
 
 The ANS coder and the quantiser of sections 3 and 4 are reimplemented here (numpy and Python
 integers) and must reproduce constriction's words bit for bit; the symbol decoder below follows
-sections 2 and 5-8, takes its constants from the doc's section 10, and imports nothing from
-sccodec: it must parse every conformance file to the symbols in the manifest, and streams that
-sccodec writes for every format version (escapes and adaptation included). sccodec itself is
+sections 2 and 5-8 (and 12 for version 5, in Python integers only), takes its constants from
+the doc's section 10, and imports nothing from sccodec: it must parse every conformance file
+to the symbols in the manifest, and streams that sccodec writes for every format version (escapes and adaptation included). sccodec itself is
 imported only to encode test streams and to check the doc's constants against the code.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import struct
+from fractions import Fraction
 from pathlib import Path
 
 import constriction
@@ -41,7 +42,9 @@ WORD = K_["WORD_BITS"]
 STATE_LIMIT = 1 << (K_["STATE_BITS"] - WORD)  # the state stays >= this while words are left
 PHASES = {"checkerboard": np.array(K_["CHECKERBOARD_PHASES"]), "quad": np.array(K_["QUAD_PHASES"]),
           "nested": np.array(K_["NESTED_PHASES"])}
-FORMATS = {1: ("checkerboard", False), 2: ("quad", False), 3: ("quad", True), 4: ("nested", True)}
+#: version -> (context scheme, adapted per tile, integer frequencies: section 12)
+FORMATS = {1: ("checkerboard", False, False), 2: ("quad", False, False), 3: ("quad", True, False),
+           4: ("nested", True, False), 5: ("nested", True, True)}
 
 
 # ---------------------------------------------------------------- sections 3 and 4
@@ -190,7 +193,9 @@ def side_model(sixteenths: tuple[int, ...]) -> tuple[np.ndarray, int]:
 
 def decode_tile(words, m: Model, q: int, h: int, w: int, version: int) -> tuple[np.ndarray, tuple]:
     """Sections 2-7: a TILE payload's words -> (symbols (K, h, w), (flag indices, tilt index))."""
-    scheme, adaptive = FORMATS[version]
+    scheme, adaptive, integer = FORMATS[version]
+    if integer:
+        return decode_integer_tile(words, m, q, h, w)
     assert scheme == m.scheme
     phases = PHASES[scheme]
     period = phases.shape[0]
@@ -249,6 +254,132 @@ def decode_tile(words, m: Model, q: int, h: int, w: int, version: int) -> tuple[
     return x, (tuple(flags), tilt)
 
 
+# ---------------------------------------------------------------- section 12 (version 5), integers only
+
+def exact(x: float) -> tuple[int, int]:
+    """Section 12.1: a stored number (widened to binary64, which is exact) -> (m, x), value m·2^x."""
+    bits = struct.unpack("<Q", struct.pack("<d", float(x)))[0]
+    e, f = (bits >> 52) & 0x7FF, bits & ((1 << 52) - 1)
+    assert e != 0x7FF and (bits >> 63 == 0 or bits & ((1 << 63) - 1) == 0), "not a valid table entry"
+    return (f, 1 - 1023 - 52) if e == 0 else (f + (1 << 52), e - 1023 - 52)
+
+
+def shift(m: int, by: int) -> int:
+    return m << by if by >= 0 else m >> -by
+
+
+def binary_f1(p: float) -> int:
+    """Section 12.2: f(1) of a flag or sign entry."""
+    m, x = exact(p)
+    d = min(shift(m, x + 25), 1 << 25)
+    return min(max((d + 1) >> 1, 1), TOTAL - 1)
+
+
+def normalise(a: list[int]) -> list[int]:
+    """Section 12.3's normalise."""
+    a = a if any(a) else [1] * len(a)
+    free = TOTAL - len(a)
+    w = [v * free // sum(a) for v in a]
+    w[w.index(max(w))] += free - sum(w)
+    return [v + 1 for v in w]
+
+
+def magnitude_row(stored) -> list[int]:
+    """Section 12.3: the R stored magnitudes of a row -> its frequencies."""
+    parts = [exact(v) for v in stored]
+    m, x = max(parts, key=lambda mx: Fraction(mx[0]) * Fraction(2) ** mx[1])  # the largest by value
+    top = m.bit_length() - 1 + x if m else 0
+    return normalise([shift(mj, xj + K_["ROW_BITS"] - 1 - top) for mj, xj in parts])
+
+
+def side_frequencies(n: int, neutral: int) -> list[int]:
+    """Section 12.4."""
+    f = [(1 << 23) // (n - 1)] * n
+    f[neutral] = TOTAL - (n - 1) * f[0]
+    return f
+
+
+def odds(f1: int, k: int) -> int:
+    """Section 12.5, flags."""
+    d = k * f1 + 16 * (TOTAL - f1)
+    return min(max((2 * TOTAL * k * f1 + d) // (2 * d), 1), TOTAL - 1)
+
+
+def tilt(row: list[int], k: int) -> list[int]:
+    """Section 12.5, magnitudes."""
+    tau = [TOTAL]
+    for _ in row:
+        tau.append(max(1, (k * tau[-1] + 8) >> 4))
+    sh = max(0, max(tau[1:]).bit_length() - K_["TILT_FRACTION_BITS"])
+    return normalise([((f - 1) * t) >> sh for f, t in zip(row, tau[1:])])
+
+
+def cdf_of(frequencies: list[int]) -> list[int]:
+    out = [0]
+    for f in frequencies:
+        out.append(out[-1] + f)
+    assert out[-1] == TOTAL and min(frequencies) >= 1
+    return out
+
+
+def decode_integer_tile(words, m: Model, q: int, h: int, w: int) -> tuple[np.ndarray, tuple]:
+    """Section 12.6: a version-5 TILE payload -> (symbols (K, h, w), (flag indices, tilt index))."""
+    phases = PHASES[m.scheme]
+    phase = phases[np.arange(h)[:, None] % 4, np.arange(w)[None, :] % 4]
+    steps = [(p, g) for p in range(int(phases.max()) + 1) for g in range(m.groups)]
+    coder = AnsDecoder(words)
+    scales, tilts = K_["FLAG_SCALE_SIXTEENTHS"], K_["VALUE_TILT_SIXTEENTHS"]
+    flag_cdf, tilt_cdf = (cdf_of(side_frequencies(len(t), t.index(16))) for t in (scales, tilts))
+    flags = [coder.decode(flag_cdf) for _ in steps]
+    tilt_index = coder.decode(tilt_cdf)
+    escape_cdf = cdf_of([(1 << 23) + 8] + [1 << (23 - n) for n in range(1, K_["ESCAPE_CLASSES"])])
+    bit_cdf = cdf_of([1 << 23, 1 << 23])
+    rows: dict[tuple[int, int], list[int]] = {}
+
+    def magnitude_cdf(k: int, row: int) -> list[int]:
+        if (k, row) not in rows:
+            f = magnitude_row(m.magnitudes[q, k, row])
+            rows[k, row] = cdf_of(f if tilts[tilt_index] == 16 else tilt(f, tilts[tilt_index]))
+        return rows[k, row]
+
+    def binary_cdf(f1: int) -> list[int]:
+        return [0, TOTAL - f1, TOTAL]
+
+    r, size, signs = m.r, m.atoms // m.groups, K_["SIGN_CONTEXTS"]
+    x = np.zeros((m.atoms, h, w), np.int64)
+    for s, (p, g) in enumerate(steps):
+        here = phase == p
+        if not here.any():
+            continue
+        flag_ctx, value_ctx = (c[:, here] for c in contexts(m, x, phase, p, g))  # (K/G, n) atom-major
+        atom = np.broadcast_to(np.arange(g * size, (g + 1) * size)[:, None], flag_ctx.shape)
+        nz = []
+        for k, c in zip(atom.ravel().tolist(), flag_ctx.ravel().tolist()):
+            f1 = binary_f1(m.p_nonzero[q, k, c])
+            nz.append(coder.decode(binary_cdf(f1 if scales[flags[s]] == 16 else odds(f1, scales[flags[s]]))))
+        nz = np.array(nz, bool).reshape(flag_ctx.shape)
+        values = np.zeros(flag_ctx.shape, np.int64)
+        if nz.any():
+            pairs = list(zip(atom[nz].tolist(), value_ctx[nz].tolist()))
+            magnitude = [coder.decode(magnitude_cdf(k, vc // signs)) + 1 for k, vc in pairs]
+            positive = [coder.decode(binary_cdf(binary_f1(m.signs[q, k, vc % signs]))) for k, vc in pairs]
+            classes = [coder.decode(escape_cdf) for mag in magnitude if mag == r]  # all classes, then all bits
+            bits = [coder.decode(bit_cdf) for _ in range(sum(classes))]
+            escapes = iter(classes)
+            v = []
+            for mag, plus in zip(magnitude, positive):
+                if mag == r:
+                    n_bits = next(escapes)
+                    mag = r + (1 << n_bits) + sum(b << j for j, b in enumerate(bits[:n_bits])) - 1
+                    bits = bits[n_bits:]
+                v.append(mag if plus else -mag)
+            values[nz] = v
+        x[g * size : (g + 1) * size][:, here] = values
+    if not coder.finished():
+        raise ValueError("data left over after the last symbol")
+    return x, (tuple(flags), tilt_index)
+
+
 def read_scv(data: bytes):
     """Section 1, just enough for the tests: header fields and the TILE payloads."""
     version, name_len = data[8], data[11]
@@ -281,12 +412,16 @@ def test_doc_constants_match_the_code():
         assert K_["FLAG_CONTEXTS"][name] == scheme.flag_contexts
         assert K_["VALUE_ROWS"][name] == scheme.value_contexts
         assert int(doc_map.max()) + 1 == scheme.phases and period in (2, 4)
-    assert {v: (c.context, c.adaptive) for v, c in CODE_FORMATS.items()} == FORMATS
+    assert {v: (c.context, c.adaptive, c.integer) for v, c in CODE_FORMATS.items()} == FORMATS
     assert tuple(k / 16 for k in K_["FLAG_SCALE_SIXTEENTHS"]) == FLAG_SCALES
     assert tuple(k / 16 for k in K_["VALUE_TILT_SIXTEENTHS"]) == VALUE_TILTS
     assert (NEUTRAL_FLAG, NEUTRAL_TILT) == (13, 5)  # "index 13", "index 5" in sections 4 and 6
     assert K_["ESCAPE_CLASSES"] == ESCAPE_CLASSES
     assert K_["MAX_TILE"] == bitstream.MAX_TILE and K_["DEFAULT_MAX_PIXELS"] == bitstream.DEFAULT_MAX_PIXELS
+    from sccodec.adaptation import FLAG_SIXTEENTHS, TILT_FRACTION_BITS, TILT_SIXTEENTHS
+    from sccodec.frequencies import PRECISION, ROW_BITS
+    assert (K_["ROW_BITS"], K_["TILT_FRACTION_BITS"], K_["PRECISION"]) == (ROW_BITS, TILT_FRACTION_BITS, PRECISION)
+    assert (K_["FLAG_SCALE_SIXTEENTHS"], K_["VALUE_TILT_SIXTEENTHS"]) == (FLAG_SIXTEENTHS, TILT_SIXTEENTHS)
 
 
 def test_doc_table_storage_matches_the_shipped_files():
@@ -348,6 +483,22 @@ def test_fixed_model_frequencies_in_the_doc():
     assert doc_row("flag-scale index") == "441506 at indices 0–5, 7–11, 14–18; 441507 at 6, 12, 19; 8388599 at 13"
 
 
+def test_integer_tables_in_the_doc():
+    """Section 12.4's rows and 12.2/12.3 on hand-made entries."""
+    def doc_row(label: str) -> str:
+        return re.search(rf"^\| {re.escape(label)} \| (.*) \|$", DOC, flags=re.M)[1]
+
+    flag, tilt_f = side_frequencies(20, 13), side_frequencies(9, 5)
+    assert set(flag[:13] + flag[14:]) == {441505} and flag[13] == 8388621
+    assert doc_row("flag-scale index (5)") == "441505 at indices 0–12 and 14–19; 8388621 at 13"
+    assert set(tilt_f[:5] + tilt_f[6:]) == {1048576} and tilt_f[5] == 8388608
+    assert doc_row("tilt index (5)") == "1048576 at indices 0–4 and 6–8; 8388608 at 5"
+    assert doc_row("escape class (5)").startswith(f"{(1 << 23) + 8}, then 2^(23 − n)")
+    assert [binary_f1(p) for p in (0.0, 2.0 ** -26, 2.0 ** -25, 0.5, 1.0)] == [1, 1, 1, 1 << 23, TOTAL - 1]
+    assert magnitude_row([0.5, 0.25, 0.125, 0.125]) == [1 << 23, 1 << 22, 1 << 21, 1 << 21]
+    assert magnitude_row([0.0, 0.0]) == [1 << 23, 1 << 23]
+
+
 def test_ans_words_match_constriction():
     rng = np.random.default_rng(5)
     for trial in range(12):
@@ -396,7 +547,7 @@ class _Stored(Model):
         self.values, self.magnitudes, self.signs = stored.get("values"), stored.get("magnitudes"), stored.get("signs")
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
 def test_independent_decoder_reads_sccodec_streams(version):
     """Every format version, with escapes (small R, large values) and, in 3 and 4, adaptation."""
     from sccodec.context import SCHEMES
@@ -420,7 +571,7 @@ def test_independent_decoder_reads_sccodec_streams(version):
         symbols = np.where(rng.random((k, h, w)) < density, rng.integers(1, 7, (k, h, w)), 0)
         symbols = symbols * rng.choice([-1, 1], symbols.shape)
         symbols.ravel()[rng.choice(symbols.size, 3)] = [40, -3000, 2**21 + r - 2]  # escapes, the largest too
-        words = encode(symbols, tables, q, adaptive=FORMATS[version][1])
+        words = encode(symbols, tables, q, adaptive=FORMATS[version][1], integer=FORMATS[version][2])
         decoded, (flags, tilt) = decode_tile(words, model, q, h, w, version)
         np.testing.assert_array_equal(decoded, symbols)
         adapted |= any(f != 13 for f in flags) or tilt != 5

@@ -1,6 +1,7 @@
 """Write the conformance files that tests/test_conformance.py checks: run from anywhere as
 
-    python tests/data/conformance/make.py
+    python tests/data/conformance/make.py             # every case
+    python tests/data/conformance/make.py NAME ...    # only these cases; the others stay as committed
 
 Each case is a small .scv file (crops of the bundled sample coffee.jpg), the pixels it decodes
 to (a lossless PNG beside it) and a line of manifest.json: the file's SHA-256, the model and
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +32,18 @@ COFFEE = Path(sccodec.__file__).resolve().parent / "data" / "samples" / "coffee.
 MANIFEST = HERE / "manifest.json"
 
 # name: (model, quality (None: the default), tile (None: the default), grey, crop box on the
-# coffee photo downscaled by 4 to 150x100 px: left, top, right, bottom). All small: the test decodes
-# every file, and the suite runs on 2 cores.
-CASES: dict[str, tuple[str | None, int | None, int | None, bool, tuple[int, int, int, int]]] = {
-    "default_quality": (None, None, None, False, (43, 18, 107, 82)),  # 64x64
-    "low_quality": (None, 1, None, False, (0, 0, 64, 48)),  # 64x48
-    "high_quality": (None, max(sccodec.QUALITIES), None, False, (60, 30, 116, 70)),  # 56x40: padded to 16s
-    "grey": (None, 4, None, True, (30, 10, 102, 58)),  # 72x48, mode L
-    "tiled": (None, 5, 64, False, (0, 10, 136, 90)),  # 136x80 in 64-px tiles: a 2x3 grid, 8- and 16-px edge tiles
-    "base_model": ("scvae-base", 3, None, False, (70, 20, 134, 84)),  # 64x64, the other shipped model
+# coffee photo downscaled by 4 to 150x100 px: left, top, right, bottom, .scv format version (None:
+# the newest for the model's tables)). All small: the test decodes every file, and the suite runs
+# on 2 cores. Each file keeps the format it was written in, so that every format stays covered.
+CASES: dict[str, tuple[str | None, int | None, int | None, bool, tuple[int, int, int, int], int | None]] = {
+    "default_quality": (None, None, None, False, (43, 18, 107, 82), 4),  # 64x64
+    "low_quality": (None, 1, None, False, (0, 0, 64, 48), 4),  # 64x48
+    "high_quality": (None, max(sccodec.QUALITIES), None, False, (60, 30, 116, 70), 4),  # 56x40: padded to 16s
+    "grey": (None, 4, None, True, (30, 10, 102, 58), 4),  # 72x48, mode L
+    "tiled": (None, 5, 64, False, (0, 10, 136, 90), 4),  # 136x80 in 64-px tiles: a 2x3 grid, 8- and 16-px edge tiles
+    "base_model": ("scvae-base", 3, None, False, (70, 20, 134, 84), None),  # 64x64, the other shipped model
+    # format 5 (integer frequencies): 2x2 tiles of 64 px with 32- and 16-px edge tiles, at the top level
+    "integer_tables": (None, max(sccodec.QUALITIES), 64, False, (20, 10, 116, 90), 5),  # 96x80
 }
 
 
@@ -60,15 +65,30 @@ def source_image(grey: bool, box: tuple[int, int, int, int]) -> Image.Image:
     return crop.convert("L") if grey else crop
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
+    """Write the named cases (all when none are named); keep the other committed files."""
+    unknown = set(names) - set(CASES)
+    if unknown:
+        raise SystemExit(f"unknown case(s) {', '.join(sorted(unknown))}; the cases are {', '.join(CASES)}")
+    names = names or list(CASES)
     torch.set_num_threads(1)
-    codecs: dict[str, sccodec.Codec] = {}
-    for old in [*HERE.glob("*.scv"), *HERE.glob("*.png")]:
-        old.unlink()
+    codecs: dict[tuple[str, int | None], sccodec.Codec] = {}
+    kept = {} if not MANIFEST.exists() else {e["file"]: e for e in json.loads(MANIFEST.read_text())["files"]}
+    for name in names:
+        for old in (HERE / f"{name}.scv", HERE / f"{name}.png"):
+            old.unlink(missing_ok=True)
     entries = []
-    for name, (model, quality, tile, grey, box) in CASES.items():
+    for name, (model, quality, tile, grey, box, version) in CASES.items():
+        if name not in names:
+            if f"{name}.scv" in kept:
+                entries.append(kept[f"{name}.scv"])
+            continue
         model = model or DEFAULT_MODEL
-        codec = codecs.setdefault(model, sccodec.Codec(model, device="cpu"))
+        if (model, version) not in codecs:
+            base = sccodec.Codec(model, device="cpu")
+            coder = base.coder if version is None else base.coder.reading(version)
+            codecs[model, version] = sccodec.Codec(base.model_file, device="cpu", coder=coder)
+        codec = codecs[model, version]
         options = {} if tile is None else {"tile": tile}
         data = codec.encode(source_image(grey, box), quality, **options)
         header, _ = bitstream.parse_header(data)
@@ -92,9 +112,15 @@ def main() -> None:
         })
         print(f"{name}.scv: {len(data)} bytes, {header.model} q{header.quality}, {header.width}x{header.height} "
               f"{header.mode}, {header.num_tiles} tile(s)")
-    manifest = {"written_by": f"sccodec {sccodec.__version__} (tests/data/conformance/make.py)", "files": entries}
+    written_by = f"sccodec {sccodec.__version__} (tests/data/conformance/make.py)"
+    if len(names) < len(CASES) and MANIFEST.exists():  # the kept files keep their note; the new ones get theirs
+        for entry in entries:
+            if entry["file"][: -len(".scv")] in names:
+                entry["written_by"] = written_by
+        written_by = json.loads(MANIFEST.read_text())["written_by"]
+    manifest = {"written_by": written_by, "files": entries}
     MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
