@@ -145,16 +145,19 @@ def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Labels of the rows of ``x`` by scikit-learn's K-means (k-means++, ``N_INIT`` restarts)."""
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
     model = KMeans(n_clusters=k, n_init=N_INIT, random_state=seed)
     fit_on = x
     if len(x) > MAX_FIT_POSITIONS:
         fit_on = x[np.sort(np.random.default_rng(seed).choice(len(x), MAX_FIT_POSITIONS, replace=False))]
-    with warnings.catch_warnings():
+    # One thread: on a grid of a few thousand positions K-means' threads only contend (768×512:
+    # 42 ms on one thread, 184 ms on two, over a second with the cores busy; bench/results/analysis.md).
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
         # fewer distinct vectors than k (a flat image): K-means says so, and the labels are still right
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(fit_on)
-    return model.predict(x).astype(np.int32)
+        return model.predict(x).astype(np.int32)
 
 
 def _in_order_of_appearance(labels: np.ndarray) -> np.ndarray:
