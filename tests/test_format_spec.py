@@ -184,6 +184,19 @@ def contexts(m: Model, x: np.ndarray, phase: np.ndarray, p: int, g: int) -> tupl
     return (1 + (p - 1) * 9 + mag) * 8 + a, (4 + mag) * K_["SIGN_CONTEXTS"] + sigma
 
 
+def step_symbols(m: Model, x: np.ndarray, phase: np.ndarray, steps):
+    """Section 5's coding order: per step (s, its positions, flag and value contexts, atoms), each
+    (K/G, n) atom-major; the caller writes the step's values into ``x`` before the next step."""
+    size = m.atoms // m.groups
+    for s, (p, g) in enumerate(steps):
+        here = phase == p
+        if not here.any():
+            continue
+        flag_ctx, value_ctx = (c[:, here] for c in contexts(m, x, phase, p, g))
+        atom = np.broadcast_to(np.arange(g * size, (g + 1) * size)[:, None], flag_ctx.shape)
+        yield s, g, here, flag_ctx, value_ctx, atom
+
+
 def side_model(sixteenths: tuple[int, ...]) -> tuple[np.ndarray, int]:
     neutral = sixteenths.index(16)
     weights = np.full(len(sixteenths), 0.5 / (len(sixteenths) - 1))
@@ -212,12 +225,7 @@ def decode_tile(words, m: Model, q: int, h: int, w: int, version: int) -> tuple[
     bit_cdf = bernoulli_cdf(0.5).tolist()
     r, size = m.r, m.atoms // m.groups
     x = np.zeros((m.atoms, h, w), np.int64)
-    for s, (p, g) in enumerate(steps):
-        here = phase == p
-        if not here.any():
-            continue
-        flag_ctx, value_ctx = (c[:, here] for c in contexts(m, x, phase, p, g))  # (K/G, n) atom-major
-        atom = np.broadcast_to(np.arange(g * size, (g + 1) * size)[:, None], flag_ctx.shape)
+    for s, g, here, flag_ctx, value_ctx, atom in step_symbols(m, x, phase, steps):
         prob = m.p_nonzero[q, atom, flag_ctx]
         if flags[s] != flag_neutral:
             c = scales[flags[s]] / 16
@@ -347,12 +355,7 @@ def decode_integer_tile(words, m: Model, q: int, h: int, w: int) -> tuple[np.nda
 
     r, size, signs = m.r, m.atoms // m.groups, K_["SIGN_CONTEXTS"]
     x = np.zeros((m.atoms, h, w), np.int64)
-    for s, (p, g) in enumerate(steps):
-        here = phase == p
-        if not here.any():
-            continue
-        flag_ctx, value_ctx = (c[:, here] for c in contexts(m, x, phase, p, g))  # (K/G, n) atom-major
-        atom = np.broadcast_to(np.arange(g * size, (g + 1) * size)[:, None], flag_ctx.shape)
+    for s, g, here, flag_ctx, value_ctx, atom in step_symbols(m, x, phase, steps):
         nz = []
         for k, c in zip(atom.ravel().tolist(), flag_ctx.ravel().tolist()):
             f1 = binary_f1(m.p_nonzero[q, k, c])
