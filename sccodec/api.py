@@ -295,8 +295,11 @@ def _as_bytes(data: object) -> bytes:
 
 
 @functools.lru_cache(maxsize=4)
-def _codec(model: str, device: str, max_pixels: int) -> Codec:
-    return Codec(model, device, max_pixels)
+def shared_codec(model: str, device: str, max_pixels: int, threads: int | None = None) -> Codec:
+    """One loaded ``Codec`` per (model, device, pixel limit, threads) in a process, reused by every
+    call that asks for the same: the module shortcuts, the command line's batches and the
+    cluster's workers load a model once, not per file."""
+    return Codec(model, device, max_pixels, threads=threads)
 
 
 def encode(image: ImageLike, quality: int | None = None, *, target_bpp: float | None = None,
@@ -308,7 +311,7 @@ def encode(image: ImageLike, quality: int | None = None, *, target_bpp: float | 
     best quality that fits) or ``target_psnr`` (the smallest file whose PSNR-RGB reaches it, in dB).
     ``effort``: one of ``EFFORTS``, higher is slower with fewer bits at the same quality.
     """
-    return _codec(model, str(resolve_device(device)), max_pixels).encode(image, quality, target_bpp=target_bpp,
+    return shared_codec(model, str(resolve_device(device)), max_pixels).encode(image, quality, target_bpp=target_bpp,
                                                                           target_psnr=target_psnr, effort=effort)
 
 
@@ -320,7 +323,7 @@ def decode(data: bytes | Container, device: str = "auto", *, as_array: bool = Fa
     With ``as_array=True``: a uint8 (H,W,3) RGB NumPy array instead. For a path, use ``open``.
     """
     container = _parsed(data, max_pixels)
-    codec = _codec(container.header.model, str(resolve_device(device)), max_pixels)
+    codec = shared_codec(container.header.model, str(resolve_device(device)), max_pixels)
     return codec.decode_array(container)[0] if as_array else codec.decode(container)
 
 

@@ -284,13 +284,12 @@ def _decode_job(job: Job) -> Outcome:
                    len(data), len(encoded), header.width * header.height)
 
 
-@functools.lru_cache(maxsize=2)
 def _cached_codec(model: str | None, device: str, max_pixels: int, threads: int | None = None):
     """One loaded model per process (and per worker process) for a whole batch."""
-    from sccodec.api import Codec
+    from sccodec.api import shared_codec
     from sccodec.weights import DEFAULT_MODEL
 
-    return Codec(model or DEFAULT_MODEL, device=device, max_pixels=max_pixels, threads=threads)
+    return shared_codec(model or DEFAULT_MODEL, device, max_pixels, threads)
 
 
 def _codec_for(job: Job, model: str | None, device: str, max_pixels: int):

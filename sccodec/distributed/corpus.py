@@ -17,12 +17,11 @@ file system). All file access goes through ``open_tree``, which knows local fold
 of another kind (an fsspec URL such as ``s3://bucket/photos``) would be one more class with the
 same methods.
 
-Each worker process keeps one loaded ``Codec`` per model (``_worker_codec``), with the runtime's
-threads set so that the workers on one machine together use its cores once.
+Each worker process keeps one loaded ``Codec`` per model (``sccodec.api.shared_codec``), with the
+runtime's threads set so that the workers on one machine together use its cores once.
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import re
@@ -36,13 +35,12 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from sccodec import atomic
+from sccodec.api import shared_codec
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, MAGIC
 from sccodec.errors import ImageInputError, ParameterError, SCVError
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
-
-    from sccodec.api import Codec
 
 Kind = Literal["encode", "decode", "index"]
 KINDS: tuple[str, ...] = ("encode", "decode", "index")
@@ -217,15 +215,6 @@ def open_tree(location: str) -> LocalTree:
 # ---------------------------------------------------------------- the work on a worker
 
 
-@functools.lru_cache(maxsize=4)
-def _worker_codec(model: str, device: str, max_pixels: int, threads: int) -> "Codec":
-    """One loaded codec per (model, device, limit, threads) in each worker process, for its
-    whole life: the model loads on a worker's first task, not on every file."""
-    from sccodec.api import Codec
-
-    return Codec(model, device=device, max_pixels=max_pixels, threads=threads)
-
-
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -274,7 +263,7 @@ def warm_up(job: CorpusJob, slots_by_host: dict[str, int]) -> float:
     from sccodec.weights import DEFAULT_MODEL
 
     start = time.perf_counter()
-    codec = _worker_codec(job.model or DEFAULT_MODEL, job.device, job.max_pixels, worker_threads(job, slots_by_host))
+    codec = shared_codec(job.model or DEFAULT_MODEL, job.device, job.max_pixels, worker_threads(job, slots_by_host))
     codec.decode(codec.encode(np.full((16, 16, 3), 128, np.uint8), job.quality))
     return time.perf_counter() - start
 
@@ -318,7 +307,7 @@ def _encode_file(job: CorpusJob, source: LocalTree, destination: LocalTree, name
     data = _read_input(source, name)
     if data.startswith(MAGIC):
         raise ImageInputError("already an .scv file")
-    encoded = _worker_codec(job.model or DEFAULT_MODEL, job.device, job.max_pixels, threads).encode(data, job.quality)
+    encoded = shared_codec(job.model or DEFAULT_MODEL, job.device, job.max_pixels, threads).encode(data, job.quality)
     destination.write(output, encoded)
     header, _ = parse_header(encoded, job.max_pixels)
     return FileResult(name, "done", in_bytes=len(data), out_bytes=len(encoded), pixels=header.width * header.height)
@@ -336,7 +325,7 @@ def _decode_file(job: CorpusJob, source: LocalTree, destination: LocalTree, name
     data = _read_input(source, name)
     container = parse(data, job.max_pixels)
     header = container.header
-    image = _worker_codec(header.model, job.device, job.max_pixels, threads).decode(container)
+    image = shared_codec(header.model, job.device, job.max_pixels, threads).decode(container)
     encoded = image_file_bytes(image, Image.registered_extensions()[job.output_suffix])
     destination.write(output, encoded)
     return FileResult(name, "done", in_bytes=len(data), out_bytes=len(encoded), pixels=header.width * header.height)
