@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sccodec.context import phase_map, scheme_contexts, steps, value_index
-from sccodec.frequencies import PRECISION, TOTAL, bit_length, normalise
+from sccodec.frequencies import PRECISION, TOTAL, bit_length, normalise, scale_odds_frequency
 
 #: Odds factors of P(non-zero) in sixteenths, one chosen per coding step; index NEUTRAL_FLAG
 #: leaves the table.
@@ -98,39 +98,63 @@ def tilt_weights(t: float, r: int) -> np.ndarray:
 class _TileCounts:
     """What ``choose`` prices: symbol counts per table entry a tile uses."""
 
-    entries: np.ndarray  # used flag-table entries (atom·C + flag context), grouped by coding step
+    entries: np.ndarray  # used flag-table entries ((atom·N + class)·C + flag context), grouped by coding step
     ones: np.ndarray  # non-zero symbols per used entry
     zeros: np.ndarray  # zero symbols per used entry
     step_ends: np.ndarray  # entries[step_ends[s]:step_ends[s + 1]] belong to coding step s
-    rows: np.ndarray  # used value rows (atom·V + row, without the sign context)
+    rows: np.ndarray  # used value rows ((class·K + atom)·V + row, without the sign context)
     values: np.ndarray  # (used rows, 2R): counts per value index (sccodec.context.value_index)
 
 
-def _tile_counts(symbols: np.ndarray, tables, contexts: tuple[np.ndarray, np.ndarray] | None) -> _TileCounts:
-    """Counts per table entry (not per symbol), so pricing grows with the tables, not the image."""
+def _tile_counts(symbols: np.ndarray, tables, contexts: tuple[np.ndarray, np.ndarray] | None,
+                 position_class: np.ndarray | None = None, classes: int = 1) -> _TileCounts:
+    """Counts per table entry (not per symbol), so pricing grows with the tables, not the image.
+    ``position_class`` (h, w): each position's block class (format 6), of ``classes``."""
     k, h, w = symbols.shape
     groups = tables.groups
     flag_ctx, value_ctx = contexts if contexts is not None else scheme_contexts(tables.scheme, symbols, groups)
     nz = symbols != 0
-    atom = np.broadcast_to(np.arange(k)[:, None, None], symbols.shape)
+    atom = np.broadcast_to(np.arange(k, dtype=np.int64)[:, None, None], symbols.shape)
+    cls = np.zeros((h, w), dtype=np.int64) if position_class is None else position_class.astype(np.int64)
     phase = phase_map(tables.scheme, h, w)
     c = tables.p_nonzero.shape[-1]
-    # every symbol's table entry, per phase: (phase, atom, context). Sorted, the entries of one
-    # coding step (phase, group of atoms) are one run, and the runs come in coding order.
-    entry = ((phase * k + atom) * c + flag_ctx).ravel()
-    ones = np.bincount(entry[nz.ravel()], minlength=tables.scheme.phases * k * c)
-    total = np.bincount(entry, minlength=tables.scheme.phases * k * c)
-    used = np.flatnonzero(total)
-    step = used // (k * c) * groups + used % (k * c) // c // (k // groups)
+    n = classes
+    if n == 1:
+        # every symbol's table entry, per phase: (phase, atom, context). Sorted, the entries of one
+        # coding step (phase, group of atoms) are one run, and the runs come in coding order.
+        entry = ((phase * k + atom) * c + flag_ctx).ravel()
+        ones = np.bincount(entry[nz.ravel()], minlength=tables.scheme.phases * k * c)
+        total = np.bincount(entry, minlength=tables.scheme.phases * k * c)
+        used = np.flatnonzero(total)
+        ones, total = ones[used], total[used]
+        step = used // (k * c) * groups + used % (k * c) // c // (k // groups)
+        used = used % (k * c)
+    else:
+        # (phase, context) pairs are few (a scheme's context mostly implies its phase): number the
+        # ones present, count per (pair, atom, class), then put the entries in coding-step order
+        pair = phase * c + flag_ctx
+        present = np.flatnonzero(np.bincount(pair.ravel(), minlength=tables.scheme.phases * c))
+        number = np.zeros(tables.scheme.phases * c, dtype=np.int64)
+        number[present] = np.arange(present.size)
+        entry = ((number[pair] * k + atom) * n + cls).ravel()
+        ones = np.bincount(entry[nz.ravel()], minlength=present.size * k * n)
+        total = np.bincount(entry, minlength=present.size * k * n)
+        used = np.flatnonzero(total)
+        pair_of, atom_of, class_of = present[used // (k * n)], used // n % k, used % n
+        step = pair_of // c * groups + atom_of // (k // groups)
+        order = np.argsort(step, kind="stable")
+        ones, total, step = ones[used][order], total[used][order], step[order]
+        used = ((atom_of * n + class_of) * c + pair_of % c)[order]
     ends = np.searchsorted(step, np.arange(len(steps(tables.scheme, groups)) + 1))
     r = tables.value_range
     v = tables.values.shape[-2]
     # rows without the sign context: a sign scales a whole row half, which leaves the tilt's
     # effect on the code length unchanged (it separates out of -log2 P)
-    row = atom[nz] * v + value_ctx[nz] // tables.scheme.sign_contexts
-    counts = np.bincount(row * 2 * r + value_index(symbols[nz], r), minlength=k * v * 2 * r).reshape(k * v, 2 * r)
+    row = (cls[None] * k + atom)[nz] * v + value_ctx[nz] // tables.scheme.sign_contexts
+    counts = np.bincount(row * 2 * r + value_index(symbols[nz], r),
+                         minlength=n * k * v * 2 * r).reshape(n * k * v, 2 * r)
     rows = np.flatnonzero(counts.sum(1))
-    return _TileCounts(used % (k * c), ones[used], total[used] - ones[used], ends, rows, counts[rows])
+    return _TileCounts(used, ones, total - ones, ends, rows, counts[rows])
 
 
 def _pick(counts: _TileCounts, flag_bits: np.ndarray, flag_side_bits: np.ndarray,
@@ -184,15 +208,6 @@ TILT_INDEX_FREQUENCIES = side_frequencies(len(TILT_SIXTEENTHS), NEUTRAL_TILT)
 TILT_FRACTION_BITS = 15  # tilt weights keep 15 significant bits before they multiply a row
 
 
-def scale_odds_frequency(f1: np.ndarray, k: int) -> np.ndarray:
-    """f1 = f(1) of binary tables (int64, in [1, 2^24 − 1]) with the odds multiplied by k/16,
-    rounded half up and clamped: clamp(floor(T·k·f1 / D + 1/2), 1, T − 1) with
-    D = k·f1 + 16·(T − f1), evaluated as floor((2·T·k·f1 + D) / (2·D)) (< 2^55)."""
-    f1 = np.asarray(f1, dtype=np.int64)
-    d = k * f1 + 16 * (TOTAL - f1)
-    return np.clip((2 * TOTAL * k * f1 + d) // (2 * d), 1, TOTAL - 1)
-
-
 def tilt_factors(k: int, r: int) -> np.ndarray:
     """(k/16)^j for j = 1 … R in fixed point with 24 fraction bits, rounded half up at every
     step: τ_0 = 2^24, τ_j = max(1, (k·τ_{j−1} + 8) >> 4) (int64)."""
@@ -213,23 +228,41 @@ def tilt_frequencies(f: np.ndarray, k: int) -> np.ndarray:
 
 
 def choose_integer(symbols: np.ndarray, tables, quality_index: int,
-                   contexts: tuple[np.ndarray, np.ndarray] | None = None) -> Adaptation:
-    """``choose`` for format 5: prices every candidate with the integer frequencies it would
-    code with (``tables.frequencies``, the adapted tables of ``Adaptation.flag_frequencies`` and
-    ``magnitude_frequencies``), so the estimate is the exact ideal code length. Encoder only:
-    the float log2 decides what is written, never how it is read."""
-    counts = _tile_counts(symbols, tables, contexts)
+                   contexts: tuple[np.ndarray, np.ndarray] | None = None,
+                   classes=None, position_class: np.ndarray | None = None) -> Adaptation:  # noqa: ANN001
+    """``choose`` for formats 5 and 6: prices every candidate with the integer frequencies it
+    would code with (``tables.frequencies``, changed by each position's block class when
+    ``classes`` (a ``sccodec.block_classes.LevelClasses``) and ``position_class`` are given, then
+    the adapted tables of ``Adaptation.flag_frequencies`` and ``magnitude_frequencies``), so the
+    estimate is the exact ideal code length. Encoder only: the float log2 decides what is
+    written, never how it is read."""
+    n = 1 if classes is None else classes.classes
+    counts = _tile_counts(symbols, tables, contexts, position_class, n)
     integer = tables.frequencies(quality_index)
-    f1 = integer.nonzero.reshape(-1)[counts.entries]
-    scaled = np.stack([scale_odds_frequency(f1, k) for k in FLAG_SIXTEENTHS])
+    k, c = integer.nonzero.shape
+    atom, ctx = counts.entries // (n * c), counts.entries % c
+    f1 = integer.nonzero[atom, ctx]
+    if classes is not None:
+        f1 = classes.nonzero(f1, counts.entries // c % n, ctx)
+    scaled = np.stack([scale_odds_frequency(f1, m) for m in FLAG_SIXTEENTHS])
     flag_bits = -(counts.ones * np.log2(scaled) + counts.zeros * np.log2(TOTAL - scaled)) \
         + PRECISION * (counts.ones + counts.zeros)
     tilt_bits = None
     if counts.rows.size:
         r = tables.value_range
-        n = counts.values[:, r:] + counts.values[:, :r][:, ::-1]  # per |v| = 1 … R
-        rows = integer.magnitudes.reshape(-1, r)[counts.rows]
-        tilt_bits = np.array([-(n * np.log2(tilt_frequencies(rows, k) if k != 16 else rows)).sum()
-                              for k in TILT_SIXTEENTHS]) + PRECISION * n.sum()
+        n_v = counts.values[:, r:] + counts.values[:, :r][:, ::-1]  # per |v| = 1 … R
+        v = integer.magnitudes.shape[-2]
+        base, inverse = np.unique(counts.rows % (k * v), return_inverse=True)  # (atom, row) without the class
+        rows = integer.magnitudes.reshape(-1, r)[base]
+
+        def row_bits(t: int) -> float:
+            tilted = (tilt_frequencies(rows, t) if t != 16 else rows)[inverse]
+            if classes is None:
+                return -(n_v * np.log2(tilted)).sum() + PRECISION * n_v.sum()
+            # the class factors in float: an estimate within rounding of the integer rows
+            w = (tilted - 1) * classes.magnitude_factor[counts.rows // (k * v), counts.rows % v] + 0.5
+            return -(n_v * np.log2(w)).sum() + (n_v.sum(1) * np.log2(w.sum(1))).sum()
+
+        tilt_bits = np.array([row_bits(t) for t in TILT_SIXTEENTHS])
     return _pick(counts, flag_bits, PRECISION - np.log2(FLAG_INDEX_FREQUENCIES), tilt_bits,
                  PRECISION - np.log2(TILT_INDEX_FREQUENCIES))

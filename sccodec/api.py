@@ -68,7 +68,7 @@ def _parse_tiles(container: Container, coder: SymbolCoder, stride: int) -> Decod
     h = container.header
     if not 1 <= h.quality <= coder.qualities:
         raise CorruptFileError(f"quality {h.quality} does not exist in model '{h.model}'")
-    reader = coder.reading(h.version, h.coder_version)
+    reader = coder.reading(h.version, h.coder_version, h.classes_hash)
     tiles = []
     for payload, box in zip(container.tiles, tile_boxes(h.height, h.width, h.tile)):
         own = latent_box(box, stride)
@@ -179,7 +179,7 @@ class Codec:
         def at(q: int) -> Encoded:
             header = Header(model=mf.name, weights_hash=mf.digest, quality=q, width=src.width,
                             height=src.height, mode=src.mode, tile=tile, coder_version=coder.coder_version,
-                            version=coder.format_version)
+                            version=coder.format_version, classes_hash=coder.classes_hash)
             chunks = [coder.encode_tile(coder.quantize(self.network.scaled_symbols(y, q - 1), q - 1, effort), q - 1)
                       for y in latents]
             data = bitstream.pack(Container(header, chunks, ancillary))

@@ -1,4 +1,4 @@
-"""The .scv container (format versions 1 to 5): header dataclass, typed chunks with CRC32, strict parsing.
+"""The .scv container (format versions 1 to 6): header dataclass, typed chunks with CRC32, strict parsing.
 
     header (fixed fields + CRC32) │ chunk │ chunk │ …      chunk = type(4) len(4) payload crc(4)
 
@@ -17,9 +17,12 @@ MAGIC = b"\x89SCV\r\n\x1a\n"
 # The versions differ only in how TILE payloads are entropy-coded: 1 with the checkerboard
 # contexts, 2 with the quad ones (sccodec.context), 3 with the quad ones adapted per tile
 # (sccodec.adaptation), 4 with the nested ones adapted per tile, 5 as 4 with integer
-# frequencies (sccodec.frequencies); sccodec.entropy.FORMATS has the table. A model's tables
-# fix the scheme, so the writer takes the newest version for the model's scheme.
-FORMAT_VERSIONS = (1, 2, 3, 4, 5)
+# frequencies (sccodec.frequencies), 6 as 5 with block classes (sccodec.block_classes), whose
+# file's hash the version-6 header adds; sccodec.entropy.FORMATS has the table. A model's tables
+# fix the scheme (and its class file whether it can write 6), so the writer takes the newest
+# version it can.
+FORMAT_VERSIONS = (1, 2, 3, 4, 5, 6)
+CLASSES_FROM_VERSION = 6  # headers from this version on carry the class file's hash
 FORMAT_VERSION = FORMAT_VERSIONS[-1]
 DEFAULT_MAX_PIXELS = 1 << 27  # ~134 Mpx; raise on purpose with max_pixels / --max-pixels
 # Reader limit on the header's tile edge (pixels). A decoder entropy-decodes a tile as one
@@ -35,6 +38,7 @@ ICC_CHUNK = b"iCCP"  # ancillary chunk carrying the original's ICC profile uncha
 
 _FIXED = struct.Struct(">8sBBBB")  # magic, version, coder major, coder minor, name length
 _FIELDS = struct.Struct(">8sBIIBBH")  # hash, quality, width, height, mode, bit depth, tile
+_CLASSES_HASH = struct.Struct(">8s")  # version 6 on: first 8 bytes of the class file's SHA-256
 _CHUNK_HEAD = struct.Struct(">4sI")
 _CRC = struct.Struct(">I")
 
@@ -51,6 +55,12 @@ class Header:
     tile: int = 1024  # tile edge in pixels, a multiple of 16, at most MAX_TILE
     coder_version: tuple[int, int] = (0, 5)
     version: int = FORMAT_VERSION
+    classes_hash: bytes = b""  # version 6 on: first 8 bytes of the SHA-256 of the model's class file
+
+    def __post_init__(self) -> None:
+        if (len(self.classes_hash) == 8) != (self.version >= CLASSES_FROM_VERSION):
+            raise ValueError(f"a version-{self.version} header "
+                             f"{'needs' if self.version >= CLASSES_FROM_VERSION else 'has no'} class file hash")
 
     @property
     def tile_grid(self) -> tuple[int, int]:
@@ -66,7 +76,8 @@ class Header:
         name = self.model.encode("ascii")
         body = (_FIXED.pack(MAGIC, self.version, *self.coder_version, len(name)) + name
                 + _FIELDS.pack(self.weights_hash, self.quality, self.width, self.height,
-                               MODE_CODES[self.mode], self.bit_depth, self.tile))
+                               MODE_CODES[self.mode], self.bit_depth, self.tile)
+                + (_CLASSES_HASH.pack(self.classes_hash) if self.version >= CLASSES_FROM_VERSION else b""))
         return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -112,11 +123,14 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
         raise FormatError(f"unsupported .scv format version {version} (this sccodec reads "
                           f"{', '.join(map(str, FORMAT_VERSIONS))})")
     pos = _FIXED.size
-    _need(data, pos, name_len + _FIELDS.size + _CRC.size, "header")
+    classes_size = _CLASSES_HASH.size if version >= CLASSES_FROM_VERSION else 0
+    _need(data, pos, name_len + _FIELDS.size + classes_size + _CRC.size, "header")
     name = data[pos : pos + name_len]
     pos += name_len
     digest, quality, width, height, mode, depth, tile = _FIELDS.unpack_from(data, pos)
     pos += _FIELDS.size
+    classes_hash = data[pos : pos + classes_size]
+    pos += classes_size
     (crc,) = _CRC.unpack_from(data, pos)
     if zlib.crc32(data[:pos]) != crc:
         raise CorruptFileError("header CRC mismatch (file is corrupted)")
@@ -136,7 +150,7 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
                          f"{max_pixels} (raise it with --max-pixels / max_pixels= if you trust the file)")
     header = Header(model=name.decode("ascii"), weights_hash=digest, quality=quality, width=width,
                     height=height, mode=modes[mode], bit_depth=depth, tile=tile,
-                    coder_version=(cmaj, cmin), version=version)
+                    coder_version=(cmaj, cmin), version=version, classes_hash=classes_hash)
     return header, pos
 
 

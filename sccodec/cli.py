@@ -113,6 +113,8 @@ _LAZY_COMMANDS = {
                "train"),
     "export-graphs": ("sccodec.train.cli", "export_graphs", "Write the runtime graphs of existing weights files.",
                       "train"),
+    "fit-classes": ("sccodec.train.block_classes", "fit_classes",
+                    "Fit a model's block classes (format 6) on training photos.", "train"),
     "codes": ("sccodec.analysis.cli", "codes", "Print a file's sparse codes (parsing only, no pixels).", "analysis"),
     "segment": ("sccodec.analysis.cli", "segment", "Segment an image from its sparse codes (K-means).", "analysis"),
     "index": ("sccodec.analysis.cli", "index", "Index .scv files by descriptors pooled from their codes.", "analysis"),
@@ -618,6 +620,7 @@ def info(input_path: str, as_json: bool, max_pixels: int) -> None:
     h = c.header
     rows, cols = h.tile_grid
     record = {"format_version": h.version, "model": h.model, "weights_hash": h.weights_hash.hex(),
+              **({"classes_hash": h.classes_hash.hex()} if h.classes_hash else {}),
               "quality": h.quality, "width": h.width, "height": h.height, "mode": h.mode,
               "bit_depth": h.bit_depth, "tile": h.tile, "tile_grid": [rows, cols],
               "coder": f"constriction {h.coder_version[0]}.{h.coder_version[1]}",

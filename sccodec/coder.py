@@ -17,8 +17,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from sccodec import entropy, rdo
+from sccodec.block_classes import ClassTables
 from sccodec.entropy import CODER_VERSION, FORMATS, SymbolTables, newest_format
-from sccodec.errors import CorruptFileError, FormatError
+from sccodec.errors import CorruptFileError, FormatError, ModelMismatchError
 
 
 #: Encoder effort levels, fastest first: how hard ``quantize`` works for fewer bits at the same
@@ -40,6 +41,10 @@ class SymbolCoder(Protocol):
         """The entropy coder's version, recorded in every header: its output is stable within it."""
 
     @property
+    def classes_hash(self) -> bytes:
+        """What else a header of ``format_version`` names: format 6's class file hash (else b"")."""
+
+    @property
     def qualities(self) -> int:
         """How many quality levels the coder has tables for."""
 
@@ -47,8 +52,9 @@ class SymbolCoder(Protocol):
     def atoms(self) -> int:
         """Symbol channels K per position."""
 
-    def reading(self, version: int, coder_version: tuple[int, int]) -> "SymbolCoder":
-        """This coder set to read a file of that format and coder version; ``FormatError`` if it cannot."""
+    def reading(self, version: int, coder_version: tuple[int, int], classes_hash: bytes = b"") -> "SymbolCoder":
+        """This coder set to read a file of that format, coder version and class file hash;
+        ``FormatError`` or ``ModelMismatchError`` if it cannot."""
 
     def quantize(self, s: np.ndarray, quality_index: int, effort: int = DEFAULT_EFFORT) -> np.ndarray:
         """Real-valued symbols (K,h,w) -> the int32 symbols the encoder codes, choosing harder
@@ -67,31 +73,48 @@ class ContextCoder:
 
     ``bits_weights``: per quality level, the rate-aware rounding's weight (``sccodec.rdo``); a
     level without one (None, or past the tuple's end) rounds with the fixed dead zone. Encoder
-    only: files decode the same whatever the weights are.
+    only: files decode the same whatever the weights are. ``classes``: the model's block classes
+    (``sccodec.block_classes``), which format 6 needs; without them the coder writes format 5.
     """
 
     tables: SymbolTables
     format_version: int
     bits_weights: tuple[float | None, ...] = ()
+    classes: ClassTables | None = None
+
+    def __post_init__(self) -> None:
+        if FORMATS[self.format_version].classes and self.classes is None:
+            raise ValueError(f"format {self.format_version} codes with block classes: the coder needs them")
 
     @classmethod
-    def writing(cls, tables: SymbolTables, bits_weights: tuple[float | None, ...] = ()) -> "ContextCoder":
-        """The coder that writes the newest format for the tables' context scheme."""
-        return cls(tables, newest_format(tables.context), tuple(bits_weights))
+    def writing(cls, tables: SymbolTables, bits_weights: tuple[float | None, ...] = (),
+                classes: ClassTables | None = None) -> "ContextCoder":
+        """The coder that writes the newest format for the tables' context scheme (and classes, if any)."""
+        return cls(tables, newest_format(tables.context, classes is not None), tuple(bits_weights), classes)
 
-    def reading(self, version: int, coder_version: tuple[int, int] = CODER_VERSION) -> "ContextCoder":
-        """This coder set to read a file of format ``version`` written by entropy coder ``coder_version``."""
+    def reading(self, version: int, coder_version: tuple[int, int] = CODER_VERSION,
+                classes_hash: bytes = b"") -> "ContextCoder":
+        """This coder set to read a file of format ``version`` written by entropy coder
+        ``coder_version`` (with the class file of hash ``classes_hash``, format 6)."""
         if coder_version != CODER_VERSION:
             raise FormatError(f"file was written with entropy coder {coder_version[0]}.{coder_version[1]}; "
                               f"this sccodec reads {CODER_VERSION[0]}.{CODER_VERSION[1]}")
         if FORMATS[version].context != self.tables.context:
             raise FormatError(f".scv format {version} file ({FORMATS[version].context} contexts), but its model "
                               f"has {self.tables.context} tables (format {newest_format(self.tables.context)})")
+        if FORMATS[version].classes and (self.classes is None or self.classes.digest != classes_hash):
+            have = "none" if self.classes is None else f"hash {self.classes.digest.hex()}"
+            raise ModelMismatchError(f"file needs its model's block classes with hash {classes_hash.hex()}, "
+                                     f"but the installed model has {have}")
         return self if version == self.format_version else replace(self, format_version=version)
 
     @property
     def coder_version(self) -> tuple[int, int]:
         return CODER_VERSION
+
+    @property
+    def classes_hash(self) -> bytes:
+        return self.classes.digest if FORMATS[self.format_version].classes else b""
 
     @property
     def qualities(self) -> int:
@@ -119,8 +142,14 @@ class ContextCoder:
 
     def encode_tile(self, symbols: np.ndarray, quality_index: int) -> bytes:
         coding = FORMATS[self.format_version]
-        words = entropy.encode(symbols, self.tables, quality_index, coding.adaptive, coding.integer)
+        words = entropy.encode(symbols, self.tables, quality_index, coding.adaptive, coding.integer,
+                               self._level_classes(quality_index))
         return words.astype("<u4").tobytes()
+
+    def _level_classes(self, quality_index: int):  # noqa: ANN202 (LevelClasses | None)
+        if not FORMATS[self.format_version].classes:
+            return None
+        return self.classes.level(quality_index, self.tables.frequencies(quality_index))
 
     def decode_tile(self, payload: bytes, quality_index: int, shape: tuple[int, int, int]) -> np.ndarray:
         if len(payload) % 4:
@@ -128,7 +157,8 @@ class ContextCoder:
         words = np.frombuffer(payload, dtype="<u4")
         try:
             coding = FORMATS[self.format_version]
-            return entropy.decode(words, self.tables, quality_index, shape, coding.adaptive, coding.integer)
+            return entropy.decode(words, self.tables, quality_index, shape, coding.adaptive, coding.integer,
+                                  self._level_classes(quality_index))
         except (ValueError, RuntimeError, IndexError) as e:
             raise CorruptFileError(f"cannot be entropy-decoded: {e}") from None
         except BaseException as e:

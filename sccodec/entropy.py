@@ -26,6 +26,7 @@ import numpy as np
 from sccodec.adaptation import (FLAG_INDEX_FREQUENCIES, FLAG_INDEX_PROBS, TILT_INDEX_FREQUENCIES, TILT_INDEX_PROBS,
                                 Adaptation, choose, choose_integer)
 from sccodec.context import LEGACY_SCHEME, SCHEMES, Scheme, phase_map, scheme_contexts, steps, value_index
+from sccodec.block_classes import LevelClasses
 from sccodec.frequencies import TOTAL, IntegerTables
 
 CODER_VERSION = (0, 5)  # output is stable within a minor release of 0.x; recorded in every file
@@ -38,6 +39,7 @@ class TileCoding:
     context: str  # the context scheme its tables must have (sccodec.context.SCHEMES)
     adaptive: bool  # whether each tile starts with its table adaptation (sccodec.adaptation)
     integer: bool = False  # integer frequencies and integer adaptation (sccodec.frequencies); implies adaptive
+    classes: bool = False  # a block class map before the symbols (sccodec.block_classes); implies integer
 
 
 #: .scv format version -> tile coding. A writer uses the newest version for its tables' scheme;
@@ -46,12 +48,13 @@ FORMATS = {1: TileCoding("checkerboard", adaptive=False),
            2: TileCoding("quad", adaptive=False),
            3: TileCoding("quad", adaptive=True),
            4: TileCoding("nested", adaptive=True),
-           5: TileCoding("nested", adaptive=True, integer=True)}
+           5: TileCoding("nested", adaptive=True, integer=True),
+           6: TileCoding("nested", adaptive=True, integer=True, classes=True)}
 
 
-def newest_format(context: str) -> int:
-    """The format version a writer uses for tables of this context scheme."""
-    return max(v for v, coding in FORMATS.items() if coding.context == context)
+def newest_format(context: str, classes: bool = False) -> int:
+    """The format version a writer uses for tables of this context scheme, with or without block classes."""
+    return max(v for v, coding in FORMATS.items() if coding.context == context and (classes or not coding.classes))
 
 
 @dataclass(frozen=True)
@@ -256,16 +259,16 @@ class _IntegerWalk(_Walk):
         super().__init__(symbols, tables, quality_index, adaptation, known_contexts)
         integer = tables.frequencies(quality_index)
         self.nonzero = integer.nonzero  # (K, C): f(x != 0)
-        # adapted once per tile, then gathered per symbol: (K, V, R) and (K, S, 2) rows
-        self.magnitude_rows = coder_rows(self.adaptation.magnitude_frequencies(integer.magnitudes))
-        self.sign_rows = binary_rows(integer.positive)
+        # adapted once per tile, then gathered per symbol: (K, V, R) and (K, S) frequencies
+        self.magnitudes = self.adaptation.magnitude_frequencies(integer.magnitudes)
+        self.positive = integer.positive
 
     def flag_params(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
         return binary_rows(self.adaptation.flag_frequencies(self.nonzero[atom, ctx], step).ravel())
 
     def _rows(self, ctx: np.ndarray, atom: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self.scheme.sign_contexts
-        return self.magnitude_rows[atom, ctx // s], self.sign_rows[atom, ctx % s]
+        return coder_rows(self.magnitudes[atom, ctx // s]), binary_rows(self.positive[atom, ctx % s])
 
     def encode_values(self, coder, models: "_Models", values: np.ndarray, ctx: np.ndarray, atom: np.ndarray) -> None:
         """The non-zero values of a step (escapes as ±R): all magnitudes min(|v|, R) (symbol
@@ -279,6 +282,33 @@ class _IntegerWalk(_Walk):
         magnitude_rows, sign_rows = self._rows(ctx, atom)
         magnitude = coder.decode(models.value, magnitude_rows) + 1
         return np.where(coder.decode(models.value, sign_rows) == 1, magnitude, -magnitude).astype(np.int32)
+
+
+class _ClassWalk(_IntegerWalk):
+    """Format 6: format 5's frequencies changed per block by its class (``sccodec.block_classes``)
+    before the tile's adaptation. ``contexts`` hands out class·K + atom in place of the atom, so
+    every step's symbols carry their class."""
+
+    def __init__(self, symbols: np.ndarray, tables: SymbolTables, quality_index: int,
+                 adaptation: Adaptation, classes: LevelClasses, position_class: np.ndarray,
+                 known_contexts: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        super().__init__(symbols, tables, quality_index, adaptation, known_contexts)
+        self.classes, self.position_class = classes, position_class
+
+    def contexts(self, p: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        flag, value, atom = super().contexts(p, g)
+        return flag, value, atom + self.tables.atoms * self.position_class[self.phase == p][None, :]
+
+    def flag_params(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
+        k = self.tables.atoms
+        own = self.classes.nonzero(self.nonzero[atom % k, ctx], atom // k, ctx)
+        return binary_rows(self.adaptation.flag_frequencies(own, step).ravel())
+
+    def _rows(self, ctx: np.ndarray, atom: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k, s = self.tables.atoms, self.scheme.sign_contexts
+        a, c = atom % k, atom // k
+        return (coder_rows(self.classes.magnitudes(self.magnitudes[a, ctx // s], c, ctx // s)),
+                binary_rows(self.classes.positive(self.positive[a, ctx % s], c, ctx % s)))
 
 
 def coder_rows(frequencies: np.ndarray) -> np.ndarray:
@@ -319,21 +349,49 @@ class _Models:
                    categorical(FLAG_INDEX_PROBS, perfect=False), categorical(TILT_INDEX_PROBS, perfect=False))
 
 
+def _encode_class_map(coder, model, labels: np.ndarray, classes: LevelClasses) -> None:  # noqa: ANN001
+    """The class map, column by column (each block's row of frequencies is its left block's class)."""
+    rows, cols = labels.shape
+    for j in reversed(range(cols)):
+        left = labels[:, j - 1] if j else np.full(rows, classes.classes)
+        coder.encode_reverse(labels[:, j].astype(np.int32), model, coder_rows(classes.map_rows(left)))
+
+
+def _decode_class_map(coder, model, classes: LevelClasses, h: int, w: int) -> np.ndarray:  # noqa: ANN001
+    rows, cols = classes.grid(h, w)
+    labels = np.zeros((rows, cols), dtype=np.int64)
+    left = np.full(rows, classes.classes)
+    for j in range(cols):
+        labels[:, j] = coder.decode(model, coder_rows(classes.map_rows(left)))
+        left = labels[:, j]
+    return labels
+
+
 def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int, adaptive: bool = False,
-           integer: bool = False) -> np.ndarray:
+           integer: bool = False, classes: LevelClasses | None = None) -> np.ndarray:
     """Integer symbols (K,h,w), |s| <= R + MAX_MAGNITUDE_OVER_RANGE (escapes) -> uint32 words.
 
-    ``adaptive`` and ``integer``: the tile coding (``TileCoding``; ``integer`` implies adaptive)."""
+    ``adaptive`` and ``integer``: the tile coding (``TileCoding``; ``integer`` implies adaptive).
+    ``classes``: format 6, this level's block classes (implies integer): the encoder picks each
+    block's class (``LevelClasses.choose``) and codes the class map before the symbols."""
     r = tables.value_range
     if np.abs(symbols).max(initial=0) > r + MAX_MAGNITUDE_OVER_RANGE:
         raise ValueError(f"symbol magnitude above the codable range {r + MAX_MAGNITUDE_OVER_RANGE}")
     symbols = np.array(symbols, dtype=np.int32)
     known = scheme_contexts(tables.scheme, symbols, tables.groups)
-    if integer:
+    labels = None
+    if classes is not None:
+        labels = classes.choose(classes.block_bits(symbols, *known, tables.scheme.sign_contexts))
+        position_class = classes.position_classes(labels, *symbols.shape[1:])
+        adaptation = choose_integer(symbols, tables, quality_index, known, classes, position_class)
+        walk = _ClassWalk(symbols, tables, quality_index, adaptation, classes, position_class, known)
+    elif integer:
         adaptation = choose_integer(symbols, tables, quality_index, known)
+        walk = _IntegerWalk(symbols, tables, quality_index, adaptation, known)
     else:
         adaptation = choose(symbols, tables, quality_index, known) if adaptive else None
-    walk = (_IntegerWalk if integer else _FloatWalk)(symbols, tables, quality_index, adaptation, known)
+        walk = _FloatWalk(symbols, tables, quality_index, adaptation, known)
+    integer = integer or classes is not None
     models = _Models.of(integer)
     coder = constriction.stream.stack.AnsCoder()
     # ANS is a stack: encode the steps in reverse so the decoder reads them forwards.
@@ -352,6 +410,8 @@ def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int, adapti
             walk.encode_values(coder, models, s[nz], vctx[nz], atom[nz])
         if s.size:
             coder.encode_reverse(nz.ravel().astype(np.int32), models.flag, walk.flag_params(ctx, atom, i))
+    if labels is not None:  # read after the adaptation, before the steps
+        _encode_class_map(coder, models.value, labels, classes)
     if adaptation is not None:  # read first: the tables of every step depend on it
         coder.encode_reverse(np.array([adaptation.tilt], dtype=np.int32), models.tilt_index)
         coder.encode_reverse(np.array(adaptation.flags, dtype=np.int32), models.flag_index)
@@ -359,8 +419,10 @@ def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int, adapti
 
 
 def decode(words: np.ndarray, tables: SymbolTables, quality_index: int,
-           shape: tuple[int, int, int], adaptive: bool = False, integer: bool = False) -> np.ndarray:
+           shape: tuple[int, int, int], adaptive: bool = False, integer: bool = False,
+           classes: LevelClasses | None = None) -> np.ndarray:
     """Inverse of ``encode``. Garbage words give garbage symbols or a ValueError, never a hang."""
+    integer = integer or classes is not None
     r = tables.value_range
     order = steps(tables.scheme, tables.groups)
     coder = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
@@ -369,7 +431,13 @@ def decode(words: np.ndarray, tables: SymbolTables, quality_index: int,
     if adaptive or integer:
         flags = coder.decode(models.flag_index, len(order))
         adaptation = Adaptation(tuple(int(f) for f in flags), int(coder.decode(models.tilt_index, 1)[0]))
-    walk = (_IntegerWalk if integer else _FloatWalk)(np.zeros(shape, dtype=np.int32), tables, quality_index, adaptation)
+    empty = np.zeros(shape, dtype=np.int32)
+    if classes is not None:
+        position_class = classes.position_classes(_decode_class_map(coder, models.value, classes, *shape[1:]),
+                                                  *shape[1:])
+        walk = _ClassWalk(empty, tables, quality_index, adaptation, classes, position_class)
+    else:
+        walk = (_IntegerWalk if integer else _FloatWalk)(empty, tables, quality_index, adaptation)
     for i, (p, g) in enumerate(order):
         ctx, vctx, atom = walk.contexts(p, g)
         if ctx.size == 0:

@@ -28,6 +28,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load as st_load_numpy
 
+from sccodec.block_classes import CLASS_FILE_SUFFIX, ClassTables, class_file_path, read_class_tables
 from sccodec.coder import ContextCoder
 from sccodec.context import LEGACY_SCHEME
 from sccodec.entropy import SymbolTables
@@ -128,9 +129,27 @@ class ModelFile:
         return self.kind.geometry(self.config)
 
     @functools.cached_property
+    def classes(self) -> ClassTables | None:
+        """The block classes beside the weights (``NAME.classes.safetensors``), if there are any
+        fitted for exactly these weights and tables: with them the coder writes format 6. A class
+        file that cannot be read is an error; one fitted for other weights or tables is not used."""
+        path = class_file_path(self.path)
+        if not path.is_file():
+            return None
+        try:
+            classes = read_class_tables(path)
+        except (OSError, SafetensorError, ValueError) as e:
+            raise ModelMismatchError(f"{path} is not a usable class file: {e}") from None
+        t = self.tables
+        if classes.model_digest != self.digest or t.signs is None or classes.fits(
+                t.p_nonzero.shape, (*t.values.shape[:-1], t.value_range), t.signs.shape):
+            return None
+        return classes
+
+    @functools.cached_property
     def coder(self) -> ContextCoder:
         """The symbol coder that writes this model's files (``ContextCoder.reading`` for older formats)."""
-        return ContextCoder.writing(self.tables, self.encoder.bits_weights)
+        return ContextCoder.writing(self.tables, self.encoder.bits_weights, self.classes)
 
     def network(self, device: str = "cpu", threads: int | None = None) -> ImageModel:
         """The image model for ``device``: ``cpu`` runs the graphs beside the weights in ONNX
@@ -161,7 +180,8 @@ def shipped_dir() -> Path:
 
 
 def available_models() -> list[str]:
-    return sorted(p.stem for p in shipped_dir().glob("*.safetensors") if "@" not in p.stem)
+    return sorted(p.stem for p in shipped_dir().glob("*.safetensors")
+                  if "@" not in p.stem and not p.name.endswith(CLASS_FILE_SUFFIX))
 
 
 def kept_version_path(name: str, digest: bytes, folder: Path | None = None) -> Path:

@@ -12,8 +12,10 @@ from PIL import Image
 import sccodec
 import sccodec_weights
 from sccodec import bitstream
+from sccodec.block_classes import MAX_FACTOR, MAX_SCALE, ClassTables
 from sccodec.context import SCHEMES
 from sccodec.entropy import SymbolTables
+from sccodec.frequencies import normalise
 from sccodec.weights import DEFAULT_MODEL
 
 ASTRONAUT = Path(sccodec.__file__).resolve().parent / "data" / "samples" / "astronaut.jpg"
@@ -91,6 +93,9 @@ def luma_correlation(a: np.ndarray, b: np.ndarray) -> float:
 def rebuild(data: bytes, **header_changes) -> bytes:
     """Re-pack a valid file with some header fields changed (valid CRCs, so only the change is wrong)."""
     container = bitstream.parse(data)
+    if "version" in header_changes and "classes_hash" not in header_changes:  # keep the header's layout valid
+        has_hash = header_changes["version"] >= bitstream.CLASSES_FROM_VERSION
+        header_changes["classes_hash"] = (container.header.classes_hash or bytes(8)) if has_hash else b""
     header = dataclasses.replace(container.header, **header_changes)
     return bitstream.pack(bitstream.Container(header, container.tiles, container.ancillary))
 
@@ -108,3 +113,17 @@ def make_tables(p_nonzero: np.ndarray, values: np.ndarray, groups: int, context:
     if signs is None:
         signs = np.random.default_rng(seed).uniform(0.0, 1.0, size=(*p_nonzero.shape[:2], scheme.sign_contexts))
     return SymbolTables(p_nonzero, values + values[..., ::-1], groups, context, signs)
+
+
+def random_class_tables(tables: SymbolTables, classes: int = 3, block: int = 2, seed: int = 0,
+                        model_digest: bytes = b"\0" * 8) -> ClassTables:
+    """Valid block classes (format 6) for ``tables``, drawn at random over the allowed ranges."""
+    rng = np.random.default_rng(seed)
+    q, _, x = tables.p_nonzero.shape
+    v, s = tables.values.shape[-2], tables.scheme.sign_contexts
+    r = tables.value_range
+    counts = rng.integers(0, 1000, size=(q, classes + 1, classes))
+    return ClassTables(rng.integers(1, MAX_SCALE + 1, size=(q, classes, x)),
+                       rng.integers(1, MAX_SCALE + 1, size=(q, classes, s)),
+                       rng.integers(1, MAX_FACTOR + 1, size=(q, classes, v, r)), normalise(counts),
+                       block, model_digest)

@@ -16,7 +16,7 @@ from sccodec import bitstream, entropy
 from sccodec.api import parse_symbols
 from sccodec.bench.fuzz import repair_crcs
 from sccodec.context import SCHEMES
-from sccodec.entropy import FORMATS, newest_format
+from sccodec.entropy import FORMATS
 from sccodec.errors import CorruptFileError, FormatError, LimitError, ModelMismatchError, SCVError
 
 def read_by_hand(data: bytes) -> tuple[dict, list[tuple[bytes, bytes]]]:
@@ -30,10 +30,13 @@ def read_by_hand(data: bytes) -> tuple[dict, list[tuple[bytes, bytes]]]:
     fields["width"], fields["height"] = struct.unpack(">II", data[21 + n : 29 + n])
     fields["mode"], fields["bit_depth"] = data[29 + n], data[30 + n]
     (fields["tile"],) = struct.unpack(">H", data[31 + n : 33 + n])
-    (crc,) = struct.unpack(">I", data[33 + n : 37 + n])
-    assert crc == zlib.crc32(data[: 33 + n]), "header CRC covers bytes 0 .. 32+L"
+    end = 33 + n
+    if fields["version"] >= 6:  # the class file's hash
+        fields["classes_hash"], end = data[end : end + 8], end + 8
+    (crc,) = struct.unpack(">I", data[end : end + 4])
+    assert crc == zlib.crc32(data[:end]), "header CRC covers every header byte before it"
     chunks = []
-    pos = 37 + n
+    pos = end + 4
     while pos < len(data):
         kind, length = struct.unpack(">4sI", data[pos : pos + 8])
         payload = data[pos + 8 : pos + 8 + length]
@@ -54,7 +57,7 @@ def read_by_hand(data: bytes) -> tuple[dict, list[tuple[bytes, bytes]]]:
 def test_writer_follows_the_spec(request, model_file, name, quality, size, mode, tile, grid) -> None:
     data = request.getfixturevalue(name)
     fields, chunks = read_by_hand(data)
-    assert fields["version"] == newest_format(model_file.tables.context)
+    assert fields["version"] == model_file.coder.format_version
     assert (fields["coder_major"], fields["coder_minor"]) == (0, 5)
     assert fields["name"] == DEFAULT_MODEL
     assert fields["hash"] == weights_hash()
@@ -212,9 +215,13 @@ def test_files_of_every_format_version_decode(codec, tiled_scv, model_file, vers
     other = dataclasses.replace(model_file, context=coding.context,
                                 tensors={**{k: a for k, a in model_file.tensors.items() if not k.startswith("tables.")},
                                          **arrays})
-    words = [entropy.encode(t, tables, q, coding.adaptive, coding.integer).astype("<u4").tobytes() for t in mine.tiles]
+    classes = other.classes.level(q, tables.frequencies(q)) if coding.classes else None
+    words = [entropy.encode(t, tables, q, coding.adaptive, coding.integer, classes).astype("<u4").tobytes()
+             for t in mine.tiles]
     container = bitstream.parse(tiled_scv)
-    data = bitstream.pack(bitstream.Container(dataclasses.replace(container.header, version=version), words))
+    header = dataclasses.replace(container.header, version=version,
+                                 classes_hash=other.classes.digest if coding.classes else b"")
+    data = bitstream.pack(bitstream.Container(header, words))
     for theirs, ours in zip(parse_symbols(data, other).tiles, mine.tiles):
         np.testing.assert_array_equal(theirs, ours)
     other_codec = sccodec.Codec(other, device="cpu")

@@ -22,7 +22,6 @@ import sccodec.cli
 from helpers import DEFAULT_MODEL, encode_png, gradient_image, psnr, rebuild, weights_hash
 from sccodec import bitstream
 from sccodec.cli_errors import EXIT_INTERRUPTED
-from sccodec.entropy import newest_format
 from sccodec.cli import main
 
 
@@ -548,9 +547,10 @@ def test_info_json(run, tmp_path, tiled_scv, model_file) -> None:
     assert result.exit_code == 0
     record = json.loads(result.output)
     container = bitstream.parse(tiled_scv)
-    assert record["format_version"] == container.header.version == newest_format(model_file.tables.context)
+    assert record["format_version"] == container.header.version == model_file.coder.format_version
     assert record["model"] == DEFAULT_MODEL
     assert record["weights_hash"] == weights_hash().hex()
+    assert record.get("classes_hash") == (container.header.classes_hash.hex() or None)
     assert (record["width"], record["height"], record["mode"]) == (70, 40, "RGB")
     assert (record["quality"], record["tile"], record["tile_grid"]) == (4, 32, [2, 3])
     assert record["bytes"] == len(tiled_scv)

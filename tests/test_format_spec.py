@@ -2,10 +2,12 @@
 
 The ANS coder and the quantiser of sections 3 and 4 are reimplemented here (numpy and Python
 integers) and must reproduce constriction's words bit for bit; the symbol decoder below follows
-sections 2 and 5-8 (and 12 for version 5, in Python integers only), takes its constants from
+sections 2 and 5-8 (and 12 for version 5, 13 for version 6, in Python integers only), takes its constants from
 the doc's section 10, and imports nothing from sccodec: it must parse every conformance file
-to the symbols in the manifest, and streams that sccodec writes for every format version (escapes and adaptation included). sccodec itself is
-imported only to encode test streams and to check the doc's constants against the code.
+to the symbols in the manifest, and streams that sccodec writes for every format version
+(escapes, adaptation and, in version 6, block classes from a class file of section 13.1
+included). sccodec itself is imported only to encode test streams, to write test class files
+and headers, and to check the doc's constants against the code.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import hashlib
 import json
 import re
 import struct
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import constriction
 import numpy as np
 import pytest
 from safetensors import safe_open
+from safetensors.numpy import load as load_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "format.md").read_text()
@@ -42,9 +46,10 @@ WORD = K_["WORD_BITS"]
 STATE_LIMIT = 1 << (K_["STATE_BITS"] - WORD)  # the state stays >= this while words are left
 PHASES = {"checkerboard": np.array(K_["CHECKERBOARD_PHASES"]), "quad": np.array(K_["QUAD_PHASES"]),
           "nested": np.array(K_["NESTED_PHASES"])}
-#: version -> (context scheme, adapted per tile, integer frequencies: section 12)
-FORMATS = {1: ("checkerboard", False, False), 2: ("quad", False, False), 3: ("quad", True, False),
-           4: ("nested", True, False), 5: ("nested", True, True)}
+#: version -> (context scheme, adapted per tile, integer frequencies: section 12, block classes: 13)
+FORMATS = {1: ("checkerboard", False, False, False), 2: ("quad", False, False, False),
+           3: ("quad", True, False, False), 4: ("nested", True, False, False), 5: ("nested", True, True, False),
+           6: ("nested", True, True, True)}
 
 
 # ---------------------------------------------------------------- sections 3 and 4
@@ -204,11 +209,14 @@ def side_model(sixteenths: tuple[int, ...]) -> tuple[np.ndarray, int]:
     return quantised_cdf(weights), neutral
 
 
-def decode_tile(words, m: Model, q: int, h: int, w: int, version: int) -> tuple[np.ndarray, tuple]:
-    """Sections 2-7: a TILE payload's words -> (symbols (K, h, w), (flag indices, tilt index))."""
-    scheme, adaptive, integer = FORMATS[version]
+def decode_tile(words, m: Model, q: int, h: int, w: int, version: int,
+                classes: "ClassFile | None" = None) -> tuple[np.ndarray, tuple]:
+    """Sections 2-7: a TILE payload's words -> (symbols (K, h, w), (flag indices, tilt index,
+    class map (version 6) or None)). ``classes``: the class file, which version 6 needs."""
+    scheme, adaptive, integer, blocks = FORMATS[version]
+    assert blocks == (classes is not None)
     if integer:
-        return decode_integer_tile(words, m, q, h, w)
+        return decode_integer_tile(words, m, q, h, w, classes)
     assert scheme == m.scheme
     phases = PHASES[scheme]
     period = phases.shape[0]
@@ -259,7 +267,7 @@ def decode_tile(words, m: Model, q: int, h: int, w: int, version: int) -> tuple[
         x[g * size : (g + 1) * size][:, here] = values
     if not coder.finished():
         raise ValueError("data left over after the last symbol")
-    return x, (tuple(flags), tilt)
+    return x, (tuple(flags), tilt, None)
 
 
 # ---------------------------------------------------------------- section 12 (version 5), integers only
@@ -307,9 +315,9 @@ def side_frequencies(n: int, neutral: int) -> list[int]:
     return f
 
 
-def odds(f1: int, k: int) -> int:
-    """Section 12.5, flags."""
-    d = k * f1 + 16 * (TOTAL - f1)
+def odds(f1: int, k: int, bits: int = 4) -> int:
+    """Section 12.5, flags (odds times k/16); section 13.3 with bits = SCALE_BITS (k/256)."""
+    d = k * f1 + (1 << bits) * (TOTAL - f1)
     return min(max((2 * TOTAL * k * f1 + d) // (2 * d), 1), TOTAL - 1)
 
 
@@ -330,8 +338,10 @@ def cdf_of(frequencies: list[int]) -> list[int]:
     return out
 
 
-def decode_integer_tile(words, m: Model, q: int, h: int, w: int) -> tuple[np.ndarray, tuple]:
-    """Section 12.6: a version-5 TILE payload -> (symbols (K, h, w), (flag indices, tilt index))."""
+def decode_integer_tile(words, m: Model, q: int, h: int, w: int,
+                        classes: "ClassFile | None" = None) -> tuple[np.ndarray, tuple]:
+    """Section 12.6: a version-5 TILE payload -> (symbols (K, h, w), (flag indices, tilt index,
+    None)); with ``classes``, section 13.2: a version-6 payload, and its class map in place of None."""
     phases = PHASES[m.scheme]
     phase = phases[np.arange(h)[:, None] % 4, np.arange(w)[None, :] % 4]
     steps = [(p, g) for p in range(int(phases.max()) + 1) for g in range(m.groups)]
@@ -340,35 +350,50 @@ def decode_integer_tile(words, m: Model, q: int, h: int, w: int) -> tuple[np.nda
     flag_cdf, tilt_cdf = (cdf_of(side_frequencies(len(t), t.index(16))) for t in (scales, tilts))
     flags = [coder.decode(flag_cdf) for _ in steps]
     tilt_index = coder.decode(tilt_cdf)
+    class_map, position_class = None, np.zeros((h, w), np.int64)  # version 5: one class, no change
+    if classes is not None:
+        class_map = decode_class_map(coder, classes, q, h, w)
+        b = classes.block
+        position_class = np.array([[class_map[i // b][j // b] for j in range(w)] for i in range(h)], np.int64)
     escape_cdf = cdf_of([(1 << 23) + 8] + [1 << (23 - n) for n in range(1, K_["ESCAPE_CLASSES"])])
     bit_cdf = cdf_of([1 << 23, 1 << 23])
-    rows: dict[tuple[int, int], list[int]] = {}
+    tilted: dict[tuple[int, int], list[int]] = {}
+    rows: dict[tuple[int, int, int], list[int]] = {}
 
-    def magnitude_cdf(k: int, row: int) -> list[int]:
-        if (k, row) not in rows:
+    def magnitude_cdf(k: int, row: int, c: int) -> list[int]:
+        if (k, row) not in tilted:
             f = magnitude_row(m.magnitudes[q, k, row])
-            rows[k, row] = cdf_of(f if tilts[tilt_index] == 16 else tilt(f, tilts[tilt_index]))
-        return rows[k, row]
+            tilted[k, row] = f if tilts[tilt_index] == 16 else tilt(f, tilts[tilt_index])
+        if (k, row, c) not in rows:
+            f = tilted[k, row]
+            rows[k, row, c] = cdf_of(f if classes is None else factored(f, classes.magnitude_factor[q][c][row]))
+        return rows[k, row, c]
 
     def binary_cdf(f1: int) -> list[int]:
         return [0, TOTAL - f1, TOTAL]
 
+    def class_odds(f1: int, table: str, c: int, ctx: int) -> int:
+        return f1 if classes is None else odds(f1, getattr(classes, table)[q][c][ctx], K_["SCALE_BITS"])
+
     r, size, signs = m.r, m.atoms // m.groups, K_["SIGN_CONTEXTS"]
     x = np.zeros((m.atoms, h, w), np.int64)
     for s, g, here, flag_ctx, value_ctx, atom in step_symbols(m, x, phase, steps):
+        cls = np.broadcast_to(position_class[here], flag_ctx.shape)
         nz = []
-        for k, c in zip(atom.ravel().tolist(), flag_ctx.ravel().tolist()):
-            f1 = binary_f1(m.p_nonzero[q, k, c])
+        for k, ctx, c in zip(atom.ravel().tolist(), flag_ctx.ravel().tolist(), cls.ravel().tolist()):
+            f1 = class_odds(binary_f1(m.p_nonzero[q, k, ctx]), "flag_scale", c, ctx)  # the class first
             nz.append(coder.decode(binary_cdf(f1 if scales[flags[s]] == 16 else odds(f1, scales[flags[s]]))))
         nz = np.array(nz, bool).reshape(flag_ctx.shape)
         values = np.zeros(flag_ctx.shape, np.int64)
         if nz.any():
-            pairs = list(zip(atom[nz].tolist(), value_ctx[nz].tolist()))
-            magnitude = [coder.decode(magnitude_cdf(k, vc // signs)) + 1 for k, vc in pairs]
-            positive = [coder.decode(binary_cdf(binary_f1(m.signs[q, k, vc % signs]))) for k, vc in pairs]
-            classes = [coder.decode(escape_cdf) for mag in magnitude if mag == r]  # all classes, then all bits
-            bits = [coder.decode(bit_cdf) for _ in range(sum(classes))]
-            escapes = iter(classes)
+            triples = list(zip(atom[nz].tolist(), value_ctx[nz].tolist(), cls[nz].tolist()))
+            magnitude = [coder.decode(magnitude_cdf(k, vc // signs, c)) + 1 for k, vc, c in triples]
+            positive = [coder.decode(binary_cdf(class_odds(binary_f1(m.signs[q, k, vc % signs]), "sign_scale", c,
+                                                           vc % signs)))
+                        for k, vc, c in triples]
+            escape_classes = [coder.decode(escape_cdf) for mag in magnitude if mag == r]  # all classes, then all bits
+            bits = [coder.decode(bit_cdf) for _ in range(sum(escape_classes))]
+            escapes = iter(escape_classes)
             v = []
             for mag, plus in zip(magnitude, positive):
                 if mag == r:
@@ -380,21 +405,81 @@ def decode_integer_tile(words, m: Model, q: int, h: int, w: int) -> tuple[np.nda
         x[g * size : (g + 1) * size][:, here] = values
     if not coder.finished():
         raise ValueError("data left over after the last symbol")
-    return x, (tuple(flags), tilt_index)
+    return x, (tuple(flags), tilt_index, class_map)
+
+
+# ---------------------------------------------------------------- section 13 (version 6), integers only
+
+class ClassFile:
+    """Section 13.1: a class file's arrays (as Python integers) and metadata, read from its bytes
+    and checked against the doc."""
+
+    #: section 13.1's table: key -> safetensors dtype
+    DTYPES = {key: {"uint16": "U16", "int32": "I32"}[dtype] for key, dtype in re.findall(
+        r"^\| `(\w+)` \| (uint16|int32) \|", DOC.split("### 13.1", 1)[1].split("\n### ", 1)[0], flags=re.M)}
+
+    def __init__(self, data: bytes) -> None:
+        (length,) = struct.unpack_from("<Q", data)  # safetensors: u64 header length, JSON header
+        header = json.loads(data[8 : 8 + length])
+        meta = header.pop("__metadata__")
+        assert {key: entry["dtype"] for key, entry in header.items()} == self.DTYPES
+        arrays = load_arrays(data)
+        self.block = int(meta["block"])
+        self.model_digest = bytes.fromhex(meta["model_digest"])
+        self.digest = hashlib.sha256(data).digest()[:8]
+        flag, sign, factor, frequencies = (arrays[key].astype(np.int64) for key in
+                                           ("flag_scale", "sign_scale", "magnitude_factor", "class_frequencies"))
+        q, n, _ = flag.shape
+        assert 1 <= self.block <= 64 and n >= 2 and len(self.model_digest) == 8
+        assert sign.shape == (q, n, K_["SIGN_CONTEXTS"]) and factor.shape[:2] == (q, n) and factor.ndim == 4
+        assert frequencies.shape == (q, n + 1, n)
+        assert 1 <= min(flag.min(), sign.min()) and max(flag.max(), sign.max()) <= K_["MAX_SCALE"]
+        assert 1 <= factor.min() and factor.max() <= K_["MAX_FACTOR"]
+        assert frequencies.min() >= 1 and (frequencies.sum(-1) == TOTAL).all()
+        self.classes = n
+        self.flag_scale, self.sign_scale, self.magnitude_factor, self.class_frequencies = (
+            a.tolist() for a in (flag, sign, factor, frequencies))
+
+    def fits(self, m: Model) -> bool:
+        """Shapes of the model's tables (Q, C, V, R)."""
+        q, v, r = len(self.flag_scale), len(self.magnitude_factor[0][0]), len(self.magnitude_factor[0][0][0])
+        c = len(self.flag_scale[0][0])
+        return (q, c, v, r) == (m.p_nonzero.shape[0], m.p_nonzero.shape[-1], *m.magnitudes.shape[-2:])
+
+
+def decode_class_map(coder: AnsDecoder, classes: ClassFile, q: int, h: int, w: int) -> list[list[int]]:
+    """Section 13.2: the class of every block (a, b), column by column, each by its left neighbour's."""
+    n, b = classes.classes, classes.block
+    rows, cols = -(-h // b), -(-w // b)
+    labels = [[0] * cols for _ in range(rows)]
+    for j in range(cols):
+        for i in range(rows):
+            labels[i][j] = coder.decode(cdf_of(classes.class_frequencies[q][labels[i][j - 1] if j else n]))
+    return labels
+
+
+def factored(row: list[int], factor: list[int]) -> list[int]:
+    """Section 13.3, magnitudes: the tilted row times the class's factors, normalised."""
+    return normalise([((f - 1) * k) >> K_["FACTOR_SHIFT"] for f, k in zip(row, factor)])
 
 
 def read_scv(data: bytes):
-    """Section 1, just enough for the tests: header fields and the TILE payloads."""
+    """Section 1, just enough for the tests: header fields (the header CRC checked) and the TILE
+    payloads."""
     version, name_len = data[8], data[11]
     name = data[12 : 12 + name_len].decode("ascii")
     digest, quality, width, height, _, _, tile = struct.unpack_from(">8sBIIBBH", data, 12 + name_len)
-    pos, tiles = 12 + name_len + 21 + 4, []
+    pos = 33 + name_len
+    classes_hash = data[pos : pos + 8] if version >= 6 else b""
+    pos += len(classes_hash)
+    assert struct.unpack_from(">I", data, pos)[0] == zlib.crc32(data[:pos]), "header CRC"
+    pos, tiles = pos + 4, []
     while pos < len(data):
         kind, length = struct.unpack_from(">4sI", data, pos)
         if kind == b"TILE":
             tiles.append(data[pos + 8 : pos + 8 + length])
         pos += 12 + length
-    return version, name, digest, quality, width, height, tile, tiles
+    return version, name, digest, quality, width, height, tile, tiles, classes_hash
 
 
 # ---------------------------------------------------------------- tests
@@ -415,7 +500,8 @@ def test_doc_constants_match_the_code():
         assert K_["FLAG_CONTEXTS"][name] == scheme.flag_contexts
         assert K_["VALUE_ROWS"][name] == scheme.value_contexts
         assert int(doc_map.max()) + 1 == scheme.phases and period in (2, 4)
-    assert {v: (c.context, c.adaptive, c.integer) for v, c in CODE_FORMATS.items()} == FORMATS
+    assert {v: (c.context, c.adaptive, c.integer, c.classes) for v, c in CODE_FORMATS.items()} == FORMATS
+    assert bitstream.FORMAT_VERSIONS == tuple(FORMATS) and bitstream.CLASSES_FROM_VERSION == 6
     assert tuple(k / 16 for k in K_["FLAG_SCALE_SIXTEENTHS"]) == FLAG_SCALES
     assert tuple(k / 16 for k in K_["VALUE_TILT_SIXTEENTHS"]) == VALUE_TILTS
     assert (NEUTRAL_FLAG, NEUTRAL_TILT) == (13, 5)  # "index 13", "index 5" in sections 4 and 6
@@ -425,6 +511,9 @@ def test_doc_constants_match_the_code():
     from sccodec.frequencies import PRECISION, ROW_BITS
     assert (K_["ROW_BITS"], K_["TILT_FRACTION_BITS"], K_["PRECISION"]) == (ROW_BITS, TILT_FRACTION_BITS, PRECISION)
     assert (K_["FLAG_SCALE_SIXTEENTHS"], K_["VALUE_TILT_SIXTEENTHS"]) == (FLAG_SIXTEENTHS, TILT_SIXTEENTHS)
+    from sccodec import block_classes
+    for name in ("SCALE_BITS", "MAX_SCALE", "FACTOR_SHIFT", "MAX_FACTOR"):
+        assert K_[name] == getattr(block_classes, name), name
 
 
 def test_doc_table_storage_matches_the_shipped_files():
@@ -502,6 +591,25 @@ def test_integer_tables_in_the_doc():
     assert magnitude_row([0.0, 0.0]) == [1 << 23, 1 << 23]
 
 
+def test_class_arithmetic_in_the_doc():
+    """Section 13.3's odds and factored rows against sccodec's, on random and hand-made entries."""
+    from sccodec.block_classes import factored_rows
+    from sccodec.frequencies import scale_odds_frequency
+
+    rng = np.random.default_rng(13)
+    f1 = [1, 2, 1000, TOTAL // 2, TOTAL - 2, TOTAL - 1, *rng.integers(1, TOTAL, 50).tolist()]
+    assert [odds(f, 256, K_["SCALE_BITS"]) for f in f1] == f1  # 256/256 leaves a table as it is
+    for m in (1, 100, 255, 257, 4095):
+        assert [odds(f, m, K_["SCALE_BITS"]) for f in f1] == scale_odds_frequency(np.array(f1), m, 8).tolist()
+    # the shift matters: without it the third and first entries differ by a unit
+    assert factored([7590748, 4006512, 4571494, 608462], [1, 1, 3, 2]) == [4800528, 2533791, 8673293, 769604]
+    for r in (1, 2, 5, 31):
+        rows = np.stack([np.array(normalise(rng.integers(0, 1 << 20, r).tolist())) for _ in range(20)])
+        factors = rng.integers(1, K_["MAX_FACTOR"] + 1, (20, r))
+        expected = factored_rows(rows, factors).tolist()
+        assert [factored(row, k) for row, k in zip(rows.tolist(), factors.tolist())] == expected
+
+
 def test_ans_words_match_constriction():
     rng = np.random.default_rng(5)
     for trial in range(12):
@@ -528,14 +636,21 @@ def test_ans_words_match_constriction():
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFORMANCE.glob("*.scv")))
 def test_independent_decoder_reads_conformance_files(name):
     entry = {e["file"]: e for e in json.loads((CONFORMANCE / "manifest.json").read_text())["files"]}[name]
-    version, model_name, digest, quality, width, height, tile, tiles = read_scv((CONFORMANCE / name).read_bytes())
-    model = Model(find_model(model_name, digest))
+    version, model_name, digest, quality, width, height, tile, tiles, classes_hash = read_scv(
+        (CONFORMANCE / name).read_bytes())
+    weights = find_model(model_name, digest)
+    model, classes = Model(weights), None
+    if FORMATS[version][3]:  # section 13.1: the class file beside the weights, of the header's hash
+        classes = ClassFile(weights.with_name(weights.name.removesuffix(".safetensors") + ".classes.safetensors")
+                            .read_bytes())
+        assert (classes.digest, classes.model_digest) == (classes_hash, digest) and classes.fits(model)
     boxes = [(min(tile, height - top), min(tile, width - left))
              for top in range(0, height, tile) for left in range(0, width, tile)]
     digest_of_symbols = hashlib.sha256()
     for payload, (th, tw) in zip(tiles, boxes, strict=True):
         words = np.frombuffer(payload, "<u4")
-        symbols, _ = decode_tile(words, model, quality - 1, -(-th // K_["STRIDE"]), -(-tw // K_["STRIDE"]), version)
+        symbols, _ = decode_tile(words, model, quality - 1, -(-th // K_["STRIDE"]), -(-tw // K_["STRIDE"]), version,
+                                 classes)
         digest_of_symbols.update(symbols.astype("<i4").tobytes())
     assert digest_of_symbols.hexdigest() == entry["symbols_sha256"]
 
@@ -550,9 +665,24 @@ class _Stored(Model):
         self.values, self.magnitudes, self.signs = stored.get("values"), stored.get("magnitudes"), stored.get("signs")
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
-def test_independent_decoder_reads_sccodec_streams(version):
-    """Every format version, with escapes (small R, large values) and, in 3 and 4, adaptation."""
+def class_file(tables, q_levels: int, n: int, block: int, seed: int) -> bytes:
+    """A random but valid class file (section 13.1) for ``tables``, written by sccodec."""
+    from sccodec.block_classes import ClassTables
+    from sccodec.frequencies import normalise
+
+    rng = np.random.default_rng(seed)
+    x, v, r = tables.scheme.flag_contexts, tables.scheme.value_contexts, tables.value_range
+    scales = lambda *shape: rng.integers(1, K_["MAX_SCALE"] + 1, (q_levels, n, *shape))  # noqa: E731
+    return ClassTables(scales(x), scales(tables.scheme.sign_contexts),
+                       rng.integers(1, K_["MAX_FACTOR"] + 1, (q_levels, n, v, r)),
+                       normalise(rng.integers(0, 1000, (q_levels, n + 1, n))), block, rng.bytes(8)).to_bytes()
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6])
+def test_independent_decoder_reads_sccodec_streams(version, tmp_path):
+    """Every format version, with escapes (small R, large values), in 3 to 6 adaptation and in 6
+    block classes (class files of 2 and 3 classes on blocks of 2 and 3, so partial blocks too)."""
+    from sccodec.block_classes import read_class_tables
     from sccodec.context import SCHEMES
     from sccodec.entropy import SymbolTables, encode
 
@@ -567,15 +697,54 @@ def test_independent_decoder_reads_sccodec_streams(version):
         tables = SymbolTables.from_stored({"p_nonzero": p, "magnitudes": half((q_levels, k, scheme.value_contexts, r)),
                                            "signs": half((q_levels, k, scheme.sign_contexts))}, groups, scheme.name)
     model = _Stored(scheme.name, tables)
-    adapted = False
+    files = []  # (sccodec's ClassTables, this decoder's ClassFile), version 6 only
+    for n, block in [(3, 2), (2, 3)] if FORMATS[version][3] else []:
+        path = tmp_path / f"classes{n}.classes.safetensors"
+        path.write_bytes(class_file(tables, q_levels, n, block, seed=n))
+        files.append((read_class_tables(path), ClassFile(path.read_bytes())))
+        assert files[-1][1].fits(model) and files[-1][0].digest == files[-1][1].digest
+    adapted, classes_used = False, set()
     for trial, (h, w) in enumerate([(5, 7), (1, 1), (8, 3), (2, 9)]):
         q = trial % q_levels
         density = (0.1, 0.9)[trial % 2]
         symbols = np.where(rng.random((k, h, w)) < density, rng.integers(1, 7, (k, h, w)), 0)
         symbols = symbols * rng.choice([-1, 1], symbols.shape)
         symbols.ravel()[rng.choice(symbols.size, 3)] = [40, -3000, 2**21 + r - 2]  # escapes, the largest too
-        words = encode(symbols, tables, q, adaptive=FORMATS[version][1], integer=FORMATS[version][2])
-        decoded, (flags, tilt) = decode_tile(words, model, q, h, w, version)
+        code_classes, classes = files[trial % 2] if files else (None, None)
+        words = encode(symbols, tables, q, adaptive=FORMATS[version][1], integer=FORMATS[version][2],
+                       classes=None if code_classes is None else code_classes.level(q, tables.frequencies(q)))
+        decoded, (flags, tilt, class_map) = decode_tile(words, model, q, h, w, version, classes)
         np.testing.assert_array_equal(decoded, symbols)
         adapted |= any(f != 13 for f in flags) or tilt != 5
+        if classes is not None:
+            assert (len(class_map), len(class_map[0])) == (-(-h // classes.block), -(-w // classes.block))
+            classes_used |= {(trial, c) for row in class_map for c in row}
     assert adapted == FORMATS[version][1]
+    if FORMATS[version][3]:  # the encoder chose several classes within a tile, in some tile
+        assert len(classes_used) > len({t for t, _ in classes_used})
+
+
+def test_version_6_header_carries_the_classes_hash():
+    """Section 1: the classes hash sits after the tile field, the header CRC after it."""
+    from sccodec import bitstream
+
+    for version, classes_hash in [(5, b""), (6, bytes(range(1, 9)))]:
+        header = bitstream.Header(model="toy", weights_hash=b"w" * 8, quality=3, width=40, height=20, tile=32,
+                                  version=version, classes_hash=classes_hash)
+        data = bitstream.pack(bitstream.Container(header, [b"\x01\x00\x00\x00"] * 2))
+        assert len(data) == 33 + 3 + len(classes_hash) + 4 + 2 * 16
+        assert read_scv(data) == (version, "toy", b"w" * 8, 3, 40, 20, 32, [b"\x01\x00\x00\x00"] * 2, classes_hash)
+
+
+def test_shipped_class_files_follow_the_doc():
+    """Section 13.1 for every class file beside the shipped weights."""
+    paths = sorted(MODELS.glob("*.classes.safetensors"))
+    if not paths:
+        pytest.skip("no class file is shipped")
+    for path in paths:
+        classes = ClassFile(path.read_bytes())
+        weights = path.with_name(path.name.removesuffix(".classes.safetensors") + ".safetensors")
+        assert classes.model_digest == hashlib.sha256(weights.read_bytes()).digest()[:8], path.name
+        assert classes.fits(Model(weights)), path.name
+        shipped = re.search(rf"`{re.escape(path.name)}` has N = (\d+) classes on blocks of B = (\d+)", DOC)
+        assert (classes.classes, classes.block) == tuple(map(int, shipped.groups())), path.name

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sccodec.api import Codec
-from sccodec.bitstream import MAGIC
+from sccodec.bitstream import CLASSES_FROM_VERSION, MAGIC
 from sccodec.errors import SCVError
 
 CASE_TIMEOUT_S = 10
@@ -61,7 +61,8 @@ def _chunks(data: bytes, start: int) -> list[tuple[int, int]]:
 
 
 def _header_len(data: bytes) -> int:
-    return 12 + data[11] + 8 + 1 + 4 + 4 + 1 + 1 + 2 + 4
+    classes_hash = 8 if data[8] >= CLASSES_FROM_VERSION else 0
+    return 12 + data[11] + 8 + 1 + 4 + 4 + 1 + 1 + 2 + classes_hash + 4
 
 
 def repair_crcs(data: bytes) -> bytes:

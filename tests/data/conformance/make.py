@@ -44,6 +44,9 @@ CASES: dict[str, tuple[str | None, int | None, int | None, bool, tuple[int, int,
     "base_model": ("scvae-base", 3, None, False, (70, 20, 134, 84), None),  # 64x64, the other shipped model
     # format 5 (integer frequencies): 2x2 tiles of 64 px with 32- and 16-px edge tiles, at the top level
     "integer_tables": (None, max(sccodec.QUALITIES), 64, False, (20, 10, 116, 90), 5),  # 96x80
+    # format 6 (block classes): 2x2 tiles of 48 px with 40- and 24-px edge tiles (odd latent sizes:
+    # partial class blocks), at a middle level
+    "block_classes": (None, 5, 48, False, (30, 20, 118, 92), 6),  # 88x72
 }
 
 
@@ -86,7 +89,7 @@ def main(names: list[str]) -> None:
         model = model or DEFAULT_MODEL
         if (model, version) not in codecs:
             base = sccodec.Codec(model, device="cpu")
-            coder = base.coder if version is None else base.coder.reading(version)
+            coder = base.coder if version in (None, base.coder.format_version) else base.coder.reading(version)
             codecs[model, version] = sccodec.Codec(base.model_file, device="cpu", coder=coder)
         codec = codecs[model, version]
         options = {} if tile is None else {"tile": tile}
