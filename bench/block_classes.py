@@ -67,6 +67,7 @@ from sccodec.adaptation import (FLAG_INDEX_PROBS, FLAG_SCALES, NEUTRAL_FLAG, TIL
 from sccodec.api import Codec
 from sccodec.context import NUM_ACTIVITY, NUM_NESTED_MAGNITUDE, phase_map, scheme_contexts, value_index
 from sccodec.image_io import to_planes
+from sccodec.train.block_classes import scaling_factors
 from sccodec.train.cli import evenly_spaced
 from sccodec.train.data import list_images, load_rgb, split_holdout
 from sccodec.train.tables import FLAG_PRIOR, SIGN_PRIOR, VALUE_PRIOR, _smoothed
@@ -286,7 +287,6 @@ TILT_GRID = np.linspace(0.5, 1.6, 45)
 
 
 POOLED_SCALE_GRID = 2.0 ** np.linspace(-3, 3, 61)
-SCALING_ROUNDS = 12  # iterative scaling of the pooled magnitude factors
 
 
 @dataclass(frozen=True)
@@ -359,15 +359,8 @@ def pooled_odds(counts: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 def pooled_magnitudes(counts: np.ndarray, m: np.ndarray) -> np.ndarray:
     """(C, K, rows, R): magnitude rows times a factor per (class, row, |v|) shared by all atoms,
-    fitted by iterative scaling (observed over expected counts, pooled over the atoms)."""
-    factor = np.ones((counts.shape[0], 1, *m.shape[1:]))
-    n = counts.sum(-1, keepdims=True)
-    observed = counts.sum(1, keepdims=True)
-    for _ in range(SCALING_ROUNDS):
-        rows = m[None] * factor
-        rows /= rows.sum(-1, keepdims=True)
-        factor *= (observed + 1.0) / ((n * rows).sum(1, keepdims=True) + 1.0)
-    rows = m[None] * factor
+    fitted by iterative scaling (``sccodec.train.block_classes.scaling_factors``)."""
+    rows = m[None] * scaling_factors(counts, m)[:, None]
     return rows / rows.sum(-1, keepdims=True)
 
 

@@ -352,7 +352,7 @@ def test_adaptation_is_chosen_and_applied() -> None:
 
 def test_format5_costs_what_format4_does(model_file) -> None:
     """Same symbols: integer tables and the separate sign code cost (nearly) what format 4 does
-    (bench/format5.py measures it on photos)."""
+    (bench/formats.py measures it on photos)."""
     data = (CONFORMANCE / "tiled.scv").read_bytes()
     parsed = parse_symbols(data, model_file)
     tables, q = model_file.tables, parsed.header.quality - 1

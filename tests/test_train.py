@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import sccodec
-from helpers import WEIGHTS, gradient_image
+from helpers import WEIGHTS, gradient_image, random_class_tables
 from sccodec.cli import main
 from sccodec.model.scvae import SCVAE, ModelConfig
 from sccodec.train.config import TrainConfig
@@ -464,6 +464,8 @@ def test_export_force_keeps_the_replaced_weights_so_their_files_still_decode(che
     old = read_model_file(out / "Tiny-1.safetensors")
     old_bytes = old.path.read_bytes()
     data = sccodec.Codec("Tiny-1", device="cpu").encode(gradient_image(32, 32), 1)
+    classes = random_class_tables(old.tables, model_digest=old.digest).to_bytes()  # its block classes go along
+    (out / "Tiny-1.classes.safetensors").write_bytes(classes)
     # refitted tables: different weights under the same name
     result = _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", out, "--force", "--fit-tables", photos,
                   "--fit-images", "1")
@@ -477,6 +479,7 @@ def test_export_force_keeps_the_replaced_weights_so_their_files_still_decode(che
     assert fresh.model_file.context == "nested"
     assert fresh.decode_array(fresh.encode(pixels, 2))[0].shape == pixels.shape
     assert (out / f"Tiny-1@{old.digest.hex()}.safetensors").read_bytes() == old_bytes
+    assert (out / f"Tiny-1@{old.digest.hex()}.classes.safetensors").read_bytes() == classes
     assert available_models() == ["Tiny-1"]
     assert sccodec.Codec("Tiny-1", device="cpu").decode_array(data)[0].shape == (32, 32, 3)  # via Tiny-1@HASH
     (out / f"Tiny-1@{old.digest.hex()}.safetensors").unlink()

@@ -98,11 +98,10 @@ def _best_scales(n0: np.ndarray, n1: np.ndarray, f1: np.ndarray) -> np.ndarray:
     return SCALE_GRID[cost.argmin(0)]
 
 
-def _magnitude_factors(counts: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """(C, V, R) integer factors in [1, MAX_FACTOR] for counts (C, K, V, R) under base rows
-    (K, V, R): iterative scaling, pooled over the atoms, then scaled so each row's largest is
-    MAX_FACTOR."""
-    m = rows / TOTAL
+def scaling_factors(counts: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """(C, V, R) factors per (class, row, |v|), shared by all atoms, that fit rows m (K, V, R)
+    (probabilities) to counts (C, K, V, R): iterative scaling, observed over expected counts
+    pooled over the atoms, with one pseudo-count on each side."""
     factor = np.ones((counts.shape[0], 1, *m.shape[1:]))
     n = counts.sum(-1, keepdims=True)
     observed = counts.sum(1, keepdims=True)
@@ -110,7 +109,13 @@ def _magnitude_factors(counts: np.ndarray, rows: np.ndarray) -> np.ndarray:
         scaled = m[None] * factor
         scaled /= scaled.sum(-1, keepdims=True)
         factor *= (observed + 1.0) / ((n * scaled).sum(1, keepdims=True) + 1.0)
-    factor = factor[:, 0]
+    return factor[:, 0]
+
+
+def _magnitude_factors(counts: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(C, V, R) integer factors in [1, MAX_FACTOR] for counts (C, K, V, R) under integer base
+    rows (K, V, R): ``scaling_factors``, scaled so each row's largest is MAX_FACTOR."""
+    factor = scaling_factors(counts, rows / TOTAL)
     return np.clip(np.round(MAX_FACTOR * factor / factor.max(-1, keepdims=True)), 1, MAX_FACTOR).astype(np.int64)
 
 

@@ -22,6 +22,7 @@ from sccodec.entropy import SymbolTables
 from sccodec.train.graphs import export_graphs
 from sccodec.model.runtime import has_graphs
 from sccodec.model.scvae import SCVAE
+from sccodec.block_classes import class_file_path
 from sccodec.weights import TABLE_PREFIX, kept_version_path, read_model_file
 
 
@@ -48,8 +49,8 @@ class Exported:
 
 
 def _keep_replaced(path: Path, digest: bytes) -> Path | None:
-    """Copy the model at ``path`` (its weights, sidecar and graphs) to NAME@HASH before different
-    weights replace it.
+    """Copy the model at ``path`` (its weights, sidecar, block classes and graphs) to NAME@HASH
+    before different weights replace it.
 
     Why: files coded with the old weights name its hash; kept there, they still decode
     (``load_model_file``). A copy, not a hard link: the runtime's graphs read the weights file as
@@ -62,7 +63,8 @@ def _keep_replaced(path: Path, digest: bytes) -> Path | None:
     if old.digest == digest:
         return None
     kept = kept_version_path(old.name, old.digest, path.parent)
-    for src, dst in ((path, kept), (path.with_suffix(".json"), kept.with_suffix(".json"))):
+    for src, dst in ((path, kept), (path.with_suffix(".json"), kept.with_suffix(".json")),
+                     (class_file_path(path), class_file_path(kept))):
         if src.exists() and not dst.exists():
             shutil.copy2(src, dst)
     if has_graphs(path) and not has_graphs(kept):

@@ -1,13 +1,15 @@
-"""Format 5 (integer frequencies) against format 4 (float tables): file size and entropy-coding time
-on the same symbols.
+"""Two .scv format versions on the same symbols: file size and entropy-coding time.
 
-    python bench/format5.py [--data ../shared/data/train] [--model scvae-gdn] [--repeats 3]
+    python bench/formats.py [--versions 5,6] [--data ../shared/data/train] [--model scvae-gdn] [--repeats 3]
+
+``--versions 4,5``: format 5 (integer frequencies) against format 4 (float tables) →
+bench/results/format5.json; ``5,6``: format 6 (block classes) against format 5 → format6.json.
 
 Held-out training photos (``split_holdout``; their top-left 512×768, one tile each; never
 Kodak) are encoded at every level; each file's symbols are then entropy-coded both ways, so the
 sizes differ by the coding alone. Times are per tile (``sccodec.entropy.encode`` with its
-adaptation choice, and ``decode``), the best of ``--repeats`` runs, then the median over all
-tiles. Writes bench/results/format5.json with the machine and its load.
+adaptation choice (and format 6's class choice), and ``decode``), the best of ``--repeats`` runs,
+then the median over all tiles. Writes bench/results/format{newer}.json with the machine and its load.
 """
 from __future__ import annotations
 
@@ -26,7 +28,6 @@ from sccodec.api import Codec, parse_symbols
 from sccodec.train.data import list_images, load_rgb, split_holdout
 
 HERE = Path(__file__).resolve().parent
-FORMATS = {4: (True, False), 5: (True, True)}  # version -> (adaptive, integer) of sccodec.entropy
 
 
 def machine() -> dict:
@@ -50,13 +51,16 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data" / "train")
     ap.add_argument("--model", default="scvae-gdn")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--versions", default="5,6", help="the older and the newer format version")
     args = ap.parse_args()
+    old, new = (int(v) for v in args.versions.split(","))
     codec = Codec(args.model, device="cpu")
     tables = codec.model_file.tables
+    formats = {v: entropy.FORMATS[v] for v in (old, new)}
     _, held = split_holdout(list_images(args.data))
     levels = codec.qualities
-    size = {v: np.zeros(len(levels), np.int64) for v in FORMATS}
-    times = {(v, kind): [] for v in FORMATS for kind in ("encode", "decode")}
+    size = {v: np.zeros(len(levels), np.int64) for v in formats}
+    times = {(v, kind): [] for v in formats for kind in ("encode", "decode")}
     load_before = os.getloadavg()
     for path in held:
         pixels = load_rgb(path)[:, :512, :768].permute(1, 2, 0).numpy()
@@ -65,37 +69,39 @@ def main() -> None:
             data = codec.encode(pixels, q)
             parsed = parse_symbols(data, codec.model_file)
             container = bitstream.parse(data)
-            for version, (adaptive, integer) in FORMATS.items():
+            for version, coding in formats.items():
+                args_of = (coding.adaptive, coding.integer,
+                           codec.model_file.classes.level(q - 1, tables.frequencies(q - 1)) if coding.classes else None)
                 payloads = []
                 for tile in parsed.tiles:
-                    spent, words = best_time(lambda: entropy.encode(tile, tables, q - 1, adaptive, integer),
-                                             args.repeats)
+                    spent, words = best_time(lambda: entropy.encode(tile, tables, q - 1, *args_of), args.repeats)
                     times[version, "encode"].append(spent)
-                    spent, back = best_time(lambda: entropy.decode(words, tables, q - 1, tile.shape, adaptive, integer),
+                    spent, back = best_time(lambda: entropy.decode(words, tables, q - 1, tile.shape, *args_of),
                                             args.repeats)
                     times[version, "decode"].append(spent)
                     assert np.array_equal(back, tile)
                     payloads.append(words.astype("<u4").tobytes())
-                header = dataclasses.replace(container.header, version=version)
+                header = dataclasses.replace(container.header, version=version,
+                                             classes_hash=codec.model_file.classes.digest if coding.classes else b"")
                 size[version][i] += len(bitstream.pack(bitstream.Container(header, payloads, container.ancillary)))
         print(f"{path.name}: done")
-    change = 100 * (size[5] / size[4] - 1)
+    change = 100 * (size[new] / size[old] - 1)
     out = {
         "images": [p.name for p in held], "crop": "top-left 512x768, one tile", "model": args.model,
         "weights_hash": codec.model_file.digest.hex(),
         "machine": {**machine(), "load_average_before": [round(x, 2) for x in load_before],
                     "note": "2 cores shared with other engineers' jobs: times are indicative"},
-        "levels": [{"quality": q, "bytes_format4": int(a), "bytes_format5": int(b),
-                    "change_percent": round(float(c), 4)} for q, a, b, c in zip(levels, size[4], size[5], change)],
-        "total_bytes": {"format4": int(size[4].sum()), "format5": int(size[5].sum()),
-                        "change_percent": round(float(100 * (size[5].sum() / size[4].sum() - 1)), 4)},
+        "levels": [{"quality": q, f"bytes_format{old}": int(a), f"bytes_format{new}": int(b),
+                    "change_percent": round(float(c), 4)} for q, a, b, c in zip(levels, size[old], size[new], change)],
+        "total_bytes": {f"format{old}": int(size[old].sum()), f"format{new}": int(size[new].sum()),
+                        "change_percent": round(float(100 * (size[new].sum() / size[old].sum() - 1)), 4)},
         "median_ms_per_tile": {f"format{v}_{kind}": round(1000 * float(np.median(t)), 2)
                                for (v, kind), t in times.items()},
-        "tiles_timed": len(times[4, "encode"]), "repeats": args.repeats,
+        "tiles_timed": len(times[old, "encode"]), "repeats": args.repeats,
     }
-    (HERE / "results" / "format5.json").write_text(json.dumps(out, indent=1) + "\n")
+    (HERE / "results" / f"format{new}.json").write_text(json.dumps(out, indent=1) + "\n")
     for level in out["levels"]:
-        print(f"q{level['quality']:>2}  {level['bytes_format4']:>8} -> {level['bytes_format5']:>8} bytes  "
+        print(f"q{level['quality']:>2}  {level[f'bytes_format{old}']:>8} -> {level[f'bytes_format{new}']:>8} bytes  "
               f"{level['change_percent']:+.4f}%")
     print(f"total {out['total_bytes']['change_percent']:+.4f}%  times (ms/tile) {out['median_ms_per_tile']}")
 
