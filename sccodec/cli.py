@@ -115,6 +115,8 @@ _LAZY_COMMANDS = {
                       "train"),
     "fit-classes": ("sccodec.train.block_classes", "fit_classes",
                     "Fit a model's block classes (format 6) on training photos.", "train"),
+    "tune-decoder": ("sccodec.train.decoder", "tune_decoder",
+                     "Fine-tune a model's synthesis on its encoder's symbols.", "train"),
     "codes": ("sccodec.analysis.cli", "codes", "Print a file's sparse codes (parsing only, no pixels).", "analysis"),
     "segment": ("sccodec.analysis.cli", "segment", "Segment an image from its sparse codes (K-means).", "analysis"),
     "index": ("sccodec.analysis.cli", "index", "Index .scv files by descriptors pooled from their codes.", "analysis"),

@@ -16,6 +16,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -706,3 +707,26 @@ def test_train_from_python_shapes_a_new_model_and_refuses_reshaping_a_resumed_on
     for shape, message in (({"atoms": 32}, "atoms shape a new model"), ({"attention": 1}, "not a model option")):
         with pytest.raises(ParameterError, match=message):
             train(replace(cfg, model=shape), resume=str(ckpt) if "atoms" in shape else None)
+
+
+def test_tune_decoder_changes_the_synthesis_alone(checkpoint, photos, tmp_path, monkeypatch) -> None:
+    """A decoder-only fine-tune keeps every tensor but g_s's, so the same files parse to the same
+    symbols; the new model's sidecar records the run."""
+    from sccodec.weights import read_model_file
+
+    out = tmp_path / "models"
+    assert _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", out, "--fit-tables", photos,
+                "--fit-images", "3").exit_code == 0
+    monkeypatch.setattr("sccodec.weights.shipped_dir", lambda: out)
+    result = _cli("tune-decoder", "Tiny-1", "--images", photos, "--minutes", "0.01", "--name", "Tiny-2",
+                  "--out-dir", out, "--photos", "2", "--lr", "1e-3")
+    assert result.exit_code == 0, result.output
+    old, new = (read_model_file(out / f"{n}.safetensors") for n in ("Tiny-1", "Tiny-2"))
+    assert old.tensors.keys() == new.tensors.keys()
+    changed = {k for k in old.tensors if not np.array_equal(old.tensors[k], new.tensors[k])}
+    assert changed and all(k.startswith("g_s.") for k in changed)
+    record = json.loads((out / "Tiny-2.json").read_text())["decoder_tune"]
+    assert record["from"] == f"Tiny-1 {old.digest.hex()}" and record["steps"] >= 1 and record["photos"] == 2
+    again = _cli("tune-decoder", "Tiny-1", "--images", photos, "--minutes", "0.01", "--name", "Tiny-2",
+                 "--out-dir", out)
+    assert again.exit_code == 2 and "exists" in again.output  # never replaced without --force

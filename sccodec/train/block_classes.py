@@ -22,14 +22,12 @@ import click
 import numpy as np
 
 from sccodec.api import Codec
-from sccodec.bitstream import DEFAULT_MAX_PIXELS
 from sccodec.block_classes import MAX_FACTOR, SCALE_BITS, ClassTables, LevelClasses, class_file_path
 from sccodec.context import scheme_contexts
 from sccodec.entropy import SymbolTables
 from sccodec.frequencies import TOTAL, IntegerTables, normalise
-from sccodec.image_io import read_image, to_planes
 from sccodec.train.cli import evenly_spaced
-from sccodec.train.data import list_images, split_holdout
+from sccodec.train.data import encoder_symbols, list_images, split_holdout, training_crop
 from sccodec.weights import DEFAULT_MODEL
 
 #: Odds multipliers tried per context: k / 256 with k = round(256 · 2^(i/8)), 1/8 … 8.
@@ -174,16 +172,6 @@ def class_tables(levels: list[LevelClasses], model_digest: bytes) -> ClassTables
                        np.stack([lv.class_frequencies for lv in levels]), levels[0].block, model_digest)
 
 
-def photo_symbols(codec, path: Path, crop: tuple[int, int] = (512, 768)) -> np.ndarray:  # noqa: ANN001 (a Codec)
-    """(Q, K, h, w) int32: the symbols the encoder writes at every level for the photo's top-left
-    crop (cut to multiples of the stride), coded as one tile."""
-    pixels = read_image(path, DEFAULT_MAX_PIXELS).pixels[: crop[0], : crop[1]]
-    stride = codec.stride
-    pixels = np.ascontiguousarray(pixels[: len(pixels) - len(pixels) % stride, : pixels.shape[1] - pixels.shape[1] % stride])
-    y = codec.network.analyze(to_planes(pixels))
-    return np.stack([codec.coder.quantize(codec.network.scaled_symbols(y, q), q) for q in range(codec.coder.qualities)])
-
-
 @click.command("fit-classes")
 @click.argument("model", default=DEFAULT_MODEL)
 @click.option("--images", "image_dir", required=True, type=click.Path(file_okay=False, exists=True),
@@ -216,7 +204,7 @@ def fit_classes(model: str, image_dir: str, photos: int, classes: int, block: in
     started = time.time()
     symbols = []
     for i, path in enumerate(chosen):
-        symbols.append(photo_symbols(codec, path))
+        symbols.append(encoder_symbols(codec, training_crop(path, codec.stride)))
         if (i + 1) % 10 == 0 or i + 1 == len(chosen):
             click.echo(f"symbols of {i + 1}/{len(chosen)} photos ({time.time() - started:.0f} s)", err=True)
     tables = codec.coder.tables

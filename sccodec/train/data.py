@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from sccodec.bitstream import DEFAULT_MAX_PIXELS
 from sccodec.errors import ImageInputError
+from sccodec.image_io import read_image, to_planes
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -27,6 +29,20 @@ def split_holdout(paths: list[Path], every: int = 40) -> tuple[list[Path], list[
     """Deterministic (train, validation) split: every ``every``-th image is held out."""
     return ([p for i, p in enumerate(paths) if i % every != every - 1],
             [p for i, p in enumerate(paths) if i % every == every - 1])
+
+
+def encoder_symbols(codec, pixels: np.ndarray) -> np.ndarray:  # noqa: ANN001 (a sccodec.Codec)
+    """(Q, K, h, w) int32: the symbols the codec's encoder writes for ``pixels`` (H, W, 3, multiples
+    of the stride) at every level, coded as one tile: what table, class and decoder fits learn from."""
+    y = codec.network.analyze(to_planes(pixels))
+    return np.stack([codec.coder.quantize(codec.network.scaled_symbols(y, q), q) for q in range(codec.coder.qualities)])
+
+
+def training_crop(path: Path, stride: int, size: tuple[int, int] = (512, 768)) -> np.ndarray:
+    """(H, W, 3) uint8: a photo's top-left ``size`` cut to multiples of ``stride``: what the table
+    and class fits and the decoder tuning code as one tile."""
+    pixels = read_image(path, DEFAULT_MAX_PIXELS).pixels[: size[0], : size[1]]
+    return np.ascontiguousarray(pixels[: len(pixels) - len(pixels) % stride, : pixels.shape[1] - pixels.shape[1] % stride])
 
 
 def load_rgb(path: Path) -> torch.Tensor:
