@@ -91,13 +91,16 @@ class LevelClasses:
     def _bits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Encoder only: −log2 P of every outcome under every class, before the tile's
         adaptation: flags (K·X·2, C), magnitudes (K·V·R, C), signs (K·S·2, C), float32."""
-        c = np.arange(self.classes)
-        f1 = scale_odds_frequency(self.base.nonzero[None], self.flag_scale[:, None, :], SCALE_BITS)  # (C, K, X)
-        flags = np.stack([TOTAL - f1, f1], -1)
+        def binary_bits(f1: np.ndarray) -> np.ndarray:  # (C, K, X) f(1) -> (K·X·2, C): outcome 0, then 1
+            out = np.empty((*f1.shape[1:], 2, self.classes), dtype=np.float32)
+            out[..., 0, :] = np.moveaxis(PRECISION - np.log2(TOTAL - f1), 0, -1)
+            out[..., 1, :] = np.moveaxis(PRECISION - np.log2(f1), 0, -1)
+            return out.reshape(-1, self.classes)
+
         rows = factored_rows(self.base.magnitudes[None], self.magnitude_factor[:, None])  # (C, K, V, R)
-        p1 = scale_odds_frequency(self.base.positive[None], self.sign_scale[:, None, :], SCALE_BITS)
-        signs = np.stack([TOTAL - p1, p1], -1)
-        return tuple((PRECISION - np.log2(t.reshape(len(c), -1).T)).astype(np.float32) for t in (flags, rows, signs))
+        return (binary_bits(scale_odds_frequency(self.base.nonzero[None], self.flag_scale[:, None, :], SCALE_BITS)),
+                (PRECISION - np.log2(rows.reshape(self.classes, -1).T)).astype(np.float32),
+                binary_bits(scale_odds_frequency(self.base.positive[None], self.sign_scale[:, None, :], SCALE_BITS)))
 
     def block_bits(self, symbols: np.ndarray, flag_ctx: np.ndarray, value_ctx: np.ndarray,
                    sign_contexts: int) -> np.ndarray:

@@ -109,9 +109,12 @@ def normalise(weights: np.ndarray) -> np.ndarray:
     if a.size and (a.min() < 0 or a.max() >= MAX_WEIGHT):
         raise ValueError(f"weights must lie in [0, 2^39) to be normalised in int64, not [{a.min()}, {a.max()}]")
     n = a.shape[-1]
-    a = np.where(a.sum(-1, keepdims=True) > 0, a, 1)
+    total = a.sum(-1, keepdims=True)
+    if a.size and not total.all():  # rows of zeros count as uniform
+        a = np.where(total > 0, a, 1)
+        total = np.where(total > 0, total, n)
     free = TOTAL - n
-    w = a * free // a.sum(-1, keepdims=True)
+    w = a * free // total
     first_max = np.argmax(w, axis=-1)[..., None]
     np.put_along_axis(w, first_max, np.take_along_axis(w, first_max, -1) + free - w.sum(-1, keepdims=True), -1)
     return w + 1
