@@ -91,16 +91,19 @@ class LevelClasses:
     def _bits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Encoder only: −log2 P of every outcome under every class, before the tile's
         adaptation: flags (K·X·2, C), magnitudes (K·V·R, C), signs (K·S·2, C), float32."""
-        def binary_bits(f1: np.ndarray) -> np.ndarray:  # (C, K, X) f(1) -> (K·X·2, C): outcome 0, then 1
-            out = np.empty((*f1.shape[1:], 2, self.classes), dtype=np.float32)
-            out[..., 0, :] = np.moveaxis(PRECISION - np.log2(TOTAL - f1), 0, -1)
-            out[..., 1, :] = np.moveaxis(PRECISION - np.log2(f1), 0, -1)
-            return out.reshape(-1, self.classes)
-
-        rows = factored_rows(self.base.magnitudes[None], self.magnitude_factor[:, None])  # (C, K, V, R)
-        return (binary_bits(scale_odds_frequency(self.base.nonzero[None], self.flag_scale[:, None, :], SCALE_BITS)),
-                (PRECISION - np.log2(rows.reshape(self.classes, -1).T)).astype(np.float32),
-                binary_bits(scale_odds_frequency(self.base.positive[None], self.sign_scale[:, None, :], SCALE_BITS)))
+        # one class at a time: a few MB of temporaries instead of a few hundred (a fresh process
+        # pays for every new page it touches)
+        base = self.base
+        flags = np.empty((*base.nonzero.shape, 2, self.classes), dtype=np.float32)
+        signs = np.empty((*base.positive.shape, 2, self.classes), dtype=np.float32)
+        rows = np.empty((base.magnitudes.size, self.classes), dtype=np.float32)
+        for c in range(self.classes):
+            for out, f1 in ((flags, scale_odds_frequency(base.nonzero, self.flag_scale[c], SCALE_BITS)),
+                            (signs, scale_odds_frequency(base.positive, self.sign_scale[c], SCALE_BITS))):
+                out[..., 0, c] = PRECISION - np.log2(TOTAL - f1)
+                out[..., 1, c] = PRECISION - np.log2(f1)
+            rows[:, c] = PRECISION - np.log2(factored_rows(base.magnitudes, self.magnitude_factor[c]).ravel())
+        return flags.reshape(-1, self.classes), rows, signs.reshape(-1, self.classes)
 
     def block_bits(self, symbols: np.ndarray, flag_ctx: np.ndarray, value_ctx: np.ndarray,
                    sign_contexts: int) -> np.ndarray:
