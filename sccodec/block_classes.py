@@ -12,9 +12,9 @@ factors that all atoms share.
 
 Why: the static tables average over the training photos, and one image holds flat sky and
 dense texture side by side; the per-tile adaptation moves the whole tile at once. Classes let
-the encoder say, block by block, which kind of region it is in. With 16 classes on 2×2 blocks
-the factors take 277 kB (one weights file may not pass 20 MB), and on held-out training photos
-they save about 2.3% of the bits with the class map charged (docs/design.md, "Block classes").
+the encoder say, block by block, which kind of region it is in. Factors shared by the atoms keep
+the class file small (a weights file may not pass 20 MB); what they save is measured in
+docs/design.md, "Block classes".
 
 Everything the decoder computes here is integer arithmetic on integers stored in the class
 file (docs/format.md, section 13); the float code lengths are the encoder's estimates only.

@@ -730,3 +730,25 @@ def test_tune_decoder_changes_the_synthesis_alone(checkpoint, photos, tmp_path, 
     again = _cli("tune-decoder", "Tiny-1", "--images", photos, "--minutes", "0.01", "--name", "Tiny-2",
                  "--out-dir", out)
     assert again.exit_code == 2 and "exists" in again.output  # never replaced without --force
+
+
+def test_fit_classes_writes_a_bound_class_file_and_its_record(checkpoint, photos, tmp_path, monkeypatch) -> None:
+    """With the class file beside the weights the model writes format 6; the sidecar says how it was made."""
+    from sccodec.weights import read_model_file
+
+    out = tmp_path / "models"
+    assert _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", out, "--fit-tables", photos,
+                "--fit-images", "3").exit_code == 0
+    monkeypatch.setattr("sccodec.weights.shipped_dir", lambda: out)
+    assert read_model_file(out / "Tiny-1.safetensors").coder.format_version == 5
+    result = _cli("fit-classes", "Tiny-1", "--images", photos, "--photos", "3", "--classes", "2", "--iterations", "1")
+    assert result.exit_code == 0, result.output
+    model_file = read_model_file(out / "Tiny-1.safetensors")
+    assert model_file.coder.format_version == 6 and model_file.classes.model_digest == model_file.digest
+    record = json.loads((out / "Tiny-1.json").read_text())["block_classes"]
+    assert record["hash"] == model_file.classes.digest.hex() and (record["classes"], record["photos"]) == (2, 3)
+    pixels = gradient_image(40, 56)
+    codec = sccodec.Codec("Tiny-1", device="cpu")
+    assert codec.decode_array(codec.encode(pixels, 1))[0].shape == pixels.shape
+    again = _cli("fit-classes", "Tiny-1", "--images", photos)
+    assert again.exit_code == 2 and "exists" in again.output  # files name its hash: never replaced silently

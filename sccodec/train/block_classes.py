@@ -13,6 +13,8 @@ are the rounded integers, and the encoder prices with those.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from sccodec import atomic
 from sccodec.api import Codec
 from sccodec.block_classes import MAX_FACTOR, SCALE_BITS, ClassTables, LevelClasses, class_file_path
 from sccodec.context import scheme_contexts
@@ -193,7 +196,7 @@ def fit_classes(model: str, image_dir: str, photos: int, classes: int, block: in
 
     \b
     Example:
-      sccodec fit-classes scvae-gdn --images ../shared/data/train --force
+      sccodec fit-classes scvae-gdn --images photos/ --force
     """
     codec = Codec(model, device="cpu")
     target = Path(out) if out else class_file_path(codec.model_file.path)
@@ -212,5 +215,14 @@ def fit_classes(model: str, image_dir: str, photos: int, classes: int, block: in
                         log=lambda line: click.echo(line, err=True)) for q in range(tables.qualities)]
     data = class_tables(levels, codec.model_file.digest).to_bytes()
     target.write_bytes(data)
+    seconds = round(time.time() - started)
+    sidecar = codec.model_file.path.with_suffix(".json")
+    if target == class_file_path(codec.model_file.path) and sidecar.is_file():  # the model's record says how
+        record = json.loads(sidecar.read_text()) | {"block_classes": {
+            "file": target.name, "hash": hashlib.sha256(data).digest()[:8].hex(), "classes": classes, "block": block,
+            "photos": len(chosen), "iterations": iterations, "seconds": seconds,
+            "command": f"sccodec fit-classes {model} --images {image_dir} --photos {photos} --classes {classes} "
+                       f"--block {block} --iterations {iterations} --force"}}
+        atomic.write_text(sidecar, json.dumps(record, indent=2) + "\n")
     click.echo(f"wrote {target} ({len(data):,} bytes, {classes} classes on {block}×{block} blocks, "
-               f"{len(chosen)} photos, {time.time() - started:.0f} s)")
+               f"{len(chosen)} photos, {seconds} s)")

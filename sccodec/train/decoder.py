@@ -129,7 +129,7 @@ def tune_decoder(model: str, image_dir: str, name: str, out_dir: str | None, min
 
     \b
     Example:
-      sccodec tune-decoder scvae-gdn --images ../shared/data/train --minutes 40 --name gdn-tuned
+      sccodec tune-decoder scvae-gdn --images photos/ --minutes 40 --name gdn-tuned
     """
     codec = Codec(model, device="cpu")
     folder = Path(out_dir) if out_dir else shipped_dir()
