@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import math
 import numbers
 from collections.abc import Callable
@@ -30,8 +31,9 @@ from sccodec.device import resolve_device
 from sccodec.errors import CorruptFileError, ImageInputError, ParameterError
 from sccodec.image_io import ImageLike, from_planes, pad_to_multiple, read_image, to_image, to_planes, validate_icc
 from sccodec.metrics import psnr_rgb
-from sccodec.model.config import Geometry
+from sccodec.model.config import Geometry, open_atoms
 from sccodec.model.interface import ImageModel
+from sccodec.refine import PASSES, RefinementSettings, lagrangian, refine
 from sccodec.tiling import Box, assemble, latent_box, tile_boxes
 from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
 
@@ -102,7 +104,8 @@ class Codec:
 
     synthesis_window: int = SYNTHESIS_WINDOW  # pixels a side synthesised at a time (a multiple of the stride)
     #: Called as ``progress(stage, done, total)`` after each tile or window of the network's work
-    #: (stage: "encoding" or "decoding"), e.g. to show progress on large images; None: silent.
+    #: (stage: "encoding", "refining" (efforts 3 and 4: a window of a pass) or "decoding"), e.g.
+    #: to show progress on large images; None: silent.
     progress: Callable[[str, int, int], None] | None = None
 
     def __init__(self, model: str | ModelFile = DEFAULT_MODEL, device: str = "auto",
@@ -180,8 +183,10 @@ class Codec:
             header = Header(model=mf.name, weights_hash=mf.digest, quality=q, width=src.width,
                             height=src.height, mode=src.mode, tile=tile, coder_version=coder.coder_version,
                             version=coder.format_version, classes_hash=coder.classes_hash)
-            chunks = [coder.encode_tile(coder.quantize(self.network.scaled_symbols(y, q - 1), q - 1, effort), q - 1)
-                      for y in latents]
+            symbols = [coder.quantize(self.network.scaled_symbols(y, q - 1), q - 1, effort) for y in latents]
+            if effort in PASSES:
+                symbols = self._refined(symbols, boxes, src.pixels, q - 1, PASSES[effort])
+            chunks = [coder.encode_tile(tile_symbols, q - 1) for tile_symbols in symbols]
             data = bitstream.pack(Container(header, chunks, ancillary))
             return Encoded(data, q, len(data) * 8 / (src.width * src.height))
 
@@ -212,6 +217,9 @@ class Codec:
                 raise ParameterError(f"{name} must be a positive number, got {target!r}")
         if isinstance(effort, bool) or not isinstance(effort, numbers.Integral) or effort not in EFFORTS:
             raise ParameterError(f"effort must be one of {EFFORTS}, got {effort!r}")
+        if effort in PASSES and len(self.model_file.encoder.atom_energy) < self.coder.qualities:
+            raise ParameterError(f"effort {effort} needs the atom energies of model {self.model_file.name}, "
+                                 f"which its sidecar lacks (bench/atom_energy.py --write-sidecar); use effort 1 or 2")
         stride = self.stride
         if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or not stride <= tile <= MAX_TILE or tile % stride:
             raise ParameterError(f"tile must be a multiple of {stride} between {stride} and {MAX_TILE}, got {tile}")
@@ -270,12 +278,62 @@ class Codec:
 
     def _synthesize(self, grid: np.ndarray, box: Box, quality_index: int) -> np.ndarray:
         """The pixels of ``box``, synthesised with its neighbours' symbols in view (sccodec.tiling)."""
-        own = latent_box(box, self.stride)
-        ctx = own.grow(self.geometry.synthesis_margin, *grid.shape[1:])
-        symbols = np.ascontiguousarray(grid[:, ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width])
+        ctx, symbols = self._synthesis_context(grid, box)
         x_hat = self.network.decode_symbols(symbols, quality_index)
         rows, cols = box.within(ctx.scaled(self.stride))
         return from_planes(x_hat[..., rows, cols])
+
+    def _synthesis_context(self, grid: np.ndarray, box: Box) -> tuple[Box, np.ndarray]:
+        """The latent box the pixels of ``box`` are synthesised from, and its symbols."""
+        ctx = latent_box(box, self.stride).grow(self.geometry.synthesis_margin, *grid.shape[1:])
+        return ctx, np.ascontiguousarray(grid[:, ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width])
+
+    def _refined(self, tiles: list[np.ndarray], boxes: list[Box], pixels: np.ndarray, quality_index: int,
+                 passes: int) -> list[np.ndarray]:
+        """Each tile's symbols refined against the synthesis of the whole image (``sccodec.refine``)."""
+        latent = [latent_box(b, self.stride) for b in boxes]
+        settings = RefinementSettings(
+            tables=self.model_file.tables, quality_index=quality_index,
+            energy=np.asarray(self.model_file.encoder.atom_energy[quality_index], np.float64),
+            lagrangian=lagrangian(self.model_file.config.lambdas[quality_index]),
+            open_atoms=open_atoms(self.model_file.config, quality_index))
+        windows = tile_boxes(pixels.shape[0], pixels.shape[1], self.synthesis_window)
+        done = itertools.count(1)
+
+        def gradient(grid: np.ndarray) -> tuple[float, np.ndarray]:
+            return self._distortion_gradient(pixels, quality_index, grid, windows,
+                                             lambda: self._report("refining", next(done), passes * len(windows)))
+
+        grid = refine(assemble(tiles, latent), gradient, settings, passes, latent)
+        return [grid[:, b.top : b.top + b.height, b.left : b.left + b.width] for b in latent]
+
+    def _distortion_gradient(self, pixels: np.ndarray, quality_index: int, grid: np.ndarray, windows: list[Box],
+                             window_done: Callable[[], None]) -> tuple[float, np.ndarray]:
+        """Squared error of the image decoded from ``grid`` against ``pixels`` (in [0, 1] units),
+        and its gradient with respect to every symbol, window by window as decoding runs."""
+        model = self._differentiable
+        total, gradient = 0.0, np.zeros(grid.shape, np.float32)
+        for box in windows:
+            ctx, symbols = self._synthesis_context(grid, box)
+            target = to_planes(pixels[box.top : box.top + box.height, box.left : box.left + box.width])
+            error, g = model.distortion_gradient(symbols, quality_index, target, box.within(ctx.scaled(self.stride)))
+            total += error
+            gradient[:, ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width] += g
+            window_done()
+        return total, gradient
+
+    @functools.cached_property
+    def _differentiable(self):  # noqa: ANN202 (sccodec.model.torch_model.TorchModel)
+        """The network with a ``distortion_gradient``: the codec's own on CUDA, else the torch
+        reference on the CPU (the runtime graphs have no gradients)."""
+        if hasattr(self.network, "distortion_gradient"):
+            return self.network
+        try:
+            from sccodec.model.torch_model import TorchModel
+        except ImportError:
+            raise ParameterError("efforts 3 and 4 refine the code through the synthesis in torch, which is not "
+                                 "installed (pip install 'sccodec[torch]')") from None
+        return TorchModel(self.model_file.build(), "cpu")
 
 
 def _parsed(data: object, max_pixels: int) -> Container:

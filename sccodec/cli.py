@@ -313,7 +313,8 @@ def _stderr_is_terminal() -> bool:
 def _show_progress(stage: str, done: int, total: int) -> None:
     """``encoding: 3/12 tiles`` on one line of the terminal, rewritten in place."""
     if total >= PROGRESS_FROM_TILES:
-        click.echo(f"\r{stage}: {done}/{total} tiles", err=True, nl=done == total)
+        unit = "window passes" if stage == "refining" else "tiles"
+        click.echo(f"\r{stage}: {done}/{total} {unit}", err=True, nl=done == total)
 
 
 def _failed(job: Job, e: Exception) -> Outcome:
@@ -513,7 +514,9 @@ _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show
                    "Decodes each level it tries: slower.")
 @click.option("--effort", type=click.IntRange(EFFORTS[0], EFFORTS[-1]), default=DEFAULT_EFFORT, show_default=True,
               help="Encoder effort: higher is slower and gives fewer bits at the same quality "
-                   "(the file decodes the same way).")
+                   "(the file decodes the same way). 1: fixed rounding; 2: rate-aware rounding; 3 and 4 "
+                   "also refine the code against the decoder, about 5x and 13x the encode time (torch: "
+                   "pip install 'sccodec[torch]').")
 @click.option("--model", default=None, metavar="NAME",
               help="Installed model to code with (see sccodec --version) [default: the shipped default]. "
                    "Decoding finds the model from the file.")

@@ -22,9 +22,10 @@ from sccodec.entropy import CODER_VERSION, FORMATS, SymbolTables, newest_format
 from sccodec.errors import CorruptFileError, FormatError, ModelMismatchError
 
 
-#: Encoder effort levels, fastest first: how hard ``quantize`` works for fewer bits at the same
-#: quality. Files decode the same whatever the effort (docs/design.md, "Encoder effort").
-EFFORTS: tuple[int, ...] = (1, 2)
+#: Encoder effort levels, fastest first: how hard the encoder works for fewer bits at the same
+#: quality (1–2: ``quantize``; 3–4 also ``sccodec.refine``). Files decode the same whatever the
+#: effort (docs/design.md, "Encoder effort").
+EFFORTS: tuple[int, ...] = (1, 2, 3, 4)
 DEFAULT_EFFORT = 2
 
 
@@ -134,8 +135,9 @@ class ContextCoder:
         return weights[quality_index] if quality_index < len(weights) else None
 
     def quantize(self, s: np.ndarray, quality_index: int, effort: int = DEFAULT_EFFORT) -> np.ndarray:
-        """Effort 1: the fixed dead zone (no context pass). Effort 2: rate-aware zeroing of ±1s
-        (``sccodec.rdo.quantize``) at the levels the model's sidecar gives a weight."""
+        """Effort 1: the fixed dead zone (no context pass). Effort 2 and up: rate-aware zeroing
+        of ±1s (``sccodec.rdo.quantize``) at the levels the model's sidecar gives a weight; efforts
+        3 and 4 then refine the result against the synthesis (``sccodec.refine``, in the codec)."""
         if effort not in EFFORTS:
             raise ValueError(f"effort must be one of {EFFORTS}, got {effort!r}")
         return rdo.quantize(s, self.tables, quality_index, self.bits_weight(quality_index) if effort >= 2 else None)

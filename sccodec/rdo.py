@@ -53,14 +53,38 @@ def one_bits(symbols: np.ndarray, where: np.ndarray, negative: np.ndarray, table
     mask over ``symbols``, (K,h,w)), in the contexts of ``symbols`` under the static tables of
     level ``quality_index``; one value per position of ``where``, in its flat order.
     ``value_table``: ``tables.value_table(quality_index)``, if the caller has it."""
+    p, atom, value, rows = _contexts(symbols, where, tables, quality_index, value_table)
+    r = tables.value_range
+    p_one = rows[atom, value, np.where(negative[where], r - 1, r)] / rows.sum(-1)[atom, value]  # columns of ∓1
+    return np.log2(1 - p) - np.log2(p) - np.log2(np.maximum(p_one, _MIN_P))
+
+
+def value_bits(symbols: np.ndarray, where: np.ndarray, tables: SymbolTables, quality_index: int,
+               candidates: tuple[np.ndarray, ...], value_table: np.ndarray | None = None) -> list[np.ndarray]:
+    """Bits each candidate value would cost at the positions ``where`` (one array per candidate,
+    each in the flat order of ``where``), in the contexts of ``symbols`` under the static tables
+    of level ``quality_index``: a position's own context does not depend on its own value.
+    Magnitudes past the tables' range are priced as the range's edge (their escape bits are left out)."""
+    p, atom, value, rows = _contexts(symbols, where, tables, quality_index, value_table)
+    r = tables.value_range
+    totals = rows.sum(-1)[atom, value]
+    out = []
+    for v in candidates:
+        column = np.clip(np.where(v < 0, v + r, v + r - 1), 0, 2 * r - 1)
+        p_value = np.maximum(rows[atom, value, column] / totals, _MIN_P)
+        out.append(np.where(v == 0, -np.log2(1 - p), -np.log2(p) - np.log2(p_value)))
+    return out
+
+
+def _contexts(symbols: np.ndarray, where: np.ndarray, tables: SymbolTables, quality_index: int,
+              value_table: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """At the positions ``where``: P(nonzero) in each flag context, the atom, the value context,
+    and the level's value rows (atom, value context, column)."""
     flag, value = scheme_contexts(tables.scheme, symbols, tables.groups)
     atom = np.broadcast_to(np.arange(symbols.shape[0])[:, None, None], symbols.shape)[where]
-    flag, value, negative = flag[where], value[where], negative[where]
-    p = np.clip(tables.p_nonzero[quality_index, atom, flag], _MIN_P, 1 - _MIN_P)
+    p = np.clip(tables.p_nonzero[quality_index, atom, flag[where]], _MIN_P, 1 - _MIN_P)
     rows = tables.value_table(quality_index) if value_table is None else value_table
-    r = tables.value_range
-    p_one = rows[atom, value, np.where(negative, r - 1, r)] / rows.sum(-1)[atom, value]  # columns of ∓1
-    return np.log2(1 - p) - np.log2(p) - np.log2(np.maximum(p_one, _MIN_P))
+    return p, atom, value[where], rows
 
 
 def quantize(s: np.ndarray, tables: SymbolTables, quality_index: int, bits_weight: float | None,

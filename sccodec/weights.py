@@ -16,6 +16,7 @@ import functools
 import hashlib
 import importlib
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -68,10 +69,14 @@ class EncoderSettings:
     ``default_quality``: the level used when none is asked for (None: ``sccodec.api.DEFAULT_QUALITY``,
     capped to the model's levels). ``bits_weights``: per level, the rate-aware rounding's weight
     (``sccodec.rdo``); None, or a level past the end, keeps the fixed dead zone.
+    ``atom_energy``: per level and atom, the squared pixel error one step of that atom's code adds
+    (``bench/atom_energy.py``), which the refinement of efforts 3 and up needs (``sccodec.refine``);
+    empty: the model offers no effort above 2.
     """
 
     default_quality: int | None = None
     bits_weights: tuple[float | None, ...] = field(default=())
+    atom_energy: tuple[tuple[float, ...], ...] = field(default=())
 
     @classmethod
     def from_sidecar(cls, sidecar: dict, source: Path) -> "EncoderSettings":
@@ -83,9 +88,12 @@ class EncoderSettings:
             if any(w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0)
                    for w in weights):
                 raise TypeError("bits_weights holds something other than non-negative numbers and nulls")
-        except (AttributeError, TypeError) as e:
+            energy = tuple(tuple(float(e) for e in level) for level in raw.get("atom_energy", ()))
+            if any(not e >= 0 or math.isinf(e) for level in energy for e in level):
+                raise TypeError("atom_energy holds something other than finite non-negative numbers")
+        except (AttributeError, TypeError, ValueError) as e:
             raise ModelMismatchError(f"cannot use the encoder settings in {source}: {e}") from None
-        return cls(quality, tuple(None if w is None else float(w) for w in weights))
+        return cls(quality, tuple(None if w is None else float(w) for w in weights), energy)
 
 
 @dataclass(frozen=True)

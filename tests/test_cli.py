@@ -919,3 +919,6 @@ def test_large_images_show_progress_on_a_terminal_only(monkeypatch, tmp_path) ->
                                              str(tmp_path / f"{tty}.png")]).exit_code == 0
         assert bool(shown) == tty
     assert shown == [("encoding", 1, 1), ("decoding", 1, 1)]
+    shown.clear()
+    assert CliRunner().invoke(cli.main, ["encode", str(src), "-o", str(tmp_path / "e4.scv"), "--effort", "4"]).exit_code == 0
+    assert shown == [("encoding", 1, 1), *(("refining", i, 6) for i in range(1, 7))]

@@ -55,6 +55,14 @@ class ModelConfig:
         return cls(**d)
 
 
+def open_atoms(config: ModelConfig, quality_index: int) -> int:
+    """How many atoms (the first ones) level ``quality_index`` (0-based) may code: every one, or
+    with nested atoms ceil(K·(q+1)/Q); the others' symbols are always 0 (``SCVAE.atom_mask``)."""
+    if not config.nested_atoms:
+        return config.atoms
+    return ((quality_index + 1) * config.atoms + config.qualities - 1) // config.qualities
+
+
 #: ModelConfig fields added after the first weights format, with their (omitted) defaults.
 _LATER_FIELDS = {"synthesis_blocks": 0}
 

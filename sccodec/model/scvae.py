@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from sccodec.model.config import ModelConfig
+from sccodec.model.config import ModelConfig, open_atoms
 from sccodec.model.entropy_model import ContextualZeroInflatedLaplace
 from sccodec.model.lista import LISTA
 from sccodec.model.transforms import AnalysisTransform, SynthesisTransform
@@ -112,7 +112,7 @@ class SCVAE(nn.Module):
         c = self.config
         if not c.nested_atoms:
             return None
-        budget = ((q + 1) * c.atoms + c.qualities - 1) // c.qualities
+        budget = torch.tensor([open_atoms(c, int(i)) for i in q.tolist()], device=q.device)
         return (torch.arange(c.atoms, device=q.device)[None, :] < budget[:, None]).float()[:, :, None, None]
 
     def _thresholds(self, q: torch.Tensor, step: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,19 @@ class TorchModel:
         with _full_precision():
             return self.net.decode_symbols(s, quality_index).cpu().numpy()
 
+    def distortion_gradient(self, symbols: np.ndarray, quality_index: int, target: np.ndarray,
+                            region: tuple[slice, slice]) -> tuple[float, np.ndarray]:
+        """Squared error of the decoded pixels in ``region`` (rows, columns of the decoded image,
+        clamped to [0, 1]) against ``target`` (1,3,h,w), and its gradient with respect to every
+        symbol (K,h,w): what the refinement of efforts 3 and up (``sccodec.refine``) steers by."""
+        v = torch.from_numpy(np.asarray(symbols, np.float32)).to(self.device).requires_grad_()
+        q = torch.tensor([quality_index], device=self.device)
+        with torch.enable_grad(), _full_precision():
+            x_hat = self.net.synthesize(v[None], q)[..., region[0], region[1]].clamp(0, 1)
+            error = (x_hat - torch.from_numpy(target).to(self.device)).pow(2).sum()
+            (grad,) = torch.autograd.grad(error, v)
+        return float(error.detach()), grad.cpu().numpy()
+
 
 def _full_precision():  # noqa: ANN202 (a context manager)
     """cuDNN convolutions in full float32: by default CUDA may run them in TF32 (10-bit

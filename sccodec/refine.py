@@ -1,0 +1,101 @@
+"""Efforts 3 and 4: integer symbols refined against the synthesis itself (pixel-domain RDO).
+
+    symbols (effort 2) ─synthesis─▶ x̂,  g = ∂‖clamp(x̂) − x‖² / ∂symbol     (one backward pass)
+    for every value v and δ = ±1:  ΔJ = g·δ + e_k·δ² + λ_q·(bits(v + δ) − bits(v))
+    a pass: on one colour of a checkerboard of latent positions, each position takes its one
+            best move where ΔJ < 0; the next pass takes the other colour, with a fresh gradient
+
+Why: effort 2 rounds each value from the code alone, but the decoder's image is what counts,
+and the synthesis is far from linear in the code. One backward pass gives, for every value at
+once, the first-order change of the squared pixel error; the atom's measured image-space energy
+per step (``e_k``, ``bench/atom_energy.py``, in the model's sidecar) is the second-order term.
+For one move alone this predicts the real change well; moves at neighbouring positions excite
+overlapping pixels, and taken in the same pass they chase the same error and overshoot, so a
+pass moves at most one value per position and only on one checkerboard colour. The bits are the
+static tables' in the tile's current contexts (``sccodec.rdo.value_bits``), and ``λ_q`` is the
+slope the level was trained at (its loss is bits + λ·255²·MSE over three channels, so a bit is
+worth ``3 / (λ·255²)`` of summed squared error in [0, 1] units).
+
+Encoder only: files decode as any other, and the decoder has no part in it. The gradient comes
+from a differentiable synthesis (torch), which the caller supplies as ``gradient``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sccodec.entropy import MAX_MAGNITUDE_OVER_RANGE, SymbolTables
+from sccodec.rdo import value_bits
+from sccodec.tiling import Box
+
+#: Refinement passes per effort level (efforts 1 and 2 do not refine): each costs one forward and
+#: one backward pass of the synthesis over the image.
+PASSES: dict[int, int] = {3: 2, 4: 6}
+
+#: Symbols (K,h,w) -> (squared pixel error, its gradient with respect to every symbol (K,h,w)).
+DistortionGradient = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
+def lagrangian(trained_lambda: float) -> float:
+    """Summed squared pixel error (three channels, [0, 1] units) one bit is worth at a level
+    trained with loss = bits + λ·255²·MSE."""
+    return 3 / (trained_lambda * 255.0**2)
+
+
+@dataclass(frozen=True)
+class RefinementSettings:
+    """What a refinement needs to know of the model at one level.
+
+    ``energy``: (K,) squared pixel error one step of each atom adds; ``lagrangian``: pixel error
+    one bit is worth; ``open_atoms``: the first atoms the level may code (the rest stay 0)."""
+
+    tables: SymbolTables
+    quality_index: int
+    energy: np.ndarray
+    lagrangian: float
+    open_atoms: int
+
+
+def refine(symbols: np.ndarray, gradient: DistortionGradient, settings: RefinementSettings, passes: int,
+           tiles: Sequence[Box]) -> np.ndarray:
+    """Integer symbols (K,h,w) of the whole image -> refined symbols of the same shape.
+
+    ``tiles``: the latent boxes of the file's tiles (each tile's contexts stop at its edges)."""
+    symbols = np.array(symbols, dtype=np.int32)
+    _, h, w = symbols.shape
+    checker = (np.add.outer(np.arange(h), np.arange(w)) % 2).astype(bool)
+    for done in range(passes):
+        _, g = gradient(symbols)
+        colour = checker if done % 2 else ~checker
+        change = np.zeros_like(symbols)
+        for box in tiles:
+            rows, cols = slice(box.top, box.top + box.height), slice(box.left, box.left + box.width)
+            change[:, rows, cols] = best_moves(symbols[:, rows, cols], g[:, rows, cols], settings, colour[rows, cols])
+        symbols += change
+    return symbols
+
+
+def best_moves(symbols: np.ndarray, g: np.ndarray, settings: RefinementSettings, where: np.ndarray) -> np.ndarray:
+    """(K,h,w) in {-1, 0, +1}: at each position of ``where`` (h,w), the one move of one value
+    that lowers the predicted cost J = distortion + λ·bits the most, if any does."""
+    s = settings
+    allowed = np.zeros(symbols.shape, dtype=bool)
+    allowed[: s.open_atoms] = where
+    value = symbols[allowed]
+    limit = s.tables.value_range + MAX_MAGNITUDE_OVER_RANGE
+    now, up, down = value_bits(symbols, allowed, s.tables, s.quality_index, (value, value + 1, value - 1))
+    slope = g[allowed]
+    energy = np.broadcast_to(s.energy[:, None, None], symbols.shape)[allowed]
+    cost_up = np.where(value + 1 > limit, np.inf, slope + energy + s.lagrangian * (up - now))
+    cost_down = np.where(value - 1 < -limit, np.inf, -slope + energy + s.lagrangian * (down - now))
+    cost = np.full(symbols.shape, np.inf, dtype=np.float64)
+    cost[allowed] = np.minimum(cost_up, cost_down)
+    step = np.zeros(symbols.shape, dtype=np.int32)
+    step[allowed] = np.where(cost_up < cost_down, 1, -1)
+    best = cost.argmin(axis=0)[None]  # (1,h,w): the atom of each position's best move
+    take = np.take_along_axis(cost, best, axis=0) < 0
+    moves = np.zeros_like(step)
+    np.put_along_axis(moves, best, np.where(take, np.take_along_axis(step, best, axis=0), 0), axis=0)
+    return moves

@@ -1,0 +1,153 @@
+"""Efforts 3 and 4: the symbols refined against the synthesis (sccodec.refine)."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import astronaut_crop, make_tables
+import sccodec
+from sccodec import refine
+from sccodec.api import Codec, parse_symbols
+from sccodec.context import SCHEMES
+from sccodec.errors import ModelMismatchError, ParameterError
+from sccodec.rdo import value_bits
+from sccodec.refine import RefinementSettings, best_moves
+from sccodec.tiling import Box
+from sccodec.weights import EncoderSettings
+
+
+def settings_for(tables, energy: float = 1.0, lagrangian: float = 0.0, open_atoms: int | None = None) -> RefinementSettings:
+    return RefinementSettings(tables, 0, np.full(tables.atoms, energy), lagrangian,
+                              tables.atoms if open_atoms is None else open_atoms)
+
+
+@pytest.fixture(scope="module")
+def tables():
+    rng = np.random.default_rng(0)
+    k, r, scheme = 8, 4, SCHEMES["checkerboard"]
+    return make_tables(rng.uniform(0.05, 0.5, (1, k, scheme.flag_contexts)),
+                       rng.dirichlet(np.full(2 * r, 2.0), (1, k, scheme.value_contexts)), 2, "checkerboard")
+
+
+def quadratic(target: np.ndarray, weight: np.ndarray):
+    """A 'synthesis' whose error is Σ weight·(s − target)²: no atom or position interacts."""
+    def gradient(symbols: np.ndarray) -> tuple[float, np.ndarray]:
+        d = symbols - target
+        return float((weight * d**2).sum()), 2 * weight * d
+    return gradient
+
+
+def test_each_pass_moves_at_most_one_value_per_position_on_one_checkerboard_colour(tables) -> None:
+    rng = np.random.default_rng(1)
+    symbols = rng.integers(-2, 3, (tables.atoms, 6, 7)).astype(np.int32)
+    g = rng.normal(0, 5, symbols.shape)
+    where = (np.add.outer(np.arange(6), np.arange(7)) % 2 == 0)
+    moves = best_moves(symbols, g, settings_for(tables, energy=0.5), where)
+    assert set(np.unique(moves)) <= {-1, 0, 1}
+    assert (np.abs(moves).sum(axis=0) <= 1).all()
+    assert not moves[:, ~where].any() and moves[:, where].any()
+
+
+def test_a_move_is_taken_only_where_it_lowers_distortion_plus_weighted_bits(tables) -> None:
+    symbols = np.zeros((tables.atoms, 1, 1), np.int32)
+    where = np.ones((1, 1), bool)
+    g = np.zeros(symbols.shape)
+    g[3] = -3.0  # raising atom 3 by one changes the error by -3 + energy
+    bits_now, bits_up = value_bits(symbols, np.ones(symbols.shape, bool), tables, 0, (symbols.ravel(), symbols.ravel() + 1))
+    extra = float(bits_up[3] - bits_now[3])
+    cheap = best_moves(symbols, g, settings_for(tables, energy=1.0, lagrangian=1.9 / extra), where)
+    dear = best_moves(symbols, g, settings_for(tables, energy=1.0, lagrangian=2.1 / extra), where)
+    assert cheap[3, 0, 0] == 1 and np.abs(cheap).sum() == 1
+    assert not dear.any()
+
+
+def test_closed_atoms_and_the_escape_limit_are_never_crossed(tables) -> None:
+    limit = tables.value_range + sccodec.entropy.MAX_MAGNITUDE_OVER_RANGE
+    symbols = np.zeros((tables.atoms, 2, 2), np.int32)
+    symbols[0] = limit
+    g = np.full(symbols.shape, -100.0)  # every value wants to grow
+    moves = best_moves(symbols, g, settings_for(tables, energy=0.0, open_atoms=2), np.ones((2, 2), bool))
+    assert not moves[2:].any() and not moves[0].any() and (moves[1] == 1).all()
+
+
+def test_refinement_walks_the_code_to_the_best_one_when_the_model_is_exact(tables) -> None:
+    """λ = 0 and a separable error, exactly the refinement's model: every pass lowers the error
+    and enough passes reach the nearest integers to the target on the open atoms."""
+    rng = np.random.default_rng(2)
+    target = rng.uniform(-3, 3, (tables.atoms, 4, 6))
+    weight = np.broadcast_to(rng.uniform(0.5, 2, tables.atoms)[:, None, None], target.shape)
+    gradient = quadratic(target, weight)
+    settings = dataclasses.replace(settings_for(tables, open_atoms=6), energy=weight[:, 0, 0].copy())
+    start = np.zeros(target.shape, np.int32)
+    tiles = [Box(0, 0, 4, 3), Box(0, 3, 4, 3)]
+    errors = [gradient(start)[0]]
+    symbols = start
+    for _ in range(40):
+        symbols = refine.refine(symbols, gradient, settings, 2, tiles)
+        errors.append(gradient(symbols)[0])
+    assert all(b <= a for a, b in zip(errors, errors[1:])) and errors[-1] < errors[0]
+    assert np.array_equal(symbols[:6], np.rint(target[:6])) and not symbols[6:].any()
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return Codec(device="cpu")
+
+
+def cost(codec: Codec, image: np.ndarray, data: bytes) -> float:
+    """Squared error in [0, 1] units + the level's λ × bits: what the refinement lowers."""
+    q = sccodec.bitstream.parse_header(data)[0].quality - 1
+    decoded = np.asarray(codec.decode(data), np.float64) / 255
+    error = float(((decoded - image / 255.0) ** 2).sum())
+    return error + refine.lagrangian(codec.model_file.config.lambdas[q]) * 8 * len(data)
+
+
+@pytest.mark.parametrize("quality", [2, 6])
+def test_higher_efforts_lower_the_rate_distortion_cost_of_a_photo(codec, quality) -> None:
+    image = astronaut_crop(96, 128)
+    files = {e: codec.encode(image, quality, effort=e) for e in (2, 3, 4)}
+    costs = {e: cost(codec, image, data) for e, data in files.items()}
+    assert costs[4] < costs[3] < costs[2]
+    for data in files.values():
+        assert sccodec.bitstream.parse_header(data)[0].quality == quality
+
+
+def test_refinement_spans_tiles_and_keeps_each_tiles_symbols_in_its_chunk(codec) -> None:
+    image = astronaut_crop(96, 128)
+    whole, tiled = codec.encode(image, 4, effort=3), codec.encode(image, 4, effort=3, tile=64)
+    assert len(parse_symbols(tiled).tiles) == 4
+    assert np.array_equal(np.asarray(codec.decode(tiled)).shape, np.asarray(codec.decode(whole)).shape)
+    assert cost(codec, image, tiled) < cost(codec, image, codec.encode(image, 4, effort=2, tile=64))
+
+
+def test_the_same_input_gives_the_same_file(codec) -> None:
+    image = astronaut_crop(64, 64)
+    assert codec.encode(image, 3, effort=4) == Codec(device="cpu").encode(image, 3, effort=4)
+
+
+def test_a_model_without_atom_energies_offers_efforts_up_to_2(codec) -> None:
+    bare = dataclasses.replace(codec.model_file, encoder=dataclasses.replace(codec.model_file.encoder, atom_energy=()))
+    image = astronaut_crop(32, 32)
+    assert Codec(bare, device="cpu").encode(image, 3, effort=2)
+    with pytest.raises(ParameterError, match="effort 3 needs the atom energies"):
+        Codec(bare, device="cpu").encode(image, 3, effort=3)
+
+
+def test_without_torch_the_higher_efforts_say_what_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "sccodec.model.torch_model", None)  # import fails
+    with pytest.raises(ParameterError, match=r"sccodec\[torch\]"):
+        Codec(device="cpu").encode(astronaut_crop(32, 32), 3, effort=4)
+
+
+@pytest.mark.parametrize("energy", [[[1.0, "x"]], [[float("nan")]], [[-1.0]], [1.0]])
+def test_bad_atom_energies_in_a_sidecar_are_refused(tmp_path, energy) -> None:
+    with pytest.raises(ModelMismatchError, match="encoder settings"):
+        EncoderSettings.from_sidecar({"encoder": {"atom_energy": energy}}, tmp_path / "m.json")
+
+
+def test_the_shipped_model_has_an_energy_per_level_and_atom(codec) -> None:
+    energy = np.asarray(codec.model_file.encoder.atom_energy)
+    assert energy.shape == (codec.coder.qualities, codec.coder.atoms) and (energy > 0).all()
