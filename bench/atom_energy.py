@@ -28,6 +28,7 @@ from sccodec.weights import shipped_dir
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "train"
 SPACING = 7  # latent positions between perturbed positions
+PLACEHOLDER = "atom energies, a line per level"
 REACH = 3  # latent positions around a perturbation whose pixels are measured
 
 
@@ -87,8 +88,9 @@ def main() -> None:
     if args.write_sidecar:
         side = shipped_dir() / f"{args.model}.json"
         sidecar = json.loads(side.read_text())
-        sidecar.setdefault("encoder", {})["atom_energy"] = out["energy"]
-        side.write_text(json.dumps(sidecar, indent=1) + "\n")
+        sidecar.setdefault("encoder", {})["atom_energy"] = PLACEHOLDER
+        rows = ",\n".join(f"      {json.dumps(level)}" for level in out["energy"])  # a line per level
+        side.write_text(json.dumps(sidecar, indent=2).replace(json.dumps(PLACEHOLDER), f"[\n{rows}\n    ]") + "\n")
         print(f"wrote {side}")
 
 

@@ -6,7 +6,8 @@ rules tried for a higher one.
 Held-out training photos (``split_holdout``, 512×768 crops, after the ``--skip`` first ones, which
 ``bench/atom_energy.py`` measures on; never Kodak). Rules, each at every quality level:
 
-- effort 1 and effort 2 (``sccodec.coder.EFFORTS``): the fixed dead zone; rate-aware zeroing of ±1s.
+- efforts 1 to 4 (``sccodec.coder.EFFORTS``): the fixed dead zone; rate-aware zeroing of ±1s;
+  that refined against the synthesis in 2 and 6 passes (``sccodec.refine``).
 - rate-aware zeroing with 4 context passes instead of 2.
 - rate-distortion optimised rounding (``rd_quantize`` below): a rounded value v steps towards zero
   when ``lagrangian`` × the bits it saves (static tables, contexts of the previous pass) exceeds
@@ -35,32 +36,11 @@ from sccodec import rdo
 from sccodec.api import Codec
 from sccodec.bench.bdrate import bd_rate
 from sccodec.coder import ContextCoder
-from sccodec.context import scheme_contexts
 from sccodec.entropy import SymbolTables
 from sccodec.train.data import list_images, load_rgb, split_holdout
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "train"
-_MIN_P = 2.0**-24
-
-
-def candidate_bits(symbols: np.ndarray, where: np.ndarray, tables: SymbolTables, quality_index: int,
-                   candidates: tuple[np.ndarray, ...]) -> list[np.ndarray]:
-    """Bits each candidate value (in -R+1..R-1) would cost at the positions ``where``, in the
-    contexts of ``symbols`` (a position's own context does not depend on its own value)."""
-    flag, value = scheme_contexts(tables.scheme, symbols, tables.groups)
-    atom = np.broadcast_to(np.arange(symbols.shape[0])[:, None, None], symbols.shape)[where]
-    flag, value = flag[where], value[where]
-    p = np.clip(tables.p_nonzero[quality_index, atom, flag], _MIN_P, 1 - _MIN_P)
-    rows = tables.value_table(quality_index)
-    r = tables.value_range
-    totals = rows.sum(-1)[atom, value]
-    out = []
-    for v in candidates:
-        column = np.clip(np.where(v < 0, v + r, v + r - 1), 0, 2 * r - 1)
-        p_value = np.maximum(rows[atom, value, column] / totals, _MIN_P)
-        out.append(np.where(v == 0, -np.log2(1 - p), -np.log2(p) - np.log2(p_value)))
-    return out
 
 
 def rd_quantize(s: np.ndarray, tables: SymbolTables, quality_index: int, energy: np.ndarray, lagrangian: float,
@@ -76,7 +56,7 @@ def rd_quantize(s: np.ndarray, tables: SymbolTables, quality_index: int, energy:
                                                                                  - magnitude[candidates]) + 1)
     symbols = rounded
     for _ in range(passes):
-        now, after = candidate_bits(symbols, candidates, tables, quality_index, (rounded[candidates], lowered))
+        now, after = rdo.value_bits(symbols, candidates, tables, quality_index, (rounded[candidates], lowered))
         move = np.zeros_like(candidates)
         move[candidates] = added < lagrangian * (now - after)
         symbols = np.where(move, rounded - np.sign(rounded), rounded).astype(np.int32)
@@ -126,12 +106,15 @@ def main() -> None:
     own = codec.coder
     energy = np.array(json.loads((HERE / "results" / "atom_energy.json").read_text())["energy"], np.float32)
     slopes = tuple(3 / (np.array(codec.model_file.config.lambdas) * 255.0**2))
-    rd = {"tables": own.tables, "format_version": own.format_version, "energy": energy, "slopes": slopes,
+    rd = {"tables": own.tables, "format_version": own.format_version, "classes": own.classes, "energy": energy,
+          "slopes": slopes,
           "multiple": args.multiple}
     rules = {  # name -> (coder, effort)
         "effort 2 (default)": (own, 2),
         "effort 1": (own, 1),
-        "rate-aware zeroing, 4 passes": (RateAwarePasses(own.tables, own.format_version, own.bits_weights), 2),
+        "effort 3": (own, 3),
+        "effort 4": (own, 4),
+        "rate-aware zeroing, 4 passes": (RateAwarePasses(own.tables, own.format_version, own.bits_weights, own.classes), 2),
         "RD rounding, atom energies, zeroing only": (RDRounding(**rd, zeroing_only=True), 2),
         "RD rounding, atom energies, every magnitude": (RDRounding(**rd), 2),
         "RD rounding, one energy per level, every magnitude": (RDRounding(**rd, per_atom=False), 2),

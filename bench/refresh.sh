@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-measure every committed result that depends on the shipped weights (run after an export).
-#   bash bench/refresh.sh [KODAK_DIR]        # about 12 minutes on the 2-core machine
+#   bash bench/refresh.sh [KODAK_DIR]        # about 55 minutes on the 2-core machine (efforts 3-4: 40)
 set -euo pipefail
 KODAK=${1:-../shared/data/kodak}
 cd "$(dirname "$0")/.."
@@ -11,6 +11,10 @@ for f in bench/results/peers/{webp,avif,jpegxl,heic,jpeg2000,jpeg444}.json \
 done
 sccodec bench --images "$KODAK" --codecs sccodec,jpeg --out bench/results/kodak "${REFS[@]}"
 python bench/record_rd.py bench/results/kodak
+python bench/atom_energy.py --write-sidecar    # the refinement's atom energies (efforts 3 and 4)
+sccodec bench --images "$KODAK" --codecs sccodec-effort3,sccodec-effort4,jpeg --out bench/results/kodak-effort \
+    --reference bench/results/kodak/sccodec.json "${REFS[@]}"
+python bench/effort.py
 sccodec bench --images "$KODAK" --codecs sccodec@scvae-base,jpeg --out bench/results/kodak-scvae-base
 python bench/record_rd.py bench/results/kodak-scvae-base
 python bench/head_to_head.py

@@ -472,6 +472,23 @@ def test_bench_named_model_runs_beside_the_default(image_dir: Path, tmp_path: Pa
     assert code != 0 and "no shipped model 'no-such-model'" in output
 
 
+def test_bench_runs_sccodec_at_another_effort_beside_the_default(image_dir: Path, tmp_path: Path) -> None:
+    """``sccodec-effortN`` encodes at effort N; it is a sccodec curve, so it gets head-to-head columns."""
+    import sccodec
+    from sccodec.bench.peers import OTHER_EFFORTS
+
+    assert OTHER_EFFORTS == tuple(e for e in sccodec.EFFORTS if e != sccodec.DEFAULT_EFFORT)
+    out = tmp_path / "out"
+    code, output = _invoke("--images", str(image_dir), "--codecs", "sccodec,sccodec-effort4,jpeg",
+                           "--qualities", "sccodec=2,6", "--qualities", "sccodec-effort4=2,6", "--qualities",
+                           JPEG_POINTS, "--out", str(out), "--quiet")
+    assert code == 0, output
+    default, higher = (json.loads((out / f"{n}.json").read_text()) for n in ("sccodec", "sccodec-effort4"))
+    assert higher["meta"]["settings"]["effort"] == 4
+    assert higher["results"]["bpp"] != default["results"]["bpp"]
+    assert "sccodec (effort 4) vs it" in (out / "summary.txt").read_text()
+
+
 def test_codec_names_fold_case_but_model_names_keep_it(image_dir: Path, tmp_path: Path) -> None:
     """Model names are file names (case-sensitive): ``SCCODEC@My-Model`` looks for My-Model."""
     code, output = _invoke("--images", str(image_dir), "--codecs", "SCCODEC@My-Model", "--out",

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sccodec.bench.bdrate import BDRate, finite_curve, bd_rate
-from sccodec.bench.peers import MODEL_SEPARATOR, SccodecAdapter
+from sccodec.bench.peers import EFFORT_PREFIX, MODEL_SEPARATOR, SccodecAdapter
 from sccodec.bench.runner import Curve
 
 #: An overlap narrower than this (dB of PSNR or of MS-SSIM) describes a sliver of the curves,
@@ -59,8 +59,10 @@ class Comparison:
 
 
 def is_sccodec(curve: Curve) -> bool:
-    """sccodec with its default model or any other (``sccodec@MODEL``), measured or loaded."""
-    return curve.name.partition(MODEL_SEPARATOR)[0] == SccodecAdapter.name
+    """sccodec with its default model or any other (``sccodec@MODEL``), at any effort
+    (``sccodec-effortN``), measured or loaded."""
+    base = curve.name.partition(MODEL_SEPARATOR)[0]
+    return base == SccodecAdapter.name or (base.startswith(EFFORT_PREFIX) and base[len(EFFORT_PREFIX):].isdigit())
 
 
 def _quality_range(curve: Curve, metric: str) -> tuple[float, float] | None:

@@ -7,6 +7,7 @@ listed in an adapter's ``settings`` is the library default.
 
 from __future__ import annotations
 
+import functools
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -218,13 +219,17 @@ class SccodecAdapter(CodecAdapter):
     label = "sccodec"
     param = "quality"
 
-    def __init__(self, device: str = "cpu", model: str | None = None) -> None:
-        """``model``: a shipped model other than the default, run as codec ``sccodec@MODEL``."""
+    def __init__(self, device: str = "cpu", model: str | None = None, effort: int | None = None) -> None:
+        """``model``: a shipped model other than the default, run as codec ``sccodec@MODEL``;
+        ``effort``: an encoder effort other than the default, run as ``sccodec-effortN``."""
         self._device = device
         self._model = model
+        self._effort = effort
         self._codec: Any = None
         if model is not None:
             self.name, self.label = f"sccodec{MODEL_SEPARATOR}{model}", f"sccodec ({model})"
+        elif effort is not None:
+            self.name, self.label = f"{EFFORT_PREFIX}{effort}", f"sccodec (effort {effort})"
 
     def _loaded(self) -> Any:
         if self._codec is None:
@@ -234,7 +239,9 @@ class SccodecAdapter(CodecAdapter):
         return self._codec
 
     def encode(self, image: Image.Image, quality: Quality | None) -> bytes:
-        return self._loaded().encode(image, int(_lossy(quality)))
+        if self._effort is None:
+            return self._loaded().encode(image, int(_lossy(quality)))
+        return self._loaded().encode(image, int(_lossy(quality)), effort=self._effort)
 
     def decode(self, data: bytes) -> Image.Image:
         image = self._loaded().decode(data)
@@ -265,7 +272,7 @@ class SccodecAdapter(CodecAdapter):
             raise ValueError(f"quality {quality:g} is not one of sccodec.QUALITIES {self.sweep()}")
 
     def settings(self) -> dict[str, Any]:
-        return {"device": self._device}
+        return {"device": self._device} if self._effort is None else {"device": self._device, "effort": self._effort}
 
     def version(self) -> str:
         import sccodec
@@ -277,6 +284,10 @@ class SccodecAdapter(CodecAdapter):
 
 #: ``sccodec@MODEL`` runs another shipped model than the default (compare two models in one run).
 MODEL_SEPARATOR = "@"
+#: ``sccodec-effortN`` runs the default model at encoder effort N instead of the default effort.
+EFFORT_PREFIX = "sccodec-effort"
+#: The efforts other than the default (sccodec.EFFORTS, which this module does not import).
+OTHER_EFFORTS = (1, 3, 4)
 
 _JPEG_SWEEP = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 _QUALITY_10_TO_90 = (10, 20, 30, 40, 50, 60, 70, 80, 90)
@@ -297,6 +308,7 @@ def _avif(name: str, label: str, subsampling: str) -> PillowCodec:
 _FACTORIES: Mapping[str, Callable[[], CodecAdapter]] = MappingProxyType(
     {
         "sccodec": SccodecAdapter,
+        **{f"{EFFORT_PREFIX}{e}": functools.partial(SccodecAdapter, effort=e) for e in OTHER_EFFORTS},
         "jpeg": lambda: _jpeg("jpeg", "JPEG (4:2:0)", "4:2:0"),
         "png": lambda: PillowCodec("png", "PNG (lossless)", "PNG", "zlib", param="", fixed={"compress_level": 6}),
         "webp": lambda: PillowCodec(
