@@ -4,7 +4,8 @@
 
 For each image and each thread count used to encode (1, 2), decodes with both thread counts
 and reports the PSNR of every decode and the largest PSNR difference (target < 0.01 dB),
-plus whether the two encoders produced identical files. Writes bench/results/determinism.json.
+plus whether the two encoders produced identical files. Writes bench/results/determinism.json
+(``--effort 3`` or ``4``: determinism-effortN.json, torch's threads set as the runtime's).
 """
 from __future__ import annotations
 
@@ -16,9 +17,20 @@ import numpy as np
 from PIL import Image
 
 from sccodec.api import DEFAULT_QUALITY, Codec
+from sccodec.coder import DEFAULT_EFFORT
+from sccodec.refine import PASSES
 from sccodec.metrics import psnr_rgb as psnr
 
 HERE = Path(__file__).resolve().parent
+
+
+def encode(codec: Codec, pixels: np.ndarray, quality: int, effort: int) -> bytes:
+    """Encode with the codec's thread count, torch's too where the effort refines (it runs torch)."""
+    if effort in PASSES:
+        import torch
+
+        torch.set_num_threads(codec.threads)
+    return codec.encode(pixels, quality, effort=effort)
 
 
 def main() -> None:
@@ -26,6 +38,8 @@ def main() -> None:
     ap.add_argument("--images", type=Path, default=HERE.parent.parent / "shared" / "data" / "kodak")
     ap.add_argument("--count", type=int, default=4)
     ap.add_argument("--quality", type=int, default=DEFAULT_QUALITY)
+    ap.add_argument("--effort", type=int, default=DEFAULT_EFFORT,
+                    help="efforts 3-4 also run torch (the refinement's gradient) with the same thread count")
     args = ap.parse_args()
     paths = sorted(args.images.glob("*.png"))[: args.count]
     if not paths:
@@ -34,7 +48,7 @@ def main() -> None:
     rows = []
     for path in paths:
         pixels = np.asarray(Image.open(path).convert("RGB"))
-        files = {t: codec.encode(pixels, args.quality) for t, codec in codecs.items()}
+        files = {t: encode(codec, pixels, args.quality, args.effort) for t, codec in codecs.items()}
         decodes = {}
         for enc_t, data in files.items():
             for dec_t, codec in codecs.items():
@@ -43,9 +57,10 @@ def main() -> None:
         rows.append({"image": path.name, "identical_files": files[1] == files[2], "psnr": decodes,
                      "max_psnr_difference_db": max(values) - min(values)})
     worst = max(r["max_psnr_difference_db"] for r in rows)
-    out = {"quality": args.quality, "images": rows, "worst_difference_db": worst}
+    out = {"quality": args.quality, "effort": args.effort, "images": rows, "worst_difference_db": worst}
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "determinism.json").write_text(json.dumps(out, indent=2) + "\n")
+    name = "determinism.json" if args.effort == DEFAULT_EFFORT else f"determinism-effort{args.effort}.json"
+    (HERE / "results" / name).write_text(json.dumps(out, indent=2) + "\n")
     for r in rows:
         print(f"{r['image']}: identical files {r['identical_files']}, max PSNR difference "
               f"{r['max_psnr_difference_db']:.5f} dB")

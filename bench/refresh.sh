@@ -21,6 +21,7 @@ python bench/head_to_head.py
 python bench/speed.py
 python bench/memory.py --kodak "$KODAK"
 python bench/determinism.py
+python bench/determinism.py --effort 4
 python bench/target_bpp.py --targets 0.15,0.25,0.5
 python bench/adaptation.py --images "$KODAK"
 python bench/dead_zone.py --images 4 --thresholds 0.5,0.58 --bits-weights 0.035
