@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import importlib.util
 import itertools
 import math
 import numbers
@@ -28,6 +29,7 @@ from sccodec import bitstream
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, ICC_CHUNK, MAX_TILE, Container, Header
 from sccodec.coder import DEFAULT_EFFORT, EFFORTS, SymbolCoder
 from sccodec.device import resolve_device
+from sccodec.entropy import SymbolTables
 from sccodec.errors import CorruptFileError, ImageInputError, ParameterError
 from sccodec.image_io import ImageLike, from_planes, pad_to_multiple, read_image, to_image, to_planes, validate_icc
 from sccodec.metrics import psnr_rgb
@@ -37,6 +39,8 @@ from sccodec.refine import PASSES, RefinementSettings, lagrangian, refine
 from sccodec.tiling import Box, assemble, latent_box, tile_boxes
 from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
 
+_NEEDS_TORCH = ("efforts 3 and 4 refine the code through the synthesis in torch, which is not installed "
+                "(pip install 'sccodec[torch]')")
 QUALITIES: tuple[int, ...] = tuple(range(1, shipped_config().qualities + 1))  # of the default model; higher = better
 #: The level used when none is asked for and the model's sidecar names none (the shipped models' own).
 DEFAULT_QUALITY = 6
@@ -126,6 +130,7 @@ class Codec:
         self.threads = threads
         self.coder: SymbolCoder = self.model_file.coder if coder is None else coder
         self.geometry: Geometry = self.model_file.geometry if network is None else network.geometry
+        self._custom_network = network is not None
         if network is not None:
             self.network = network
 
@@ -152,7 +157,9 @@ class Codec:
         """Encode at a quality level, at the best level whose file fits ``target_bpp``, or at
         the smallest level whose decoded image reaches ``target_psnr`` dB (PSNR-RGB).
         ``effort`` (one of ``EFFORTS``): higher is slower and gives fewer bits at the same
-        quality; the file decodes the same way whatever the effort."""
+        PSNR; the file decodes the same way whatever the effort. Efforts 3 and 4 refine the code
+        against the synthesis (``sccodec.refine``, torch): at a given ``quality`` they spend a
+        few more bits for a higher PSNR, so ``target_bpp`` may pick a lower level than effort 2."""
         return self.encode_with_info(image, quality, target_bpp=target_bpp, target_psnr=target_psnr, tile=tile,
                                      effort=effort).data
 
@@ -217,12 +224,27 @@ class Codec:
                 raise ParameterError(f"{name} must be a positive number, got {target!r}")
         if isinstance(effort, bool) or not isinstance(effort, numbers.Integral) or effort not in EFFORTS:
             raise ParameterError(f"effort must be one of {EFFORTS}, got {effort!r}")
-        if effort in PASSES and len(self.model_file.encoder.atom_energy) < self.coder.qualities:
-            raise ParameterError(f"effort {effort} needs the atom energies of model {self.model_file.name}, "
-                                 f"which its sidecar lacks (bench/atom_energy.py --write-sidecar); use effort 1 or 2")
+        if effort in PASSES:
+            self._check_refinement(effort)
         stride = self.stride
         if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or not stride <= tile <= MAX_TILE or tile % stride:
             raise ParameterError(f"tile must be a multiple of {stride} between {stride} and {MAX_TILE}, got {tile}")
+
+    def _check_refinement(self, effort: int) -> None:
+        """What efforts 3 and 4 need, checked before any work: atom energies for every level and
+        atom, tables to price bits with, and a network with a gradient (torch)."""
+        energy = self.model_file.encoder.atom_energy
+        if len(energy) < self.coder.qualities or any(len(level) != self.coder.atoms for level in energy):
+            raise ParameterError(f"effort {effort} needs the atom energies of model {self.model_file.name} "
+                                 f"(one per level and atom), which its sidecar lacks "
+                                 f"(bench/atom_energy.py --write-sidecar); use effort 1 or 2")
+        if not isinstance(getattr(self.coder, "tables", None), SymbolTables):
+            raise ParameterError(f"effort {effort} prices bits with the coder's tables; this coder has none")
+        if self._custom_network and not hasattr(self.network, "distortion_gradient"):
+            raise ParameterError(f"effort {effort} needs the gradient of the synthesis, which this codec's "
+                                 f"network does not give (no distortion_gradient)")
+        if importlib.util.find_spec("torch") is None and not hasattr(self.network, "distortion_gradient"):
+            raise ParameterError(_NEEDS_TORCH)
 
     def parse_symbols(self, data: bytes | Container) -> DecodedSymbols:
         """A file of this codec's model -> its integer symbols, tile by tile; builds no network."""
@@ -293,7 +315,7 @@ class Codec:
         """Each tile's symbols refined against the synthesis of the whole image (``sccodec.refine``)."""
         latent = [latent_box(b, self.stride) for b in boxes]
         settings = RefinementSettings(
-            tables=self.model_file.tables, quality_index=quality_index,
+            tables=self.coder.tables, quality_index=quality_index,
             energy=np.asarray(self.model_file.encoder.atom_energy[quality_index], np.float64),
             lagrangian=lagrangian(self.model_file.config.lambdas[quality_index]),
             open_atoms=open_atoms(self.model_file.config, quality_index))
@@ -329,10 +351,13 @@ class Codec:
         if hasattr(self.network, "distortion_gradient"):
             return self.network
         try:
+            import torch
+
             from sccodec.model.torch_model import TorchModel
         except ImportError:
-            raise ParameterError("efforts 3 and 4 refine the code through the synthesis in torch, which is not "
-                                 "installed (pip install 'sccodec[torch]')") from None
+            raise ParameterError(_NEEDS_TORCH) from None
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)  # as the runtime's: workers share the cores
         return TorchModel(self.model_file.build(), "cpu")
 
 

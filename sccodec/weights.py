@@ -88,10 +88,12 @@ class EncoderSettings:
             if any(w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0)
                    for w in weights):
                 raise TypeError("bits_weights holds something other than non-negative numbers and nulls")
-            energy = tuple(tuple(float(e) for e in level) for level in raw.get("atom_energy", ()))
-            if any(not e >= 0 or math.isinf(e) for level in energy for e in level):
+            levels = [list(level) for level in raw.get("atom_energy", ())]
+            if any(isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 <= e < math.inf
+                   for level in levels for e in level):
                 raise TypeError("atom_energy holds something other than finite non-negative numbers")
-        except (AttributeError, TypeError, ValueError) as e:
+            energy = tuple(tuple(float(e) for e in level) for level in levels)
+        except (AttributeError, TypeError) as e:
             raise ModelMismatchError(f"cannot use the encoder settings in {source}: {e}") from None
         return cls(quality, tuple(None if w is None else float(w) for w in weights), energy)
 

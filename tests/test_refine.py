@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from helpers import astronaut_crop, make_tables
 import sccodec
@@ -117,10 +118,26 @@ def test_higher_efforts_lower_the_rate_distortion_cost_of_a_photo(codec, quality
 
 def test_refinement_spans_tiles_and_keeps_each_tiles_symbols_in_its_chunk(codec) -> None:
     image = astronaut_crop(96, 128)
-    whole, tiled = codec.encode(image, 4, effort=3), codec.encode(image, 4, effort=3, tile=64)
+    tiled = codec.encode(image, 4, effort=3, tile=64)
     assert len(parse_symbols(tiled).tiles) == 4
-    assert np.array_equal(np.asarray(codec.decode(tiled)).shape, np.asarray(codec.decode(whole)).shape)
     assert cost(codec, image, tiled) < cost(codec, image, codec.encode(image, 4, effort=2, tile=64))
+
+
+def test_the_gradient_summed_over_synthesis_windows_is_the_whole_images() -> None:
+    """Windows of 32 px (with the decoder's margins) give the file one window gives."""
+    image = astronaut_crop(96, 128)
+    small = Codec(device="cpu")
+    small.synthesis_window = 32
+    assert small.encode(image, 5, effort=4) == Codec(device="cpu").encode(image, 5, effort=4)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (17, 33), (40, 40, "L"), (16, 120), (100, 16)])
+def test_odd_sizes_and_grey_images_refine_and_decode(codec, shape) -> None:
+    pixels = astronaut_crop(*shape[:2])
+    image = Image.fromarray(pixels).convert(shape[2]) if len(shape) > 2 else pixels
+    data = codec.encode(image, 6, effort=4)
+    decoded = codec.decode(data)
+    assert decoded.size == (shape[1], shape[0]) and decoded.mode == ("L" if len(shape) > 2 else "RGB")
 
 
 def test_the_same_input_gives_the_same_file(codec) -> None:
@@ -136,13 +153,23 @@ def test_a_model_without_atom_energies_offers_efforts_up_to_2(codec) -> None:
         Codec(bare, device="cpu").encode(image, 3, effort=3)
 
 
+@pytest.mark.parametrize("atoms", [10, 257])
+def test_atom_energies_of_the_wrong_length_are_refused_before_any_work(codec, atoms) -> None:
+    energy = tuple((1.0,) * atoms for _ in range(codec.coder.qualities))
+    wrong = dataclasses.replace(codec.model_file, encoder=dataclasses.replace(codec.model_file.encoder,
+                                                                              atom_energy=energy))
+    with pytest.raises(ParameterError, match="one per level and atom"):
+        Codec(wrong, device="cpu").encode(astronaut_crop(32, 32), 3, effort=3)
+
+
 def test_without_torch_the_higher_efforts_say_what_to_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "sccodec.model.torch_model", None)  # import fails
     with pytest.raises(ParameterError, match=r"sccodec\[torch\]"):
         Codec(device="cpu").encode(astronaut_crop(32, 32), 3, effort=4)
 
 
-@pytest.mark.parametrize("energy", [[[1.0, "x"]], [[float("nan")]], [[-1.0]], [1.0]])
+@pytest.mark.parametrize("energy", [[[1.0, "x"]], [["12"]], [[True]], [[float("nan")]], [[float("inf")]],
+                                    [[-1.0]], [1.0]])
 def test_bad_atom_energies_in_a_sidecar_are_refused(tmp_path, energy) -> None:
     with pytest.raises(ModelMismatchError, match="encoder settings"):
         EncoderSettings.from_sidecar({"encoder": {"atom_energy": energy}}, tmp_path / "m.json")

@@ -57,7 +57,8 @@ class ModelConfig:
 
 def open_atoms(config: ModelConfig, quality_index: int) -> int:
     """How many atoms (the first ones) level ``quality_index`` (0-based) may code: every one, or
-    with nested atoms ceil(K·(q+1)/Q); the others' symbols are always 0 (``SCVAE.atom_mask``)."""
+    with nested atoms ceil(K·(q+1)/Q); the others' symbols are always 0 (``SCVAE.atom_mask``).
+    Integer arithmetic only, so an integer tensor of levels gives a tensor of counts."""
     if not config.nested_atoms:
         return config.atoms
     return ((quality_index + 1) * config.atoms + config.qualities - 1) // config.qualities

@@ -112,7 +112,7 @@ class SCVAE(nn.Module):
         c = self.config
         if not c.nested_atoms:
             return None
-        budget = torch.tensor([open_atoms(c, int(i)) for i in q.tolist()], device=q.device)
+        budget = open_atoms(c, q)
         return (torch.arange(c.atoms, device=q.device)[None, :] < budget[:, None]).float()[:, :, None, None]
 
     def _thresholds(self, q: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
