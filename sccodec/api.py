@@ -39,8 +39,8 @@ from sccodec.refine import PASSES, RefinementSettings, lagrangian, refine
 from sccodec.tiling import Box, assemble, latent_box, tile_boxes
 from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
 
-_NEEDS_TORCH = ("efforts 3 and 4 refine the code through the synthesis in torch, which is not installed "
-                "(pip install 'sccodec[torch]')")
+_NEEDS_TORCH = ("this model has no gradient graph, so efforts 3 and 4 refine the code through torch, which "
+                "is not installed (pip install 'sccodec[torch]')")
 QUALITIES: tuple[int, ...] = tuple(range(1, shipped_config().qualities + 1))  # of the default model; higher = better
 #: The level used when none is asked for and the model's sidecar names none (the shipped models' own).
 DEFAULT_QUALITY = 6
@@ -240,10 +240,10 @@ class Codec:
                                  f"(bench/atom_energy.py --write-sidecar); use effort 1 or 2")
         if not isinstance(getattr(self.coder, "tables", None), SymbolTables):
             raise ParameterError(f"effort {effort} prices bits with the coder's tables; this coder has none")
-        if self._custom_network and not hasattr(self.network, "distortion_gradient"):
+        if self._custom_network and not _has_gradient(self.network):
             raise ParameterError(f"effort {effort} needs the gradient of the synthesis, which this codec's "
                                  f"network does not give (no distortion_gradient)")
-        if importlib.util.find_spec("torch") is None and not hasattr(self.network, "distortion_gradient"):
+        if importlib.util.find_spec("torch") is None and not _has_gradient(self.network):
             raise ParameterError(_NEEDS_TORCH)
 
     def parse_symbols(self, data: bytes | Container) -> DecodedSymbols:
@@ -345,10 +345,10 @@ class Codec:
         return total, gradient
 
     @functools.cached_property
-    def _differentiable(self):  # noqa: ANN202 (sccodec.model.torch_model.TorchModel)
-        """The network with a ``distortion_gradient``: the codec's own on CUDA, else the torch
-        reference on the CPU (the runtime graphs have no gradients)."""
-        if hasattr(self.network, "distortion_gradient"):
+    def _differentiable(self):  # noqa: ANN202 (a RuntimeModel or TorchModel)
+        """The network with a ``distortion_gradient``: the codec's own (the runtime's ``gradient``
+        graph, or torch on CUDA), else the torch reference on the CPU."""
+        if _has_gradient(self.network):
             return self.network
         try:
             import torch
@@ -359,6 +359,11 @@ class Codec:
         if self.threads is not None:
             torch.set_num_threads(self.threads)  # as the runtime's: workers share the cores
         return TorchModel(self.model_file.build(), "cpu")
+
+
+def _has_gradient(network: ImageModel) -> bool:
+    """Whether a network gives the synthesis' gradient (a runtime model only with its graph)."""
+    return hasattr(network, "distortion_gradient") and getattr(network, "gradient_available", True)
 
 
 def _parsed(data: object, max_pixels: int) -> Container:

@@ -16,8 +16,8 @@ static tables' in the tile's current contexts (``sccodec.rdo.value_bits``), and 
 slope the level was trained at (its loss is bits + λ·255²·MSE over three channels, so a bit is
 worth ``3 / (λ·255²)`` of summed squared error in [0, 1] units).
 
-Encoder only: files decode as any other, and the decoder has no part in it. The gradient comes
-from a differentiable synthesis (torch), which the caller supplies as ``gradient``.
+Encoder only: files decode as any other, and the decoder has no part in it. The caller supplies
+the gradient (``gradient``): the model's gradient graph in ONNX Runtime, or torch.
 """
 from __future__ import annotations
 

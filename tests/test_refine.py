@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import sys
 
 import numpy as np
@@ -162,10 +163,30 @@ def test_atom_energies_of_the_wrong_length_are_refused_before_any_work(codec, at
         Codec(wrong, device="cpu").encode(astronaut_crop(32, 32), 3, effort=3)
 
 
-def test_without_torch_the_higher_efforts_say_what_to_install(monkeypatch) -> None:
+def test_without_a_gradient_graph_or_torch_the_higher_efforts_say_what_to_install(monkeypatch) -> None:
+    from sccodec.model.runtime import RuntimeModel
+
+    monkeypatch.setattr(RuntimeModel, "gradient_available", False)
     monkeypatch.setitem(sys.modules, "sccodec.model.torch_model", None)  # import fails
     with pytest.raises(ParameterError, match=r"sccodec\[torch\]"):
         Codec(device="cpu").encode(astronaut_crop(32, 32), 3, effort=4)
+
+
+def test_without_a_gradient_graph_torch_refines_to_the_same_choices(monkeypatch) -> None:
+    from sccodec.model.runtime import RuntimeModel
+
+    image = astronaut_crop(64, 96)
+    with_graph = Codec(device="cpu").encode(image, 5, effort=4)
+    monkeypatch.setattr(RuntimeModel, "gradient_available", False)
+    assert Codec(device="cpu").encode(image, 5, effort=4) == with_graph
+
+
+def test_the_highest_effort_needs_no_torch_with_the_gradient_graph(tmp_path) -> None:
+    script = ("import sys, numpy as np, sccodec; "
+              "img = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8); "
+              "sccodec.decode(sccodec.encode(img, 4, effort=4)); assert 'torch' not in sys.modules, 'torch'")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize("energy", [[[1.0, "x"]], [["12"]], [[True]], [[float("nan")]], [[float("inf")]],

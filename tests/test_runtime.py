@@ -12,7 +12,7 @@ import pytest
 from helpers import astronaut_crop, textured_image
 from sccodec.api import Codec
 from sccodec.errors import ModelMismatchError
-from sccodec.model.runtime import GRAPHS, RuntimeModel, graph_paths
+from sccodec.model.runtime import GRAPHS, OPTIONAL_GRAPHS, RuntimeModel, graph_paths
 from sccodec.model.torch_model import TorchModel
 from sccodec.weights import available_models, load_model_file, read_model_file
 
@@ -29,7 +29,27 @@ def models(request):
 def test_every_shipped_model_has_graphs_bound_to_its_weights(models) -> None:
     model_file, runtime, _ = models
     assert isinstance(runtime, RuntimeModel)
-    assert all(p.is_file() and p.stat().st_size < 200_000 for p in graph_paths(model_file.path).values())
+    paths = graph_paths(model_file.path)
+    assert all(paths[name].is_file() and paths[name].stat().st_size < 200_000 for name in GRAPHS)
+    # the gradient graph (efforts 3-4 without torch) for every model with a plain GDN synthesis
+    gdn = model_file.config.nonlinearity == "gdn" and not model_file.config.synthesis_blocks
+    assert runtime.gradient_available == gdn == paths["gradient"].is_file()
+
+
+def test_the_gradient_graph_gives_torchs_gradient_over_a_region(models) -> None:
+    model_file, runtime, reference = models
+    if not runtime.gradient_available:
+        pytest.skip(f"{model_file.name} has no gradient graph")
+    rng = np.random.default_rng(3)
+    k = model_file.config.atoms
+    symbols = (rng.integers(-2, 3, (k, 5, 7)) * (rng.random((k, 5, 7)) < 0.1)).astype(np.int32)
+    target = rng.random((1, 3, 50, 90)).astype(np.float32)
+    region = (slice(10, 60), slice(5, 95))
+    for quality_index in (1, 8):
+        want_error, want = reference.distortion_gradient(symbols, quality_index, target, region)
+        error, got = runtime.distortion_gradient(symbols, quality_index, target, region)
+        assert abs(error - want_error) <= 1e-4 * want_error
+        np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
 
 
 def test_each_graph_computes_what_its_torch_module_does(models) -> None:
@@ -64,12 +84,24 @@ def test_files_are_identical_with_one_and_two_threads(model_file) -> None:
         np.testing.assert_array_equal(one.decode_array(data)[0], two.decode_array(data)[0])
 
 
+def test_the_gradient_graph_is_exported_and_checked_against_torch(tmp_path) -> None:
+    from sccodec.train.graphs import export_graphs
+
+    shipped = load_model_file("scvae-gdn")
+    copy = tmp_path / shipped.path.name
+    shutil.copy(shipped.path, copy)
+    errors = export_graphs(copy, ("gradient",))
+    assert list(errors) == ["gradient"] and errors["gradient"] < 1e-4
+    assert graph_paths(copy)["gradient"].is_file() and not graph_paths(copy)["synthesis"].is_file()
+
+
 def test_graphs_of_other_weights_are_refused(tmp_path, model_file) -> None:
     other = load_model_file(next(m for m in available_models() if m != model_file.name))
     fake = tmp_path / f"{model_file.name}.safetensors"
     shutil.copy(other.path, fake)  # other weights under this model's graphs
     for name, path in graph_paths(model_file.path).items():
-        shutil.copy(path, graph_paths(fake)[name])
+        if path.is_file():
+            shutil.copy(path, graph_paths(fake)[name])
     runtime = read_model_file(fake).network("cpu")
     with pytest.raises(ModelMismatchError, match="exported from weights"):
         runtime.decode_symbols(np.zeros((other.config.atoms, 1, 1), np.int32), 0)
@@ -103,7 +135,7 @@ def test_an_export_that_computes_something_else_is_refused(tmp_path, model_file)
     assert _check(analysis, Dimmer().net.g_a, (x,)) < 1e-3
     with pytest.raises(RuntimeError, match="does not compute what its torch module does"):
         _check(analysis, Dimmer(), (x,))
-    assert GRAPHS == tuple(graph_paths(model_file.path))
+    assert GRAPHS + OPTIONAL_GRAPHS == tuple(graph_paths(model_file.path))
 
 
 def test_coding_on_the_cpu_never_imports_torch(tmp_path) -> None:

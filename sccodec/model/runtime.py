@@ -24,17 +24,21 @@ import numpy as np
 from sccodec.errors import ModelMismatchError
 from sccodec.model.config import Geometry, ModelConfig, geometry
 
-GRAPHS = ("analysis", "code", "synthesis")
+GRAPHS = ("analysis", "code", "synthesis")  # what coding needs
+#: Graphs a model may lack: ``gradient`` (the synthesis' squared error and its gradient with
+#: respect to the symbols) lets efforts 3 and 4 refine without torch.
+OPTIONAL_GRAPHS = ("gradient",)
 WEIGHTS_HASH_KEY = "sccodec.weights_hash"  # graph metadata: the hash of the weights it reads
 
 
 def graph_paths(weights: Path) -> dict[str, Path]:
     """Where a weights file's graphs live: ``NAME.analysis.onnx`` and so on, beside it."""
-    return {name: weights.with_name(f"{weights.stem}.{name}.onnx") for name in GRAPHS}
+    return {name: weights.with_name(f"{weights.stem}.{name}.onnx") for name in GRAPHS + OPTIONAL_GRAPHS}
 
 
 def has_graphs(weights: Path) -> bool:
-    return all(p.is_file() for p in graph_paths(weights).values())
+    paths = graph_paths(weights)
+    return all(paths[name].is_file() for name in GRAPHS)
 
 
 class RuntimeModel:
@@ -48,7 +52,7 @@ class RuntimeModel:
         import onnxruntime as ort  # deferred: `sccodec --help` and parsing never need it
 
         self._paths = graph_paths(weights)
-        missing = [str(p) for p in self._paths.values() if not p.is_file()]
+        missing = [str(self._paths[name]) for name in GRAPHS if not self._paths[name].is_file()]
         if missing:
             raise ModelMismatchError(f"{weights} has no runtime graphs ({', '.join(missing)}); "
                                      f"write them with 'sccodec export-graphs {weights}'")
@@ -91,3 +95,22 @@ class RuntimeModel:
     def decode_symbols(self, symbols: np.ndarray, quality_index: int) -> np.ndarray:
         feed = {"symbols": np.ascontiguousarray(symbols, np.float32), "q": np.array([quality_index], np.int64)}
         return self._session("synthesis").run(None, feed)[0]
+
+    @property
+    def gradient_available(self) -> bool:
+        """Whether the model has its ``gradient`` graph (else efforts 3 and 4 need torch)."""
+        return self._paths["gradient"].is_file()
+
+    def distortion_gradient(self, symbols: np.ndarray, quality_index: int, target: np.ndarray,
+                            region: tuple[slice, slice]) -> tuple[float, np.ndarray]:
+        """As ``TorchModel.distortion_gradient``, from the ``gradient`` graph."""
+        _, h, w = symbols.shape
+        stride = self.geometry.stride
+        full = np.zeros((1, 3, h * stride, w * stride), np.float32)
+        mask = np.zeros((1, 1, h * stride, w * stride), np.float32)
+        full[..., region[0], region[1]] = target
+        mask[..., region[0], region[1]] = 1
+        feed = {"symbols": np.ascontiguousarray(symbols, np.float32), "q": np.array([quality_index], np.int64),
+                "target": full, "mask": mask}
+        error, gradient = self._session("gradient").run(None, feed)
+        return float(error), gradient

@@ -147,7 +147,7 @@ def train(resume: str | None, force: bool, steps: int, minutes: float, **options
 def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None, fit_images: int,
            context: str | None, float16_transforms: bool, last_weights: bool, force: bool) -> None:
     """Export a training checkpoint to <out-dir>/<name>.safetensors + .json (weights + entropy
-    tables) and the runtime graphs the CPU coding path runs (<name>.analysis/code/synthesis.onnx).
+    tables) and the runtime graphs the CPU coding path runs (<name>.analysis/code/synthesis[/gradient].onnx).
 
     A model exported to the installed models folder (the default) is usable at once:
     ``sccodec bench --codecs sccodec@NAME``, ``sccodec encode --model NAME``.
@@ -196,7 +196,7 @@ def export(checkpoint: str, name: str, out_dir: str | None, fit_dir: str | None,
 @click.command("export-graphs")
 @click.argument("weights", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
 def export_graphs(weights: tuple[str, ...]) -> None:
-    """Write the runtime graphs of existing weights files (NAME.analysis/code/synthesis.onnx beside
+    """Write the runtime graphs of existing weights files (NAME.analysis/code/synthesis[/gradient].onnx beside
     each), checked against the torch network; ``sccodec export`` already writes them.
 
     \b

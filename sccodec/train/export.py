@@ -1,7 +1,7 @@
 """Export a model: the weights file, its sidecar and the runtime's graphs, written atomically.
 
     SCVAE + tables ─safetensors (sorted header)─▶ NAME.safetensors ─sha256─▶ weights hash
-                   ─sccodec.train.graphs─▶ NAME.analysis/code/synthesis.onnx (bound to that hash)
+                   ─sccodec.train.graphs─▶ NAME.analysis/code/synthesis[/gradient].onnx (bound to that hash)
                    ─▶ NAME.json (sidecar: config, hash, training record)
 """
 from __future__ import annotations
