@@ -5,7 +5,8 @@
 For each image and each thread count used to encode (1, 2), decodes with both thread counts
 and reports the PSNR of every decode and the largest PSNR difference (target < 0.01 dB),
 plus whether the two encoders produced identical files. Writes bench/results/determinism.json
-(``--effort 3`` or ``4``: determinism-effortN.json, torch's threads set as the runtime's).
+(``--effort 3`` or ``4``: determinism-effortN.json; the refinement's gradient graph runs with
+the same thread count).
 """
 from __future__ import annotations
 
@@ -18,19 +19,9 @@ from PIL import Image
 
 from sccodec.api import DEFAULT_QUALITY, Codec
 from sccodec.coder import DEFAULT_EFFORT
-from sccodec.refine import PASSES
 from sccodec.metrics import psnr_rgb as psnr
 
 HERE = Path(__file__).resolve().parent
-
-
-def encode(codec: Codec, pixels: np.ndarray, quality: int, effort: int) -> bytes:
-    """Encode with the codec's thread count, torch's too where the effort refines (it runs torch)."""
-    if effort in PASSES:
-        import torch
-
-        torch.set_num_threads(codec.threads)
-    return codec.encode(pixels, quality, effort=effort)
 
 
 def main() -> None:
@@ -39,7 +30,7 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=4)
     ap.add_argument("--quality", type=int, default=DEFAULT_QUALITY)
     ap.add_argument("--effort", type=int, default=DEFAULT_EFFORT,
-                    help="efforts 3-4 also run torch (the refinement's gradient) with the same thread count")
+                    help="the encoder's effort (3-4: the refinement's gradient graph runs with the same threads)")
     args = ap.parse_args()
     paths = sorted(args.images.glob("*.png"))[: args.count]
     if not paths:
@@ -48,7 +39,7 @@ def main() -> None:
     rows = []
     for path in paths:
         pixels = np.asarray(Image.open(path).convert("RGB"))
-        files = {t: encode(codec, pixels, args.quality, args.effort) for t, codec in codecs.items()}
+        files = {t: codec.encode(pixels, args.quality, effort=args.effort) for t, codec in codecs.items()}
         decodes = {}
         for enc_t, data in files.items():
             for dec_t, codec in codecs.items():
