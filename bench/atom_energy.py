@@ -89,6 +89,8 @@ def main() -> None:
         side = shipped_dir() / f"{args.model}.json"
         sidecar = json.loads(side.read_text())
         sidecar.setdefault("encoder", {})["atom_energy"] = PLACEHOLDER
+        sidecar["atom_energy"] = {"command": "python bench/atom_energy.py --write-sidecar", "images": out["images"],
+                                  "seconds": round(time.perf_counter() - started)}  # how the energies were measured
         rows = ",\n".join(f"      {json.dumps(level)}" for level in out["energy"])  # a line per level
         side.write_text(json.dumps(sidecar, indent=2).replace(json.dumps(PLACEHOLDER), f"[\n{rows}\n    ]") + "\n")
         print(f"wrote {side}")

@@ -280,7 +280,7 @@ class Codec:
         out = np.empty((h.height, h.width, 3), dtype=np.uint8)
         windows = tile_boxes(h.height, h.width, self.synthesis_window)  # not the file's tiles: bounded work
         for done, box in enumerate(windows, 1):
-            out[box.top : box.top + box.height, box.left : box.left + box.width] = self._synthesize(grid, box, h.quality - 1)
+            out[box.slices()] = self._synthesize(grid, box, h.quality - 1)
             self._report("decoding", done, len(windows))
         return out, h, parsed.ancillary
 
@@ -308,7 +308,7 @@ class Codec:
     def _synthesis_context(self, grid: np.ndarray, box: Box) -> tuple[Box, np.ndarray]:
         """The latent box the pixels of ``box`` are synthesised from, and its symbols."""
         ctx = latent_box(box, self.stride).grow(self.geometry.synthesis_margin, *grid.shape[1:])
-        return ctx, np.ascontiguousarray(grid[:, ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width])
+        return ctx, np.ascontiguousarray(grid[(slice(None), *ctx.slices())])
 
     def _refined(self, tiles: list[np.ndarray], boxes: list[Box], pixels: np.ndarray, quality_index: int,
                  passes: int) -> list[np.ndarray]:
@@ -319,28 +319,29 @@ class Codec:
             energy=np.asarray(self.model_file.encoder.atom_energy[quality_index], np.float64),
             lagrangian=lagrangian(self.model_file.config.lambdas[quality_index]),
             open_atoms=open_atoms(self.model_file.config, quality_index))
-        windows = tile_boxes(pixels.shape[0], pixels.shape[1], self.synthesis_window)
+        windows = [(box, to_planes(pixels[box.slices()]))  # each window's pixels, once for every pass
+                   for box in tile_boxes(pixels.shape[0], pixels.shape[1], self.synthesis_window)]
         done = itertools.count(1)
 
         def gradient(grid: np.ndarray) -> tuple[float, np.ndarray]:
-            return self._distortion_gradient(pixels, quality_index, grid, windows,
+            return self._distortion_gradient(grid, quality_index, windows,
                                              lambda: self._report("refining", next(done), passes * len(windows)))
 
         grid = refine(assemble(tiles, latent), gradient, settings, passes, latent)
-        return [grid[:, b.top : b.top + b.height, b.left : b.left + b.width] for b in latent]
+        return [grid[(slice(None), *b.slices())] for b in latent]
 
-    def _distortion_gradient(self, pixels: np.ndarray, quality_index: int, grid: np.ndarray, windows: list[Box],
+    def _distortion_gradient(self, grid: np.ndarray, quality_index: int, windows: list[tuple[Box, np.ndarray]],
                              window_done: Callable[[], None]) -> tuple[float, np.ndarray]:
-        """Squared error of the image decoded from ``grid`` against ``pixels`` (in [0, 1] units),
-        and its gradient with respect to every symbol, window by window as decoding runs."""
+        """Squared error of the image decoded from ``grid`` against each window's pixels (in [0, 1]
+        units, (1,3,h,w)), and its gradient with respect to every symbol, window by window as
+        decoding runs."""
         model = self._differentiable
         total, gradient = 0.0, np.zeros(grid.shape, np.float32)
-        for box in windows:
+        for box, target in windows:
             ctx, symbols = self._synthesis_context(grid, box)
-            target = to_planes(pixels[box.top : box.top + box.height, box.left : box.left + box.width])
             error, g = model.distortion_gradient(symbols, quality_index, target, box.within(ctx.scaled(self.stride)))
             total += error
-            gradient[:, ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width] += g
+            gradient[(slice(None), *ctx.slices())] += g
             window_done()
         return total, gradient
 

@@ -71,7 +71,7 @@ def refine(symbols: np.ndarray, gradient: DistortionGradient, settings: Refineme
         colour = checker if done % 2 else ~checker
         change = np.zeros_like(symbols)
         for box in tiles:
-            rows, cols = slice(box.top, box.top + box.height), slice(box.left, box.left + box.width)
+            rows, cols = box.slices()
             change[:, rows, cols] = best_moves(symbols[:, rows, cols], g[:, rows, cols], settings, colour[rows, cols])
         symbols += change
     return symbols

@@ -35,6 +35,10 @@ class Box(NamedTuple):
     def scaled(self, factor: int) -> "Box":
         return Box(self.top * factor, self.left * factor, self.height * factor, self.width * factor)
 
+    def slices(self) -> tuple[slice, slice]:
+        """Index of this box in an array that holds the whole grid."""
+        return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
+
     def within(self, outer: "Box") -> tuple[slice, slice]:
         """Index of this box inside the array that holds ``outer``."""
         return (slice(self.top - outer.top, self.top - outer.top + self.height),
@@ -57,5 +61,5 @@ def assemble(tiles: list[np.ndarray], boxes: list[Box]) -> np.ndarray:
     last = boxes[-1]
     grid = np.empty((tiles[0].shape[0], last.top + last.height, last.left + last.width), dtype=tiles[0].dtype)
     for symbols, box in zip(tiles, boxes):
-        grid[:, box.top : box.top + box.height, box.left : box.left + box.width] = symbols
+        grid[(slice(None), *box.slices())] = symbols
     return grid
