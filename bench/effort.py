@@ -4,15 +4,17 @@ rules tried for a higher one.
     python bench/effort.py [--images 4] [--skip 4] [--model scvae-gdn]
 
 Held-out training photos (``split_holdout``, 512×768 crops, after the ``--skip`` first ones, which
-``bench/atom_energy.py`` measures on; never Kodak). Rules, each at every quality level:
+``bench/curvature.py`` measures on; never Kodak). Rules, each at every quality level:
 
 - efforts 1 to 4 (``sccodec.coder.EFFORTS``): the fixed dead zone; rate-aware zeroing of ±1s;
-  that refined against the synthesis in 2 and 6 passes (``sccodec.refine``).
+  that refined against the synthesis (``sccodec.refine``) on the schedules of efforts 3 and 4.
+- other refinement schedules (passes, and a fresh gradient every how many), among them 0.9.0's
+  efforts 3 and 4, which measured a gradient before every pass.
 - rate-aware zeroing with 4 context passes instead of 2.
 - rate-distortion optimised rounding (``rd_quantize`` below): a rounded value v steps towards zero
   when ``lagrangian`` × the bits it saves (static tables, contexts of the previous pass) exceeds
   the distortion it adds, modelled in code space as ``energy · (2·(|s| − |v|) + 1)`` with each
-  atom's image-space energy per step (bench/results/atom_energy.json) or one energy per level
+  atom's image-space energy per step (the diagonal of the model's curvature) or one energy per level
   (their median), and the Lagrangian a multiple of the slope the model was trained at,
   3 / (λ_q·255²) (its loss is bits + λ_q·255²·MSE over 3 channels).
 
@@ -27,16 +29,19 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from dead_zone import curve
 from speed import cpu_model
 
+import sccodec.api
 from sccodec import rdo
 from sccodec.api import Codec
 from sccodec.bench.bdrate import bd_rate
 from sccodec.coder import ContextCoder
 from sccodec.entropy import SymbolTables
+from sccodec.refine import SCHEDULES, Schedule
 from sccodec.train.data import list_images, load_rgb, split_holdout
 
 HERE = Path(__file__).resolve().parent
@@ -96,7 +101,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--images", type=int, default=4)
-    ap.add_argument("--skip", type=int, default=4, help="held-out photos the atom energies were measured on")
+    ap.add_argument("--skip", type=int, default=4, help="held-out photos the curvature was measured on")
     ap.add_argument("--model", default="scvae-gdn")
     ap.add_argument("--multiple", type=float, default=0.25, help="of the trained slope, for the RD rules")
     args = ap.parse_args()
@@ -104,27 +109,31 @@ def main() -> None:
     photos = [load_rgb(p)[:, :512, :768].permute(1, 2, 0).numpy() for p in held[args.skip : args.skip + args.images]]
     codec = Codec(args.model, device="cpu")
     own = codec.coder
-    energy = np.array(json.loads((HERE / "results" / "atom_energy.json").read_text())["energy"], np.float32)
+    curvature, tensors = codec.model_file.curvature, codec.model_file.tensors
+    energy = np.stack([curvature.at_level(tensors, q).energy for q in range(len(codec.qualities))]).astype(np.float32)
     slopes = tuple(3 / (np.array(codec.model_file.config.lambdas) * 255.0**2))
     rd = {"tables": own.tables, "format_version": own.format_version, "classes": own.classes, "energy": energy,
           "slopes": slopes,
           "multiple": args.multiple}
-    rules = {  # name -> (coder, effort)
-        "effort 2 (default)": (own, 2),
-        "effort 1": (own, 1),
-        "effort 3": (own, 3),
-        "effort 4": (own, 4),
-        "rate-aware zeroing, 4 passes": (RateAwarePasses(own.tables, own.format_version, own.bits_weights, own.classes), 2),
-        "RD rounding, atom energies, zeroing only": (RDRounding(**rd, zeroing_only=True), 2),
-        "RD rounding, atom energies, every magnitude": (RDRounding(**rd), 2),
-        "RD rounding, one energy per level, every magnitude": (RDRounding(**rd, per_atom=False), 2),
+    rules = {  # name -> (coder, effort, the refinement schedule that effort 3 takes instead of its own)
+        "effort 2 (default)": (own, 2, None),
+        "effort 1": (own, 1, None),
+        "effort 3": (own, 3, None),
+        "effort 4": (own, 4, None),
+        **{f"refinement: {s.passes} passes, a gradient every {s.gradient_every}": (own, 3, s) for s in (
+            Schedule(2, 1), Schedule(6, 1), Schedule(2, 2), Schedule(6, 3), Schedule(8, 2))},
+        "rate-aware zeroing, 4 passes": (RateAwarePasses(own.tables, own.format_version, own.bits_weights, own.classes), 2, None),
+        "RD rounding, atom energies, zeroing only": (RDRounding(**rd, zeroing_only=True), 2, None),
+        "RD rounding, atom energies, every magnitude": (RDRounding(**rd), 2, None),
+        "RD rounding, one energy per level, every magnitude": (RDRounding(**rd, per_atom=False), 2, None),
     }
     out = {"model": args.model, "cpu": cpu_model(), "load": os.getloadavg()[0], "images": [p.name for p in
            held[args.skip : args.skip + args.images]], "rd_multiple": args.multiple, "rules": {}}
     anchor = None
-    for name, (coder, effort) in rules.items():
+    for name, (coder, effort, schedule) in rules.items():
         seconds: list[float] = []
-        bpp, psnr = curve(codec, photos, coder, effort, seconds)
+        with mock.patch.dict(sccodec.api.SCHEDULES, {effort: schedule or SCHEDULES[effort]} if effort in SCHEDULES else {}):
+            bpp, psnr = curve(codec, photos, coder, effort, seconds)
         anchor = anchor or (bpp, psnr)
         change = 100 * (bpp / np.exp(np.interp(psnr, anchor[1], np.log(anchor[0]))) - 1)
         bd = bd_rate(*anchor, bpp, psnr).percent

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-measure every committed result that depends on the shipped weights (run after an export).
-#   bash bench/refresh.sh [KODAK_DIR]        # about 55 minutes on the 2-core machine (efforts 3-4: 40)
+#   bash bench/refresh.sh [KODAK_DIR]        # about 65 minutes on the 2-core machine (efforts 3-4: 48)
 set -euo pipefail
 KODAK=${1:-../shared/data/kodak}
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ for f in bench/results/peers/{webp,avif,jpegxl,heic,jpeg2000,jpeg444}.json \
 done
 sccodec bench --images "$KODAK" --codecs sccodec,jpeg --out bench/results/kodak "${REFS[@]}"
 python bench/record_rd.py bench/results/kodak
-python bench/atom_energy.py --write-sidecar    # the refinement's atom energies (efforts 3 and 4)
+python bench/curvature.py --write               # the synthesis' curvature (efforts 3 and 4)
 sccodec bench --images "$KODAK" --codecs sccodec-effort3,sccodec-effort4,jpeg --out bench/results/kodak-effort \
     --reference bench/results/kodak/sccodec.json "${REFS[@]}"
 python bench/effort.py

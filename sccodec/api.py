@@ -35,7 +35,7 @@ from sccodec.image_io import ImageLike, from_planes, pad_to_multiple, read_image
 from sccodec.metrics import psnr_rgb
 from sccodec.model.config import Geometry, open_atoms
 from sccodec.model.interface import ImageModel
-from sccodec.refine import PASSES, RefinementSettings, lagrangian, refine
+from sccodec.refine import SCHEDULES, RefinementSettings, Schedule, lagrangian, refine
 from sccodec.tiling import Box, assemble, latent_box, tile_boxes
 from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
 
@@ -191,8 +191,8 @@ class Codec:
                             height=src.height, mode=src.mode, tile=tile, coder_version=coder.coder_version,
                             version=coder.format_version, classes_hash=coder.classes_hash)
             symbols = [coder.quantize(self.network.scaled_symbols(y, q - 1), q - 1, effort) for y in latents]
-            if effort in PASSES:
-                symbols = self._refined(symbols, boxes, src.pixels, q - 1, PASSES[effort])
+            if effort in SCHEDULES:
+                symbols = self._refined(symbols, boxes, src.pixels, q - 1, SCHEDULES[effort])
             chunks = [coder.encode_tile(tile_symbols, q - 1) for tile_symbols in symbols]
             data = bitstream.pack(Container(header, chunks, ancillary))
             return Encoded(data, q, len(data) * 8 / (src.width * src.height))
@@ -224,20 +224,24 @@ class Codec:
                 raise ParameterError(f"{name} must be a positive number, got {target!r}")
         if isinstance(effort, bool) or not isinstance(effort, numbers.Integral) or effort not in EFFORTS:
             raise ParameterError(f"effort must be one of {EFFORTS}, got {effort!r}")
-        if effort in PASSES:
+        if effort in SCHEDULES:
             self._check_refinement(effort)
         stride = self.stride
         if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or not stride <= tile <= MAX_TILE or tile % stride:
             raise ParameterError(f"tile must be a multiple of {stride} between {stride} and {MAX_TILE}, got {tile}")
 
     def _check_refinement(self, effort: int) -> None:
-        """What efforts 3 and 4 need, checked before any work: atom energies for every level and
-        atom, tables to price bits with, and a network with a gradient (torch)."""
-        energy = self.model_file.encoder.atom_energy
-        if len(energy) < self.coder.qualities or any(len(level) != self.coder.atoms for level in energy):
-            raise ParameterError(f"effort {effort} needs the atom energies of model {self.model_file.name} "
-                                 f"(one per level and atom), which its sidecar lacks "
-                                 f"(bench/atom_energy.py --write-sidecar); use effort 1 or 2")
+        """What efforts 3 and 4 need, checked before any work: the synthesis' curvature measured
+        for these weights, tables to price bits with, and a network with a gradient (torch)."""
+        curvature = self.model_file.curvature
+        if curvature is None:
+            raise ParameterError(f"effort {effort} needs the synthesis' curvature of model {self.model_file.name}, "
+                                 f"measured for its weights (bench/curvature.py --write); use effort 1 or 2")
+        try:
+            curvature.at_level(self.model_file.tensors, 0)
+        except (KeyError, ValueError) as e:
+            raise ParameterError(f"effort {effort} cannot use the curvature of model {self.model_file.name}: "
+                                 f"{e}; use effort 1 or 2") from None
         if not isinstance(getattr(self.coder, "tables", None), SymbolTables):
             raise ParameterError(f"effort {effort} prices bits with the coder's tables; this coder has none")
         if self._custom_network and not _has_gradient(self.network):
@@ -311,23 +315,23 @@ class Codec:
         return ctx, np.ascontiguousarray(grid[(slice(None), *ctx.slices())])
 
     def _refined(self, tiles: list[np.ndarray], boxes: list[Box], pixels: np.ndarray, quality_index: int,
-                 passes: int) -> list[np.ndarray]:
+                 schedule: Schedule) -> list[np.ndarray]:
         """Each tile's symbols refined against the synthesis of the whole image (``sccodec.refine``)."""
         latent = [latent_box(b, self.stride) for b in boxes]
         settings = RefinementSettings(
             tables=self.coder.tables, quality_index=quality_index,
-            energy=np.asarray(self.model_file.encoder.atom_energy[quality_index], np.float64),
+            curvature=self.model_file.curvature.at_level(self.model_file.tensors, quality_index),
             lagrangian=lagrangian(self.model_file.config.lambdas[quality_index]),
             open_atoms=open_atoms(self.model_file.config, quality_index))
-        windows = [(box, to_planes(pixels[box.slices()]))  # each window's pixels, once for every pass
+        windows = [(box, to_planes(pixels[box.slices()]))  # each window's pixels, once for every gradient
                    for box in tile_boxes(pixels.shape[0], pixels.shape[1], self.synthesis_window)]
         done = itertools.count(1)
 
         def gradient(grid: np.ndarray) -> tuple[float, np.ndarray]:
             return self._distortion_gradient(grid, quality_index, windows,
-                                             lambda: self._report("refining", next(done), passes * len(windows)))
+                                             lambda: self._report("refining", next(done), schedule.gradients * len(windows)))
 
-        grid = refine(assemble(tiles, latent), gradient, settings, passes, latent)
+        grid = refine(assemble(tiles, latent), gradient, settings, schedule, latent)
         return [grid[(slice(None), *b.slices())] for b in latent]
 
     def _distortion_gradient(self, grid: np.ndarray, quality_index: int, windows: list[tuple[Box, np.ndarray]],

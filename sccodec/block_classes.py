@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
-from safetensors.numpy import load as st_load_numpy
 from safetensors.numpy import save as st_save_numpy
 
+from sccodec.companion import companion_path, read_companion
 from sccodec.frequencies import PRECISION, TOTAL, IntegerTables, normalise, scale_odds_frequency
 
 CLASS_FILE_SUFFIX = ".classes.safetensors"
@@ -223,15 +222,12 @@ class ClassTables:
 
 def class_file_path(weights_path: Path) -> Path:
     """Where a weights file's classes live: ``NAME.classes.safetensors`` beside ``NAME.safetensors``."""
-    return weights_path.with_name(weights_path.name.removesuffix(".safetensors") + CLASS_FILE_SUFFIX)
+    return companion_path(weights_path, CLASS_FILE_SUFFIX)
 
 
 def read_class_tables(path: Path) -> ClassTables:
     """A class file; ValueError (or OSError) naming what is wrong."""
-    raw = Path(path).read_bytes()
-    with safe_open(str(path), framework="numpy") as f:
-        meta = f.metadata() or {}
-    arrays = st_load_numpy(raw)
+    arrays, meta, raw = read_companion(path)
     missing = [n for n in _ARRAYS if n not in arrays]
     if missing or "block" not in meta or "model_digest" not in meta:
         raise ValueError(f"{path} is not a class file (missing {', '.join(missing) or 'metadata'})")

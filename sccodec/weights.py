@@ -16,20 +16,20 @@ import functools
 import hashlib
 import importlib
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load as st_load_numpy
 
 from sccodec.block_classes import CLASS_FILE_SUFFIX, ClassTables, class_file_path, read_class_tables
+from sccodec.curvature import CURVATURE_FILE_SUFFIX, Curvature, curvature_file_path, read_curvature
 from sccodec.coder import ContextCoder
 from sccodec.context import LEGACY_SCHEME
 from sccodec.entropy import SymbolTables
@@ -59,6 +59,7 @@ ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType({
     "scvae": Architecture("sccodec.model.scvae:SCVAE", geometry),
 })
 DEFAULT_ARCHITECTURE = "scvae"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -69,14 +70,10 @@ class EncoderSettings:
     ``default_quality``: the level used when none is asked for (None: ``sccodec.api.DEFAULT_QUALITY``,
     capped to the model's levels). ``bits_weights``: per level, the rate-aware rounding's weight
     (``sccodec.rdo``); None, or a level past the end, keeps the fixed dead zone.
-    ``atom_energy``: per level and atom, the squared pixel error one step of that atom's code adds
-    (``bench/atom_energy.py``), which the refinement of efforts 3 and up needs (``sccodec.refine``);
-    empty: the model offers no effort above 2.
     """
 
     default_quality: int | None = None
     bits_weights: tuple[float | None, ...] = field(default=())
-    atom_energy: tuple[tuple[float, ...], ...] = field(default=())
 
     @classmethod
     def from_sidecar(cls, sidecar: dict, source: Path) -> "EncoderSettings":
@@ -88,14 +85,9 @@ class EncoderSettings:
             if any(w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0)
                    for w in weights):
                 raise TypeError("bits_weights holds something other than non-negative numbers and nulls")
-            levels = [list(level) for level in raw.get("atom_energy", ())]
-            if any(isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 <= e < math.inf
-                   for level in levels for e in level):
-                raise TypeError("atom_energy holds something other than finite non-negative numbers")
-            energy = tuple(tuple(float(e) for e in level) for level in levels)
         except (AttributeError, TypeError) as e:
             raise ModelMismatchError(f"cannot use the encoder settings in {source}: {e}") from None
-        return cls(quality, tuple(None if w is None else float(w) for w in weights), energy)
+        return cls(quality, tuple(None if w is None else float(w) for w in weights))
 
 
 @dataclass(frozen=True)
@@ -143,18 +135,20 @@ class ModelFile:
         """The block classes beside the weights (``NAME.classes.safetensors``), if there are any
         fitted for exactly these weights and tables: with them the coder writes format 6. A class
         file that cannot be read is an error; one fitted for other weights or tables is not used."""
-        path = class_file_path(self.path)
-        if not path.is_file():
-            return None
-        try:
-            classes = read_class_tables(path)
-        except (OSError, SafetensorError, ValueError) as e:
-            raise ModelMismatchError(f"{path} is not a usable class file: {e}") from None
+        classes = _read_companion(class_file_path(self.path), read_class_tables, "class file")
         t = self.tables
-        if classes.model_digest != self.digest or t.signs is None or classes.fits(
+        if classes is None or classes.model_digest != self.digest or t.signs is None or classes.fits(
                 t.p_nonzero.shape, (*t.values.shape[:-1], t.value_range), t.signs.shape):
             return None
         return classes
+
+    @functools.cached_property
+    def curvature(self) -> Curvature | None:
+        """The synthesis' curvature beside the weights (``NAME.curvature.safetensors``), if one was
+        measured for exactly these weights: efforts 3 and 4 refine with it (``sccodec.refine``). A
+        curvature file that cannot be read is an error; one measured for other weights is not used."""
+        curvature = _read_companion(curvature_file_path(self.path), read_curvature, "curvature file")
+        return curvature if curvature is not None and curvature.model_digest == self.digest else None
 
     @functools.cached_property
     def coder(self) -> ContextCoder:
@@ -185,13 +179,24 @@ class ModelFile:
         return model.eval().to(memory_format=torch.channels_last)
 
 
+def _read_companion(path: Path, read: Callable[[Path], T], what: str) -> T | None:
+    """A file beside the weights (``sccodec.companion``) read by ``read``; None if there is none,
+    ModelMismatchError naming it if it cannot be read."""
+    if not path.is_file():
+        return None
+    try:
+        return read(path)
+    except (OSError, SafetensorError, ValueError) as e:
+        raise ModelMismatchError(f"{path} is not a usable {what}: {e}") from None
+
+
 def shipped_dir() -> Path:
     return Path(str(resources.files("sccodec_weights")))
 
 
 def available_models() -> list[str]:
     return sorted(p.stem for p in shipped_dir().glob("*.safetensors")
-                  if "@" not in p.stem and not p.name.endswith(CLASS_FILE_SUFFIX))
+                  if "@" not in p.stem and not p.name.endswith((CLASS_FILE_SUFFIX, CURVATURE_FILE_SUFFIX)))
 
 
 def kept_version_path(name: str, digest: bytes, folder: Path | None = None) -> Path:

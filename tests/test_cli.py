@@ -906,6 +906,7 @@ def test_decoding_a_file_with_a_broken_profile_drops_it_with_one_warning(run, tm
 def test_large_images_show_progress_on_a_terminal_only(monkeypatch, tmp_path) -> None:
     """A file of 4 or more tiles reports each tile on stderr when stderr is a terminal."""
     from sccodec import cli
+    from sccodec.refine import SCHEDULES
 
     shown = []
     monkeypatch.setattr(cli, "_show_progress", lambda stage, done, total: shown.append((stage, done, total)))
@@ -921,4 +922,5 @@ def test_large_images_show_progress_on_a_terminal_only(monkeypatch, tmp_path) ->
     assert shown == [("encoding", 1, 1), ("decoding", 1, 1)]
     shown.clear()
     assert CliRunner().invoke(cli.main, ["encode", str(src), "-o", str(tmp_path / "e4.scv"), "--effort", "4"]).exit_code == 0
-    assert shown == [("encoding", 1, 1), *(("refining", i, 6) for i in range(1, 7))]
+    gradients = SCHEDULES[4].gradients  # one window, a synthesis pass per gradient
+    assert shown == [("encoding", 1, 1), *(("refining", i, gradients) for i in range(1, gradients + 1))]

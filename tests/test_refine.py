@@ -1,4 +1,5 @@
-"""Efforts 3 and 4: the symbols refined against the synthesis (sccodec.refine)."""
+"""Efforts 3 and 4: the symbols refined against the synthesis (sccodec.refine), between fresh
+gradients with the synthesis' curvature (sccodec.curvature)."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,15 +15,23 @@ import sccodec
 from sccodec import refine
 from sccodec.api import Codec, parse_symbols
 from sccodec.context import SCHEMES
-from sccodec.errors import ModelMismatchError, ParameterError
+from sccodec.curvature import REACH, CodeCurvature
+from sccodec.errors import ParameterError
 from sccodec.rdo import value_bits
-from sccodec.refine import RefinementSettings, best_moves
+from sccodec.refine import RefinementSettings, Schedule, best_moves
 from sccodec.tiling import Box
-from sccodec.weights import EncoderSettings
+
+
+def separable(weight: np.ndarray) -> CodeCurvature:
+    """The curvature of an error Σ weight_k·(s − target)²: symbols are the latent, no offsets."""
+    k = len(weight)
+    kernel = np.zeros((2 * REACH + 1, 2 * REACH + 1, k, k), np.float32)
+    kernel[REACH, REACH] = np.diag(weight)
+    return CodeCurvature(np.eye(k, dtype=np.float32), kernel)
 
 
 def settings_for(tables, energy: float = 1.0, lagrangian: float = 0.0, open_atoms: int | None = None) -> RefinementSettings:
-    return RefinementSettings(tables, 0, np.full(tables.atoms, energy), lagrangian,
+    return RefinementSettings(tables, 0, separable(np.full(tables.atoms, energy)), lagrangian,
                               tables.atoms if open_atoms is None else open_atoms)
 
 
@@ -75,23 +84,39 @@ def test_closed_atoms_and_the_escape_limit_are_never_crossed(tables) -> None:
     assert not moves[2:].any() and not moves[0].any() and (moves[1] == 1).all()
 
 
-def test_refinement_walks_the_code_to_the_best_one_when_the_model_is_exact(tables) -> None:
-    """λ = 0 and a separable error, exactly the refinement's model: every pass lowers the error
-    and enough passes reach the nearest integers to the target on the open atoms."""
+@pytest.mark.parametrize("gradient_every", [1, 2, 7])
+def test_refinement_walks_the_code_to_the_best_one_when_the_model_is_exact(tables, gradient_every) -> None:
+    """λ = 0 and a separable error, exactly the refinement's model (and its curvature's): every
+    pass lowers the error and enough passes reach the nearest integers to the target on the open
+    atoms, whether each pass measures the gradient or the curvature predicts it."""
     rng = np.random.default_rng(2)
     target = rng.uniform(-3, 3, (tables.atoms, 4, 6))
     weight = np.broadcast_to(rng.uniform(0.5, 2, tables.atoms)[:, None, None], target.shape)
     gradient = quadratic(target, weight)
-    settings = dataclasses.replace(settings_for(tables, open_atoms=6), energy=weight[:, 0, 0].copy())
+    settings = dataclasses.replace(settings_for(tables, open_atoms=6), curvature=separable(weight[:, 0, 0]))
     start = np.zeros(target.shape, np.int32)
     tiles = [Box(0, 0, 4, 3), Box(0, 3, 4, 3)]
     errors = [gradient(start)[0]]
     symbols = start
     for _ in range(40):
-        symbols = refine.refine(symbols, gradient, settings, 2, tiles)
+        symbols = refine.refine(symbols, gradient, settings, Schedule(2, gradient_every), tiles)
         errors.append(gradient(symbols)[0])
     assert all(b <= a for a, b in zip(errors, errors[1:])) and errors[-1] < errors[0]
     assert np.array_equal(symbols[:6], np.rint(target[:6])) and not symbols[6:].any()
+
+
+@pytest.mark.parametrize(("passes", "every", "gradients"), [(4, 4, 1), (6, 2, 3), (5, 2, 3), (1, 3, 1)])
+def test_the_synthesis_is_asked_for_a_gradient_once_per_schedule_step(tables, passes, every, gradients) -> None:
+    calls = []
+    exact = quadratic(np.ones((tables.atoms, 2, 2)), np.ones((tables.atoms, 2, 2)))
+
+    def gradient(symbols: np.ndarray) -> tuple[float, np.ndarray]:
+        calls.append(symbols.copy())
+        return exact(symbols)
+
+    schedule = Schedule(passes, every)
+    refine.refine(np.zeros((tables.atoms, 2, 2), np.int32), gradient, settings_for(tables), schedule, [Box(0, 0, 2, 2)])
+    assert len(calls) == schedule.gradients == gradients
 
 
 @pytest.fixture(scope="module")
@@ -146,21 +171,13 @@ def test_the_same_input_gives_the_same_file(codec) -> None:
     assert codec.encode(image, 3, effort=4) == Codec(device="cpu").encode(image, 3, effort=4)
 
 
-def test_a_model_without_atom_energies_offers_efforts_up_to_2(codec) -> None:
-    bare = dataclasses.replace(codec.model_file, encoder=dataclasses.replace(codec.model_file.encoder, atom_energy=()))
+def test_a_model_without_a_curvature_offers_efforts_up_to_2(codec) -> None:
+    bare = dataclasses.replace(codec.model_file)
+    bare.__dict__["curvature"] = None  # as if no curvature file (or one for other weights) were beside it
     image = astronaut_crop(32, 32)
     assert Codec(bare, device="cpu").encode(image, 3, effort=2)
-    with pytest.raises(ParameterError, match="effort 3 needs the atom energies"):
+    with pytest.raises(ParameterError, match="effort 3 needs the synthesis' curvature"):
         Codec(bare, device="cpu").encode(image, 3, effort=3)
-
-
-@pytest.mark.parametrize("atoms", [10, 257])
-def test_atom_energies_of_the_wrong_length_are_refused_before_any_work(codec, atoms) -> None:
-    energy = tuple((1.0,) * atoms for _ in range(codec.coder.qualities))
-    wrong = dataclasses.replace(codec.model_file, encoder=dataclasses.replace(codec.model_file.encoder,
-                                                                              atom_energy=energy))
-    with pytest.raises(ParameterError, match="one per level and atom"):
-        Codec(wrong, device="cpu").encode(astronaut_crop(32, 32), 3, effort=3)
 
 
 def test_without_a_gradient_graph_or_torch_the_higher_efforts_say_what_to_install(monkeypatch) -> None:
@@ -188,14 +205,3 @@ def test_the_highest_effort_needs_no_torch_with_the_gradient_graph(tmp_path) -> 
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 
-
-@pytest.mark.parametrize("energy", [[[1.0, "x"]], [["12"]], [[True]], [[float("nan")]], [[float("inf")]],
-                                    [[-1.0]], [1.0]])
-def test_bad_atom_energies_in_a_sidecar_are_refused(tmp_path, energy) -> None:
-    with pytest.raises(ModelMismatchError, match="encoder settings"):
-        EncoderSettings.from_sidecar({"encoder": {"atom_energy": energy}}, tmp_path / "m.json")
-
-
-def test_the_shipped_model_has_an_energy_per_level_and_atom(codec) -> None:
-    energy = np.asarray(codec.model_file.encoder.atom_energy)
-    assert energy.shape == (codec.coder.qualities, codec.coder.atoms) and (energy > 0).all()
