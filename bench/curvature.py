@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def main() -> None:
         h, model = np.mean(hs, axis=0), np.einsum("mk,ijmn,nl->ijkl", a, m, a)
         fit[f"level {q + 1}"] = round(float(np.linalg.norm(model - h) / np.linalg.norm(h)), 4)
     seconds = round(time.perf_counter() - started)
-    record = {"command": "python bench/curvature.py --write", "images": [p.name for p in photos],
+    record = {"command": " ".join(["python", "bench/curvature.py", *sys.argv[1:]]), "images": [p.name for p in photos],
               "levels": [q + 1 for q in LEVELS], "seconds": seconds}
     (HERE / "results" / "curvature.json").write_text(json.dumps(
         {"model": args.model, **record, "relative_error_per_level": fit}, indent=2) + "\n")

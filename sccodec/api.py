@@ -35,6 +35,7 @@ from sccodec.image_io import ImageLike, from_planes, pad_to_multiple, read_image
 from sccodec.metrics import psnr_rgb
 from sccodec.model.config import Geometry, open_atoms
 from sccodec.model.interface import ImageModel
+from sccodec.curvature import curvature_file_path
 from sccodec.refine import SCHEDULES, RefinementSettings, Schedule, lagrangian, refine
 from sccodec.tiling import Box, assemble, latent_box, tile_boxes
 from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
@@ -235,8 +236,11 @@ class Codec:
         for these weights, tables to price bits with, and a network with a gradient (torch)."""
         curvature = self.model_file.curvature
         if curvature is None:
+            path = curvature_file_path(self.model_file.path)
+            why = f"{path} was measured for other weights" if path.is_file() else "it has none"
             raise ParameterError(f"effort {effort} needs the synthesis' curvature of model {self.model_file.name}, "
-                                 f"measured for its weights (bench/curvature.py --write); use effort 1 or 2")
+                                 f"measured for its weights, and {why} (bench/curvature.py --write); "
+                                 f"use effort 1 or 2")
         try:
             curvature.at_level(self.model_file.tensors, 0)
         except (KeyError, ValueError) as e:

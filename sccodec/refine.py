@@ -47,6 +47,10 @@ class Schedule:
     passes: int
     gradient_every: int
 
+    def __post_init__(self) -> None:
+        if self.passes < 0 or self.gradient_every < 1:
+            raise ValueError(f"a schedule needs passes >= 0 and gradient_every >= 1, not {self}")
+
     @property
     def gradients(self) -> int:
         return -(-self.passes // self.gradient_every)

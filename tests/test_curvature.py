@@ -13,7 +13,7 @@ from PIL import Image
 
 from helpers import ASTRONAUT
 from sccodec.api import Codec
-from sccodec.curvature import REACH, Curvature, curvature_file_path, latent_atoms, read_curvature
+from sccodec.curvature import REACH, CodeCurvature, Curvature, curvature_file_path, latent_atoms, read_curvature
 from sccodec.errors import ModelMismatchError
 from sccodec.model.config import open_atoms
 from sccodec.refine import RefinementSettings, best_moves, lagrangian
@@ -58,8 +58,38 @@ def test_the_curvature_predicts_how_moves_change_the_gradient_of_a_photo(codec) 
     assert np.abs(moves).sum() >= 30
     after = net.distortion_gradient(symbols + moves, q, target, region)[1]
     change, predicted = (after - before).ravel(), curvature.gradient_change(moves).ravel()
-    assert np.corrcoef(change, predicted)[0, 1] > 0.9
-    assert np.linalg.norm(change - predicted) < 0.4 * np.linalg.norm(change)
+    assert np.corrcoef(change, predicted)[0, 1] > 0.95  # the kernel's rows flipped: 0.92
+    assert np.linalg.norm(change - predicted) < 0.33 * np.linalg.norm(change)  # flipped: 0.39
+
+
+def test_the_gradient_change_is_the_gradient_of_the_quadratic_form() -> None:
+    """E(Δ) = Σ_{p,p'} Δ_pᵀ H(p' − p) Δ_{p'} with H(d) = Aᵀ M(d) A and M(−d) = M(d)ᵀ: the
+    prediction is exactly ∇E, checked by central differences of E summed out in full."""
+    rng = np.random.default_rng(3)
+    m, k, h, w = 3, 5, 3, 4
+    atoms = rng.normal(size=(m, k)).astype(np.float32)
+    kernel = rng.normal(size=(3, 3, m, m))
+    kernel = ((kernel + kernel[::-1, ::-1].transpose(0, 1, 3, 2)) / 2).astype(np.float32)
+    moves = rng.integers(-2, 3, (k, h, w)).astype(np.float64)
+    a = atoms.astype(np.float64)
+
+    def energy(x: np.ndarray) -> float:
+        total = 0.0
+        for i in range(h):
+            for j in range(w):
+                for di in (-1, 0, 1):
+                    for dj in (-1, 0, 1):
+                        if 0 <= i + di < h and 0 <= j + dj < w:
+                            total += x[:, i, j] @ a.T @ kernel[1 + di, 1 + dj] @ a @ x[:, i + di, j + dj]
+        return total
+
+    numeric = np.zeros_like(moves)
+    for index in np.ndindex(moves.shape):
+        step = np.zeros_like(moves)
+        step[index] = 0.5
+        numeric[index] = energy(moves + step) - energy(moves - step)
+    predicted = CodeCurvature(atoms, kernel).gradient_change(moves.astype(np.int32))
+    assert np.allclose(predicted, numeric, rtol=1e-4, atol=1e-3)
 
 
 def test_each_atoms_energy_is_positive(codec) -> None:

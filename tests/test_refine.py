@@ -99,10 +99,65 @@ def test_refinement_walks_the_code_to_the_best_one_when_the_model_is_exact(table
     errors = [gradient(start)[0]]
     symbols = start
     for _ in range(40):
-        symbols = refine.refine(symbols, gradient, settings, Schedule(2, gradient_every), tiles)
+        symbols = refine.refine(symbols, gradient, settings, Schedule(4, gradient_every), tiles)
         errors.append(gradient(symbols)[0])
     assert all(b <= a for a, b in zip(errors, errors[1:])) and errors[-1] < errors[0]
     assert np.array_equal(symbols[:6], np.rint(target[:6])) and not symbols[6:].any()
+
+
+def linear_synthesis(responses: np.ndarray, target: np.ndarray):
+    """A linear 'synthesis' whose atoms overlap their neighbours: atom k at latent position p adds
+    ``responses[k]`` (2×2 pixels) at pixels p..p+1; the error is its squared distance from the
+    image of ``target``. Returns the error's gradient and its exact curvature (A = identity)."""
+    k, h, w = target.shape
+
+    def image(symbols: np.ndarray) -> np.ndarray:
+        x = np.zeros((h + 1, w + 1))
+        for i in range(2):
+            for j in range(2):
+                x[i : i + h, j : j + w] += np.einsum("k,khw->hw", responses[:, i, j], symbols)
+        return x
+
+    goal = image(target)
+
+    def gradient(symbols: np.ndarray) -> tuple[float, np.ndarray]:
+        residual = image(symbols) - goal
+        g = np.zeros(symbols.shape)
+        for i in range(2):
+            for j in range(2):
+                g += 2 * responses[:, i, j][:, None, None] * residual[None, i : i + h, j : j + w]
+        return float((residual**2).sum()), g
+
+    kernel = np.zeros((3, 3, k, k))  # H(d)_kl = ⟨atom k at p, atom l at p + d⟩
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            for ui in range(2):
+                for uj in range(2):
+                    if 0 <= ui - di < 2 and 0 <= uj - dj < 2:
+                        kernel[1 + di, 1 + dj] += np.outer(responses[:, ui, uj], responses[:, ui - di, uj - dj])
+    return gradient, CodeCurvature(np.eye(k, dtype=np.float32), kernel.astype(np.float32))
+
+
+def test_with_an_exact_curvature_predicted_gradients_make_the_moves_measured_ones_do(tables) -> None:
+    """Neighbouring atoms overlap, so each pass's moves change the gradient at the next pass's
+    positions: a schedule that measures once must still move exactly as one that measures every
+    pass, and lower the error."""
+    rng = np.random.default_rng(4)
+    target = rng.uniform(-3, 3, (tables.atoms, 5, 6))
+    gradient, curvature = linear_synthesis(rng.normal(size=(tables.atoms, 2, 2)), target)
+    settings = dataclasses.replace(settings_for(tables), curvature=curvature)
+    start = np.rint(target + rng.normal(0, 1.5, target.shape)).astype(np.int32)
+    tiles = [Box(0, 0, 5, 6)]
+    every_pass = refine.refine(start, gradient, settings, Schedule(6, 1), tiles)
+    once = refine.refine(start, gradient, settings, Schedule(6, 6), tiles)
+    assert np.array_equal(once, every_pass) and not np.array_equal(once, start)
+    assert gradient(once)[0] < gradient(start)[0]
+
+
+@pytest.mark.parametrize(("passes", "every"), [(2, 0), (-1, 1)])
+def test_a_schedule_needs_a_gradient_step_of_at_least_one(passes, every) -> None:
+    with pytest.raises(ValueError, match="schedule"):
+        Schedule(passes, every)
 
 
 @pytest.mark.parametrize(("passes", "every", "gradients"), [(4, 4, 1), (6, 2, 3), (5, 2, 3), (1, 3, 1)])
@@ -176,7 +231,7 @@ def test_a_model_without_a_curvature_offers_efforts_up_to_2(codec) -> None:
     bare.__dict__["curvature"] = None  # as if no curvature file (or one for other weights) were beside it
     image = astronaut_crop(32, 32)
     assert Codec(bare, device="cpu").encode(image, 3, effort=2)
-    with pytest.raises(ParameterError, match="effort 3 needs the synthesis' curvature"):
+    with pytest.raises(ParameterError, match="effort 3 needs the synthesis' curvature.*other weights"):
         Codec(bare, device="cpu").encode(image, 3, effort=3)
 
 
