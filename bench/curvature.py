@@ -11,7 +11,8 @@ apart, give H(d)_kl = E[⟨r_k(p), r_l(p + d)⟩] in each level's symbols; proje
 synthesis' input ŷ (H = A_qᵀ M A_q, A_q from ``sccodec.curvature.latent_atoms``) they give one
 M(d) per photo and level, and their mean is the model's curvature. Writes
 bench/results/curvature.json (how well one M serves each level: the relative error of A_qᵀ M A_q
-against each level's own H) and, with ``--write``, the curvature file beside the weights.
+against each level's own H) and, with ``--write``, the curvature file beside the weights and how
+it was measured in the model's sidecar (key ``curvature``).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sccodec import atomic
 from sccodec.api import Codec
 from sccodec.curvature import REACH, Curvature, curvature_file_path, latent_atoms
 from sccodec.rdo import fixed_dead_zone
@@ -107,7 +109,11 @@ def main() -> None:
     print("relative error of one M per level:", fit)
     if args.write:
         target = curvature_file_path(codec.model_file.path)
-        target.write_bytes(Curvature(m.astype(np.float32), codec.model_file.digest, json.dumps(record)).to_bytes())
+        target.write_bytes(Curvature(m.astype(np.float32), codec.model_file.digest).to_bytes())
+        sidecar = codec.model_file.path.with_suffix(".json")
+        if sidecar.is_file():  # the model's record says how
+            atomic.write_text(sidecar, json.dumps(json.loads(sidecar.read_text()) | {
+                "curvature": {"file": target.name, **record}}, indent=2) + "\n")
         print(f"wrote {target}")
 
 

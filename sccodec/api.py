@@ -28,6 +28,7 @@ from PIL import Image
 from sccodec import bitstream
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, ICC_CHUNK, MAX_TILE, Container, Header
 from sccodec.coder import DEFAULT_EFFORT, EFFORTS, SymbolCoder
+from sccodec.curvature import curvature_file_path
 from sccodec.device import resolve_device
 from sccodec.entropy import SymbolTables
 from sccodec.errors import CorruptFileError, ImageInputError, ParameterError
@@ -35,7 +36,6 @@ from sccodec.image_io import ImageLike, from_planes, pad_to_multiple, read_image
 from sccodec.metrics import psnr_rgb
 from sccodec.model.config import Geometry, open_atoms
 from sccodec.model.interface import ImageModel
-from sccodec.curvature import curvature_file_path
 from sccodec.refine import SCHEDULES, RefinementSettings, Schedule, lagrangian, refine
 from sccodec.tiling import Box, assemble, latent_box, tile_boxes
 from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
@@ -159,7 +159,7 @@ class Codec:
         the smallest level whose decoded image reaches ``target_psnr`` dB (PSNR-RGB).
         ``effort`` (one of ``EFFORTS``): higher is slower and gives fewer bits at the same
         PSNR; the file decodes the same way whatever the effort. Efforts 3 and 4 refine the code
-        against the synthesis (``sccodec.refine``, torch): at a given ``quality`` they spend a
+        against the synthesis (``sccodec.refine``): at a given ``quality`` they spend a
         few more bits for a higher PSNR, so ``target_bpp`` may pick a lower level than effort 2."""
         return self.encode_with_info(image, quality, target_bpp=target_bpp, target_psnr=target_psnr, tile=tile,
                                      effort=effort).data

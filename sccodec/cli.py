@@ -515,7 +515,7 @@ _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show
 @click.option("--effort", type=click.IntRange(EFFORTS[0], EFFORTS[-1]), default=DEFAULT_EFFORT, show_default=True,
               help="Encoder effort: higher is slower and gives fewer bits at the same quality "
                    "(the file decodes the same way). 1: fixed rounding; 2: rate-aware rounding; 3 and 4 "
-                   "also refine the code against the decoder, about 5x and 12x the encode time; at a "
+                   "also refine the code against the decoder, about 3x and 7x the encode time; at a "
                    "given --quality they spend a few more bits for a higher PSNR.")
 @click.option("--model", default=None, metavar="NAME",
               help="Installed model to code with (see sccodec --version) [default: the shipped default]. "

@@ -20,6 +20,7 @@ only: decoding never reads it, so it is not part of the weights hash.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +37,11 @@ REACH = 1  # offsets d in -REACH..REACH latent positions: beyond, responses hard
 @dataclass(frozen=True)
 class Curvature:
     """``kernel`` (2·REACH+1, 2·REACH+1, M, M) float32: ``kernel[REACH + di, REACH + dj]`` is M(d)
-    for d = (di, dj); ``model_digest``: the weights it was measured for; ``record``: how."""
+    for d = (di, dj); ``model_digest``: the weights it was measured for (how it was measured is
+    in the model's sidecar, key ``curvature``)."""
 
     kernel: np.ndarray
     model_digest: bytes
-    record: str = ""
 
     def __post_init__(self) -> None:
         k = np.ascontiguousarray(self.kernel, dtype=np.float32)
@@ -52,8 +53,7 @@ class Curvature:
         object.__setattr__(self, "kernel", k)
 
     def to_bytes(self) -> bytes:
-        return st_save_numpy({"kernel": self.kernel},
-                             metadata={"model_digest": self.model_digest.hex(), "record": self.record})
+        return st_save_numpy({"kernel": self.kernel}, metadata={"model_digest": self.model_digest.hex()})
 
     def at_level(self, tensors: dict[str, np.ndarray], quality_index: int) -> "CodeCurvature":
         """The curvature in the symbols of one level, from the weights ``tensors`` of the model."""
@@ -80,7 +80,7 @@ class CodeCurvature:
     atoms: np.ndarray
     kernel: np.ndarray
 
-    @property
+    @functools.cached_property
     def energy(self) -> np.ndarray:
         """(K,) float64: the squared pixel error one step of each atom adds (diag A_qᵀ M(0) A_q)."""
         a = self.atoms.astype(np.float64)
@@ -111,4 +111,4 @@ def read_curvature(path: Path) -> Curvature:
     arrays, meta, _ = read_companion(path)
     if "kernel" not in arrays or not re.fullmatch("[0-9a-f]{16}", meta.get("model_digest", "")):
         raise ValueError(f"{path} is not a curvature file (no kernel or no weights hash)")
-    return Curvature(arrays["kernel"], bytes.fromhex(meta["model_digest"]), meta.get("record", ""))
+    return Curvature(arrays["kernel"], bytes.fromhex(meta["model_digest"]))

@@ -25,7 +25,6 @@ the gradient (``gradient``): the model's gradient graph in ONNX Runtime, or torc
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -83,10 +82,6 @@ class RefinementSettings:
     lagrangian: float
     open_atoms: int
 
-    @functools.cached_property
-    def energy(self) -> np.ndarray:
-        return self.curvature.energy
-
 
 def refine(symbols: np.ndarray, gradient: DistortionGradient, settings: RefinementSettings, schedule: Schedule,
            tiles: Sequence[Box]) -> np.ndarray:
@@ -121,7 +116,7 @@ def best_moves(symbols: np.ndarray, g: np.ndarray, settings: RefinementSettings,
     limit = s.tables.value_range + MAX_MAGNITUDE_OVER_RANGE
     now, up, down = value_bits(symbols, allowed, s.tables, s.quality_index, (value, value + 1, value - 1))
     slope = g[allowed]
-    energy = np.broadcast_to(s.energy[:, None, None], symbols.shape)[allowed]
+    energy = np.broadcast_to(s.curvature.energy[:, None, None], symbols.shape)[allowed]
     cost_up = np.where(value + 1 > limit, np.inf, slope + energy + s.lagrangian * (up - now))
     cost_down = np.where(value - 1 < -limit, np.inf, -slope + energy + s.lagrangian * (down - now))
     cost = np.full(symbols.shape, np.inf, dtype=np.float64)
