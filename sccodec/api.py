@@ -223,17 +223,19 @@ class Codec:
             if target is not None and (isinstance(target, bool) or not isinstance(target, numbers.Real)
                                        or not 0 < target < math.inf):
                 raise ParameterError(f"{name} must be a positive number, got {target!r}")
-        if isinstance(effort, bool) or not isinstance(effort, numbers.Integral) or effort not in EFFORTS:
-            raise ParameterError(f"effort must be one of {EFFORTS}, got {effort!r}")
-        if effort in SCHEDULES:
-            self._check_refinement(effort)
+        self.check_effort(effort)
         stride = self.stride
         if isinstance(tile, bool) or not isinstance(tile, numbers.Integral) or not stride <= tile <= MAX_TILE or tile % stride:
             raise ParameterError(f"tile must be a multiple of {stride} between {stride} and {MAX_TILE}, got {tile}")
 
-    def _check_refinement(self, effort: int) -> None:
-        """What efforts 3 and 4 need, checked before any work: the synthesis' curvature measured
-        for these weights, tables to price bits with, and a network with a gradient (torch)."""
+    def check_effort(self, effort: object) -> None:
+        """ParameterError unless this codec can encode at ``effort``: one of ``EFFORTS``, and for
+        efforts 3 and 4 the synthesis' curvature measured for these weights, tables to price bits
+        with, and a network with a gradient (its gradient graph, or torch). Checked before any work."""
+        if isinstance(effort, bool) or not isinstance(effort, numbers.Integral) or effort not in EFFORTS:
+            raise ParameterError(f"effort must be one of {EFFORTS}, got {effort!r}")
+        if effort not in SCHEDULES:
+            return
         curvature = self.model_file.curvature
         if curvature is None:
             path = curvature_file_path(self.model_file.path)

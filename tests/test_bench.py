@@ -489,6 +489,21 @@ def test_bench_runs_sccodec_at_another_effort_beside_the_default(image_dir: Path
     assert "sccodec (effort 4) vs it" in (out / "summary.txt").read_text()
 
 
+def test_a_higher_effort_is_skipped_only_when_the_codec_cannot_run_it(monkeypatch) -> None:
+    """The adapter asks the codec: without torch the shipped model still refines (its gradient
+    graph); a model without a curvature for its weights is reported, not run."""
+    import sccodec.api
+    from sccodec.bench.peers import SccodecAdapter
+
+    real_find_spec = sccodec.api.importlib.util.find_spec
+    monkeypatch.setattr(sccodec.api.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real_find_spec(name, *a))
+    adapter = SccodecAdapter(effort=4)
+    assert adapter.unavailable() is None
+    monkeypatch.setitem(adapter._loaded().model_file.__dict__, "curvature", None)  # no curvature file beside it
+    assert "needs the synthesis' curvature" in adapter.unavailable()
+
+
 def test_codec_names_fold_case_but_model_names_keep_it(image_dir: Path, tmp_path: Path) -> None:
     """Model names are file names (case-sensitive): ``SCCODEC@My-Model`` looks for My-Model."""
     code, output = _invoke("--images", str(image_dir), "--codecs", "SCCODEC@My-Model", "--out",

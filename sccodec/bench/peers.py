@@ -8,7 +8,6 @@ listed in an adapter's ``settings`` is the library default.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -266,8 +265,13 @@ class SccodecAdapter(CodecAdapter):
             return f"sccodec.api is not usable yet ({type(exc).__name__}: {exc})"
         if self._model is not None and self._model not in available_models():
             return f"{self.name}: no shipped model {self._model!r} (shipped: {', '.join(available_models())})"
-        if (self._effort or 0) >= 3 and importlib.util.find_spec("torch") is None:
-            return f"{self.name}: efforts 3 and 4 need torch (pip install 'sccodec[torch]')"
+        if self._effort is not None:
+            from sccodec.errors import ParameterError
+
+            try:
+                self._loaded().check_effort(self._effort)  # the codec knows what an effort needs
+            except ParameterError as e:
+                return f"{self.name}: {e}"
         return None
 
     def check_quality(self, quality: Quality) -> None:
