@@ -79,7 +79,7 @@ class _Gradient(nn.Module):
             raise ValueError("the gradient graph is written for a synthesis without residual blocks")
         _, inv_gain, step = net._per_level(q)
         atoms = net.lista.atoms()
-        x = torch.einsum("mk,bkhw->bmhw", atoms, symbols[None] * step) * inv_gain
+        x = net.lista.reconstruct(symbols[None] * step) * inv_gain  # the synthesis' input, as SCVAE.synthesize
         inputs = []
         for i in range(g_s.layers):
             inputs.append(x)
