@@ -254,14 +254,19 @@ def choose_integer(symbols: np.ndarray, tables, quality_index: int,
         v = integer.magnitudes.shape[-2]
         base, inverse = np.unique(counts.rows % (k * v), return_inverse=True)  # (atom, row) without the class
         rows = integer.magnitudes.reshape(-1, r)[base]
+        # only the counted magnitudes enter the sums (a few per row): log2 there, not everywhere
+        row, column = np.nonzero(n_v)
+        counted = n_v[row, column]
+        if classes is not None:
+            factor = classes.magnitude_factor[counts.rows // (k * v), counts.rows % v]
 
         def row_bits(t: int) -> float:
-            tilted = (tilt_frequencies(rows, t) if t != 16 else rows)[inverse]
+            tilted = tilt_frequencies(rows, t) if t != 16 else rows
             if classes is None:
-                return -(n_v * np.log2(tilted)).sum() + PRECISION * n_v.sum()
+                return -(counted * np.log2(tilted[inverse[row], column])).sum() + PRECISION * counted.sum()
             # the class factors in float: an estimate within rounding of the integer rows
-            w = (tilted - 1) * classes.magnitude_factor[counts.rows // (k * v), counts.rows % v] + 0.5
-            return -(n_v * np.log2(w)).sum() + (n_v.sum(1) * np.log2(w.sum(1))).sum()
+            w = (tilted[inverse] - 1) * factor + 0.5
+            return -(counted * np.log2(w[row, column])).sum() + (n_v.sum(1) * np.log2(w.sum(1))).sum()
 
         tilt_bits = np.array([row_bits(t) for t in TILT_SIXTEENTHS])
     return _pick(counts, flag_bits, PRECISION - np.log2(FLAG_INDEX_FREQUENCIES), tilt_bits,

@@ -114,7 +114,12 @@ class LevelClasses:
         v, r = self.base.magnitudes.shape[-2:]
         nz = symbols != 0
         atom = np.arange(k, dtype=np.int64)[:, None, None]
-        per_position = flag_bits[((atom * x + flag_ctx) * 2 + nz).reshape(k, -1)].sum(0)  # (h·w, C)
+        entries = ((atom * x + flag_ctx) * 2 + nz).reshape(k, -1)
+        # (h·w, C), summed atom by atom into one buffer: a (K, h·w, C) gather would be tens of MB
+        per_position = np.zeros((h * w, self.classes), dtype=np.float32)
+        gathered = np.empty_like(per_position)
+        for atom_entries in entries:
+            per_position += np.take(flag_bits, atom_entries, axis=0, out=gathered)
         a, i = np.nonzero(nz.reshape(k, -1))
         values = symbols.reshape(k, -1)[a, i]
         vc = value_ctx.reshape(k, -1)[a, i]

@@ -89,6 +89,24 @@ def _window_sum(x: np.ndarray, offsets: tuple[tuple[int, int], ...]) -> np.ndarr
     return out
 
 
+def _window_sum_at(x: np.ndarray, offsets: tuple[tuple[int, int], ...], lattice: tuple[int, int, int]
+                   ) -> np.ndarray:
+    """``_window_sum`` read only at the positions of a lattice (row, column, stride): (..., n)
+    in row-major order. Why: a coding step's positions are a sixteenth or a quarter of the map,
+    and the decoder needs its contexts nowhere else."""
+    h, w = x.shape[-2:]
+    oy, ox, stride = lattice
+    rows, cols = len(range(oy, h, stride)), len(range(ox, w, stride))
+    m = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
+    padded = np.zeros((*x.shape[:-2], h + 2 * m, w + 2 * m), dtype=np.int32)
+    padded[..., m : m + h, m : m + w] = x
+    out = np.zeros((*x.shape[:-2], rows, cols), dtype=np.int32)
+    for dy, dx in offsets:
+        y, x0 = m + oy + dy, m + ox + dx
+        out += padded[..., y : y + stride * rows : stride, x0 : x0 + stride * cols : stride]
+    return out.reshape(*x.shape[:-2], rows * cols)
+
+
 def _earlier_sum(x: np.ndarray, phases: np.ndarray, offsets: tuple[tuple[int, int], ...],
                  same_phase: np.ndarray | None = None) -> np.ndarray:
     """Sum over the offsets of x at each neighbour whose phase comes before the position's own,
@@ -190,12 +208,14 @@ class Checkerboard:
 
     def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int
                       ) -> tuple[np.ndarray, np.ndarray]:
-        """(flag, value) contexts (K/G, h, w) of ``group``, valid at the positions of ``phase``.
+        """(flag, value) contexts (K/G, n) of ``group``'s symbols at the n positions of ``phase``,
+        in row-major order (the order the coder reads them).
 
         grouped: (G, K/G, h, w) symbols, per_group: (G, h, w) their non-zero counts; entries of
         later steps may hold anything (the encoder's full array, the decoder's zeros).
         """
         flag = group_contexts(per_group, (grouped[group] != 0).astype(np.int32), group)
+        flag = flag[:, phase_map(self, *grouped.shape[-2:]) == phase]
         return flag, flag % NUM_ACTIVITY
 
     def all_contexts(self, grouped: np.ndarray, per_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,15 +236,20 @@ class Quad:
     def phase(self, h: int, w: int) -> np.ndarray:
         return quad_phase(h, w)
 
+    #: each phase's positions: (first row, first column, stride)
+    lattices: ClassVar[tuple[tuple[int, int, int], ...]] = ((0, 0, 2), (1, 1, 2), (0, 1, 2), (1, 0, 2))
+
     def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int
                       ) -> tuple[np.ndarray, np.ndarray]:
         """As ``Checkerboard.step_contexts``. The 8 neighbours of a position all lie in other
         phases, so 'decoded' is: earlier phases anywhere, plus earlier groups at the centre."""
         done, counts = _decoded(phase_map(self, *grouped.shape[-2:]), per_group, phase, group)
-        activity = activity_bucket(_window_sum(counts, _WINDOW))[None]
+        lattice = self.lattices[phase]
+        activity = activity_bucket(_window_sum_at(counts, _WINDOW, lattice))[None]
+        shape = (grouped.shape[1], activity.size)
         if phase == 0:
-            return np.broadcast_to(activity, grouped[group].shape), np.broadcast_to(activity // 2, grouped[group].shape)
-        magnitude = _bucket(_window_sum(np.abs(grouped[group]) * done, _RING), MAGNITUDE_EDGES)
+            return np.broadcast_to(activity, shape), np.broadcast_to(activity // 2, shape)
+        magnitude = _bucket(_window_sum_at(np.abs(grouped[group]) * done, _RING, lattice), MAGNITUDE_EDGES)
         row = 1 + (phase - 1) * NUM_MAGNITUDE + magnitude
         return row * NUM_ACTIVITY + activity, 4 + magnitude
 
@@ -252,19 +277,23 @@ class Nested:
         inner = quad_phase((h + 1) // 2, (w + 1) // 2).repeat(2, 0).repeat(2, 1)[:h, :w]
         return np.where(outer == 0, inner, outer + 3)
 
+    lattices: ClassVar[tuple[tuple[int, int, int], ...]] = (
+        (0, 0, 4), (2, 2, 4), (0, 2, 4), (2, 0, 4)) + Quad.lattices[1:]
+
     def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int
                       ) -> tuple[np.ndarray, np.ndarray]:
         """As ``Quad.step_contexts``; the value context also holds the sign context."""
         done, counts = _decoded(phase_map(self, *grouped.shape[-2:]), per_group, phase, group)
         coarse = phase < 4  # the stride-2 lattice: decoded neighbours lie 2 apart
-        activity = activity_bucket(_window_sum(counts, _WINDOW5 if coarse else _WINDOW))[None]
-        shape = grouped[group].shape
+        lattice = self.lattices[phase]
+        activity = activity_bucket(_window_sum_at(counts, _WINDOW5 if coarse else _WINDOW, lattice))[None]
+        shape = (grouped.shape[1], activity.size)
         if phase == 0:
             return np.broadcast_to(activity, shape), np.broadcast_to(activity // 2 * SIGN_CONTEXTS, shape)
         ring = _RING2 if coarse else _RING
         decoded = grouped[group] * done
-        magnitude = _bucket(_window_sum(np.abs(decoded), ring), NESTED_MAGNITUDE_EDGES)
-        sign = 2 + np.sign(_window_sum(decoded, ring))
+        magnitude = _bucket(_window_sum_at(np.abs(decoded), ring, lattice), NESTED_MAGNITUDE_EDGES)
+        sign = 2 + np.sign(_window_sum_at(decoded, ring, lattice))
         row = 1 + (phase - 1) * NUM_NESTED_MAGNITUDE + magnitude
         return row * NUM_ACTIVITY + activity, (4 + magnitude) * SIGN_CONTEXTS + sign
 
@@ -342,6 +371,5 @@ def stepwise_contexts(scheme: Scheme, symbols: np.ndarray, groups: int) -> tuple
     value = np.zeros(grouped.shape, dtype=np.int32)
     for p, g in steps(scheme, groups):
         here = phase == p
-        f, v = scheme.step_contexts(grouped, per_group, p, g)
-        flag[g][:, here], value[g][:, here] = f[:, here], v[:, here]
+        flag[g][:, here], value[g][:, here] = scheme.step_contexts(grouped, per_group, p, g)
     return flag.reshape(symbols.shape), value.reshape(symbols.shape)

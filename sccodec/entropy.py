@@ -213,12 +213,11 @@ class _Walk:
 
     def contexts(self, p: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(flag context, value context, atom index) of the step's symbols, each (K/G, n) in coding order."""
-        here = self.phase == p
         if self.known is None:
             flag, value = self.scheme.step_contexts(self.grouped, self.per_group, p, g)
         else:
-            flag, value = self.known[0][g], self.known[1][g]
-        flag, value = flag[:, here], value[:, here]
+            here = self.phase == p
+            flag, value = self.known[0][g][:, here], self.known[1][g][:, here]
         return flag, value, np.broadcast_to(self.atoms[g], flag.shape)
 
     def store(self, p: int, g: int, values: np.ndarray) -> None:
@@ -305,10 +304,15 @@ class _ClassWalk(_IntegerWalk):
         return binary_rows(self.adaptation.flag_frequencies(own, step).ravel())
 
     def _rows(self, ctx: np.ndarray, atom: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As format 5's, each distinct (class, atom, row) normalised once: a step's values share
+        them about four to one."""
         k, s = self.tables.atoms, self.scheme.sign_contexts
-        a, c = atom % k, atom // k
-        return (coder_rows(self.classes.magnitudes(self.magnitudes[a, ctx // s], c, ctx // s)),
-                binary_rows(self.classes.positive(self.positive[a, ctx % s], c, ctx % s)))
+        rows = self.magnitudes.shape[1]
+        distinct, inverse = np.unique(atom * rows + ctx // s, return_inverse=True)
+        a, r = distinct // rows, distinct % rows
+        magnitudes = self.classes.magnitudes(self.magnitudes[a % k, r], a // k, r)[inverse.ravel()]
+        return (coder_rows(magnitudes),
+                binary_rows(self.classes.positive(self.positive[atom % k, ctx % s], atom // k, ctx % s)))
 
 
 def coder_rows(frequencies: np.ndarray) -> np.ndarray:

@@ -199,3 +199,17 @@ def test_batched_contexts_equal_per_item() -> None:
     together = np.asarray(contexts(batch, 4))
     for item, ctx in zip(batch, together):
         np.testing.assert_array_equal(ctx, np.asarray(contexts(item, 4)))
+
+
+@pytest.mark.parametrize("h", [1, 2, 3, 4, 5, 8, 9])
+@pytest.mark.parametrize("w", [1, 2, 5, 7, 12])
+@pytest.mark.parametrize("context", ["quad", "nested"])
+def test_each_phase_is_its_lattice(h, w, context) -> None:
+    """The decoder reads each step's contexts on the phase's lattice only: every phase must be
+    exactly the positions its lattice names, in every tile shape."""
+    scheme = SCHEMES[context]
+    phases = scheme.phase(h, w)
+    for p, (row, col, stride) in enumerate(scheme.lattices):
+        on_lattice = np.zeros((h, w), dtype=bool)
+        on_lattice[row::stride, col::stride] = True
+        np.testing.assert_array_equal(phases == p, on_lattice, err_msg=f"phase {p}")
