@@ -151,10 +151,13 @@ def _tile_counts(symbols: np.ndarray, tables, contexts: tuple[np.ndarray, np.nda
     # rows without the sign context: a sign scales a whole row half, which leaves the tilt's
     # effect on the code length unchanged (it separates out of -log2 P)
     row = (cls[None] * k + atom)[nz] * v + value_ctx[nz] // tables.scheme.sign_contexts
-    counts = np.bincount(row * 2 * r + value_index(symbols[nz], r),
-                         minlength=n * k * v * 2 * r).reshape(n * k * v, 2 * r)
-    rows = np.flatnonzero(counts.sum(1))
-    return _TileCounts(used, ones, total - ones, ends, rows, counts[rows])
+    # number the rows in use first: a count per (row, value) of every row would be megabytes
+    rows = np.flatnonzero(np.bincount(row, minlength=n * k * v))
+    number = np.zeros(n * k * v, dtype=np.int64)
+    number[rows] = np.arange(rows.size)
+    counts = np.bincount(number[row] * 2 * r + value_index(symbols[nz], r),
+                         minlength=rows.size * 2 * r).reshape(rows.size, 2 * r)
+    return _TileCounts(used, ones, total - ones, ends, rows, counts)
 
 
 def _pick(counts: _TileCounts, flag_bits: np.ndarray, flag_side_bits: np.ndarray,
