@@ -17,6 +17,7 @@ import importlib.util
 import itertools
 import math
 import numbers
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from sccodec.metrics import psnr_rgb
 from sccodec.model.config import Geometry, open_atoms
 from sccodec.model.interface import ImageModel
 from sccodec.refine import SCHEDULES, RefinementSettings, Schedule, lagrangian, refine
+from sccodec.tile_workers import TileWorkers
 from sccodec.tiling import Box, assemble, latent_box, tile_boxes
 from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
 
@@ -178,25 +180,37 @@ class Codec:
         self._check_encode_arguments(quality, target_bpp, target_psnr, tile, effort)
         src = read_image(image, self.max_pixels)
         ancillary = {ICC_CHUNK: src.icc} if src.icc else {}
-        # The analysis transform does not depend on the quality: run it once per tile.
         boxes = tile_boxes(src.height, src.width, tile)
-        latents = []
-        for box in boxes:
-            latents.append(self._analyze_tile(src.pixels, box))
-            self._report("encoding", len(latents), len(boxes))
-        mf, coder = self.model_file, self.coder
+        mf, coder, workers = self.model_file, self.coder, self._tile_workers
+        encoding = functools.partial(self._report, "encoding", total=len(boxes))
 
-        @functools.cache
-        def at(q: int) -> Encoded:
+        def analyze(network: ImageModel, box: Box) -> np.ndarray:
+            return self._analyze_tile(network, src.pixels, box)
+
+        def symbols_at(network: ImageModel, latent: np.ndarray, q: int) -> np.ndarray:
+            return coder.quantize(network.scaled_symbols(latent, q - 1), q - 1, effort)
+
+        def packed(q: int, chunks: list[bytes]) -> Encoded:
             header = Header(model=mf.name, weights_hash=mf.digest, quality=q, width=src.width,
                             height=src.height, mode=src.mode, tile=tile, coder_version=coder.coder_version,
                             version=coder.format_version, classes_hash=coder.classes_hash)
-            symbols = [coder.quantize(self.network.scaled_symbols(y, q - 1), q - 1, effort) for y in latents]
-            if effort in SCHEDULES:
-                symbols = self._refined(symbols, boxes, src.pixels, q - 1, SCHEDULES[effort])
-            chunks = [coder.encode_tile(tile_symbols, q - 1) for tile_symbols in symbols]
             data = bitstream.pack(Container(header, chunks, ancillary))
             return Encoded(data, q, len(data) * 8 / (src.width * src.height))
+
+        if target_bpp is None and target_psnr is None and effort not in SCHEDULES:
+            # one level, tiles coded alone: each tile from pixels to its chunk in one task
+            q = self.default_quality if quality is None else quality
+            return packed(q, workers.map(lambda network, box: coder.encode_tile(
+                symbols_at(network, analyze(network, box), q), q - 1), boxes, encoding))
+        # The analysis transform does not depend on the quality: run it once per tile.
+        latents = workers.map(analyze, boxes, encoding)
+
+        @functools.cache
+        def at(q: int) -> Encoded:
+            symbols = workers.map(lambda network, latent: symbols_at(network, latent, q), latents)
+            if effort in SCHEDULES:
+                symbols = self._refined(symbols, boxes, src.pixels, q - 1, SCHEDULES[effort])
+            return packed(q, workers.map(lambda _, tile_symbols: coder.encode_tile(tile_symbols, q - 1), symbols))
 
         @functools.cache
         def measured(q: int) -> Encoded:
@@ -289,29 +303,40 @@ class Codec:
         grid = assemble(parsed.tiles, [latent_box(b, self.stride) for b in tile_boxes(h.height, h.width, h.tile)])
         out = np.empty((h.height, h.width, 3), dtype=np.uint8)
         windows = tile_boxes(h.height, h.width, self.synthesis_window)  # not the file's tiles: bounded work
-        for done, box in enumerate(windows, 1):
-            out[box.slices()] = self._synthesize(grid, box, h.quality - 1)
-            self._report("decoding", done, len(windows))
+
+        def synthesize(network: ImageModel, box: Box) -> None:
+            out[box.slices()] = self._synthesize(network, grid, box, h.quality - 1)  # windows do not overlap
+
+        self._tile_workers.map(synthesize, windows, functools.partial(self._report, "decoding", total=len(windows)))
         return out, h, parsed.ancillary
 
     def _report(self, stage: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(stage, done, total)
 
-    def _analyze_tile(self, pixels: np.ndarray, box: Box) -> np.ndarray:
+    @functools.cached_property
+    def _tile_workers(self) -> TileWorkers:
+        """Several tiles or windows side by side on the CPU runtime, one single-threaded network
+        per thread the codec may use (``sccodec.tile_workers``); one at a time on the codec's
+        own network elsewhere (CUDA, a custom network)."""
+        parallel = str(self.device) == "cpu" and not self._custom_network
+        return TileWorkers(self.network, lambda: self.model_file.network(self.device, 1),
+                           (self.threads or os.cpu_count() or 1) if parallel else 1)
+
+    def _analyze_tile(self, network: ImageModel, pixels: np.ndarray, box: Box) -> np.ndarray:
         """The tile's latents, computed with its neighbours' pixels in view (sccodec.tiling)."""
         height, width = pixels.shape[:2]
         ctx = box.grow(self.geometry.analysis_margin, height, width)
         x = to_planes(pad_to_multiple(pixels[ctx.top : ctx.top + ctx.height, ctx.left : ctx.left + ctx.width],
                                       self.stride))
-        y = self.network.analyze(x)
+        y = network.analyze(x)
         rows, cols = latent_box(box, self.stride).within(latent_box(ctx, self.stride))
         return y[..., rows, cols]
 
-    def _synthesize(self, grid: np.ndarray, box: Box, quality_index: int) -> np.ndarray:
+    def _synthesize(self, network: ImageModel, grid: np.ndarray, box: Box, quality_index: int) -> np.ndarray:
         """The pixels of ``box``, synthesised with its neighbours' symbols in view (sccodec.tiling)."""
         ctx, symbols = self._synthesis_context(grid, box)
-        x_hat = self.network.decode_symbols(symbols, quality_index)
+        x_hat = network.decode_symbols(symbols, quality_index)
         rows, cols = box.within(ctx.scaled(self.stride))
         return from_planes(x_hat[..., rows, cols])
 
