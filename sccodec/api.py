@@ -17,7 +17,6 @@ import importlib.util
 import itertools
 import math
 import numbers
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,7 +37,7 @@ from sccodec.metrics import psnr_rgb
 from sccodec.model.config import Geometry, open_atoms
 from sccodec.model.interface import ImageModel
 from sccodec.refine import SCHEDULES, RefinementSettings, Schedule, lagrangian, refine
-from sccodec.tile_workers import TileWorkers
+from sccodec.tile_workers import TileWorkers, available_cores
 from sccodec.tiling import Box, assemble, latent_box, tile_boxes
 from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
 
@@ -119,7 +118,10 @@ class Codec:
                  max_pixels: int = DEFAULT_MAX_PIXELS, *, threads: int | None = None,
                  network: ImageModel | None = None, coder: SymbolCoder | None = None) -> None:
         """``model``: an installed model's name, or a ``ModelFile`` (``sccodec.weights.read_model_file``).
-        ``threads``: the CPU runtime's threads (default: all cores).
+        ``threads``: the CPU runtime's threads (default: all cores this process may use). An
+        image of several tiles codes up to four tiles at a time on networks sharing them
+        (``sccodec.tile_workers``), which costs a few hundred MB per extra tile in flight:
+        ``threads=1`` codes one tile at a time.
 
         ``network`` and ``coder`` replace the halves the model file would build (its name and
         weights hash still go into every header): how a new transform or entropy model is tried.
@@ -298,7 +300,7 @@ class Codec:
         mf = self.model_file
         if (h.model, h.weights_hash) != (mf.name, mf.digest):
             needed = load_model_file(h.model, h.weights_hash)  # raises, naming the model needed
-            return Codec(needed, self.device, self.max_pixels)._decode(container)
+            return Codec(needed, self.device, self.max_pixels, threads=self.threads)._decode(container)
         parsed = _parse_tiles(container, self.coder, self.stride)
         grid = assemble(parsed.tiles, [latent_box(b, self.stride) for b in tile_boxes(h.height, h.width, h.tile)])
         out = np.empty((h.height, h.width, 3), dtype=np.uint8)
@@ -316,12 +318,12 @@ class Codec:
 
     @functools.cached_property
     def _tile_workers(self) -> TileWorkers:
-        """Several tiles or windows side by side on the CPU runtime, one single-threaded network
-        per thread the codec may use (``sccodec.tile_workers``); one at a time on the codec's
-        own network elsewhere (CUDA, a custom network)."""
+        """Several tiles or windows side by side on the CPU runtime, on networks sharing the
+        codec's threads (``sccodec.tile_workers``); one at a time on the codec's own network
+        elsewhere (CUDA, a custom network)."""
         parallel = str(self.device) == "cpu" and not self._custom_network
-        return TileWorkers(self.network, lambda: self.model_file.network(self.device, 1),
-                           (self.threads or os.cpu_count() or 1) if parallel else 1)
+        return TileWorkers(self.network, lambda threads: self.model_file.network(self.device, threads),
+                           (self.threads or available_cores()) if parallel else 1)
 
     def _analyze_tile(self, network: ImageModel, pixels: np.ndarray, box: Box) -> np.ndarray:
         """The tile's latents, computed with its neighbours' pixels in view (sccodec.tiling)."""

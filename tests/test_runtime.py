@@ -75,12 +75,16 @@ def test_runtime_decodes_within_one_level_of_the_torch_reference(name) -> None:
     assert np.abs(runtime - reference).max() <= 1
 
 
-def test_files_are_identical_with_one_and_two_threads(model_file) -> None:
+@pytest.mark.parametrize("tile", [128, 64], ids=["one tile", "tiles side by side"])
+def test_files_are_identical_with_one_and_two_threads(model_file, tile) -> None:
+    """One tile: the runtime's 1- and 2-thread convolutions. Several: two tiles at a time on
+    1-thread networks against one at a time (sccodec.tile_workers). Decoding: one window, 1 or 2
+    threads."""
     img = astronaut_crop(96, 128)
     one, two = (Codec(model_file, "cpu", threads=n) for n in (1, 2))
     for quality in (2, 6, 10):
-        data = one.encode(img, quality, tile=64)
-        assert two.encode(img, quality, tile=64) == data
+        data = one.encode(img, quality, tile=tile)
+        assert two.encode(img, quality, tile=tile) == data
         np.testing.assert_array_equal(one.decode_array(data)[0], two.decode_array(data)[0])
 
 

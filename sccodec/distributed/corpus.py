@@ -38,6 +38,7 @@ from sccodec import atomic
 from sccodec.api import shared_codec
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, MAGIC
 from sccodec.errors import ImageInputError, ParameterError, SCVError
+from sccodec.tile_workers import available_cores
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
@@ -215,13 +216,6 @@ def open_tree(location: str) -> LocalTree:
 # ---------------------------------------------------------------- the work on a worker
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def worker_threads(job: CorpusJob, slots_by_host: dict[str, int]) -> int:
     """The runtime's threads for a task here: the job's, or this machine's cores shared among
     the worker threads on it (``slots_by_host``: worker threads per host, from the scheduler)."""
@@ -234,7 +228,7 @@ def worker_threads(job: CorpusJob, slots_by_host: dict[str, int]) -> int:
         slots = slots_by_host.get(worker.host, worker.state.nthreads)
     except (ImportError, ValueError):  # not inside a Dask worker (a direct call)
         slots = 1
-    return max(1, _cores() // max(1, slots))
+    return max(1, available_cores() // max(1, slots))
 
 
 def code_batch(job: CorpusJob, pairs: Sequence[tuple[str, str]], slots_by_host: dict[str, int]) -> list[FileResult]:
