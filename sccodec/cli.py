@@ -31,6 +31,7 @@ from sccodec.coder import DEFAULT_EFFORT, EFFORTS
 from sccodec.cli_errors import (EXIT_INTERRUPTED, InputError, OutputError, UsageProblem, about, fail, interrupted,
                                 one_line)
 from sccodec.errors import SCVError
+from sccodec.tile_workers import available_cores
 
 DEFAULT_SAMPLE = Path(__file__).resolve().parent / "data" / "samples" / "astronaut.jpg"
 
@@ -394,8 +395,8 @@ def _run(fn, jobs: list[Job], workers: int, verb: str, out_dir: str | None) -> N
         if jobs[0].output != "-":
             click.echo(f"{outcome.source} -> {outcome.output}: {outcome.message}", err=True)
         return
-    if workers > 1:  # the workers share the cores
-        jobs = [dataclasses.replace(j, threads=max(1, (os.cpu_count() or 1) // workers)) for j in jobs]
+    if workers > 1:  # the workers share the cores, unless --threads says otherwise
+        jobs = [dataclasses.replace(j, threads=j.threads or max(1, available_cores() // workers)) for j in jobs]
     outcomes = []
     show_bar = sys.stderr.isatty()
     try:
@@ -495,6 +496,10 @@ _out_dir = click.option("--out-dir", type=click.Path(file_okay=False),
                         help="Folder for the outputs, created if missing [default: next to each input].")
 _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
                         help="Files coded in parallel (each worker loads the model once).")
+_threads = click.option("--threads", type=click.IntRange(min=1), default=None,
+                        help="Threads for each file's networks [default: the cores, shared among --workers]. "
+                             "An image of several tiles codes up to four of them side by side, a few "
+                             "hundred MB each; --threads 1 codes one at a time, in the least memory.")
 
 
 @main.command()
@@ -521,12 +526,13 @@ _workers = click.option("--workers", type=click.IntRange(min=1), default=1, show
               help="Installed model to code with (see sccodec --version) [default: the shipped default]. "
                    "Decoding finds the model from the file.")
 @_workers
+@_threads
 @_device
 @_force
 @_max_pixels
 def encode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, quality: int | None,
            target_bpp: float | None, target_psnr: float | None, effort: int, model: str | None, workers: int,
-           device: str, force: bool, max_pixels: int) -> None:
+           threads: int | None, device: str, force: bool, max_pixels: int) -> None:
     """Encode images (PNG, JPEG, ...) to .scv.
 
     \b
@@ -542,7 +548,8 @@ def encode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, qua
     many = len(inputs) > 1
     default_name = output is None and out_dir is None
     jobs = [Job(src, _output_for(src, output, out_dir, ".scv", many), force,
-                (quality, target_bpp, target_psnr, effort, device, max_pixels, model), replaces_only_scv=default_name)
+                (quality, target_bpp, target_psnr, effort, device, max_pixels, model), replaces_only_scv=default_name,
+                threads=threads)
             for src in inputs]
     _run(_encode_job, jobs, workers, "encoding", out_dir)
 
@@ -554,11 +561,12 @@ def encode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, qua
                                      "INPUT.decoded.png, INPUT.decoded-2.png, ...].")
 @_out_dir
 @_workers
+@_threads
 @_device
 @_decode_force
 @_max_pixels
-def decode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, workers: int, device: str,
-           force: bool, max_pixels: int) -> None:
+def decode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, workers: int, threads: int | None,
+           device: str, force: bool, max_pixels: int) -> None:
     """Decode .scv files to images.
 
     Without -o or --out-dir, decode never replaces a file: it writes INPUT with .png, or if
@@ -580,9 +588,10 @@ def decode(inputs: tuple[str, ...], output: str | None, out_dir: str | None, wor
             if force:
                 note = note[:-1] + "; --force applies to -o/--out-dir only)" if note else note
             jobs.append(Job(src, name, False, (device, max_pixels), note=note,
-                            exists_hint="give -o to choose the output name"))
+                            exists_hint="give -o to choose the output name", threads=threads))
     else:
-        jobs = [Job(src, _output_for(src, output, out_dir, ".png", many), force, (device, max_pixels))
+        jobs = [Job(src, _output_for(src, output, out_dir, ".png", many), force, (device, max_pixels),
+                    threads=threads)
                 for src in inputs]
     _run(_decode_job, jobs, workers, "decoding", out_dir)
 

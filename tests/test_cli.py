@@ -924,3 +924,42 @@ def test_large_images_show_progress_on_a_terminal_only(monkeypatch, tmp_path) ->
     assert CliRunner().invoke(cli.main, ["encode", str(src), "-o", str(tmp_path / "e4.scv"), "--effort", "4"]).exit_code == 0
     gradients = SCHEDULES[4].gradients  # one window, a synthesis pass per gradient
     assert shown == [("encoding", 1, 1), *(("refining", i, gradients) for i in range(1, gradients + 1))]
+
+
+@pytest.mark.parametrize("threads", [None, "1", "3"])
+def test_threads_reach_the_codec(run, pngs, tmp_path, monkeypatch, threads) -> None:
+    """--threads sets each file's network threads (1: one tile at a time, the least memory);
+    without it the codec uses the cores."""
+    seen = []
+    real = sccodec.cli._cached_codec
+
+    def spy(model, device, max_pixels, threads=None):
+        seen.append(threads)
+        return real(model, device, max_pixels, threads)
+
+    monkeypatch.setattr(sccodec.cli, "_cached_codec", spy)
+    option = () if threads is None else ("--threads", threads)
+    scv = tmp_path / "a.scv"
+    assert run("encode", pngs[0], "-o", scv, "-q", "2", *option).exit_code == 0
+    assert run("decode", scv, "-o", tmp_path / "a.png", *option).exit_code == 0
+    assert seen == [None if threads is None else int(threads)] * 2
+
+
+def test_worker_processes_share_the_cores_unless_threads_say(monkeypatch, tmp_path) -> None:
+    """With --workers N each process gets cores // N threads; --threads overrides the share."""
+    import contextlib
+
+    given = []
+
+    @contextlib.contextmanager
+    def pool(workers):
+        yield lambda run_job, jobs: [given.append(j.threads) or sccodec.cli.Outcome(j.source, j.output, "ok", 0)
+                                     for j in jobs]
+
+    monkeypatch.setattr(sccodec.cli, "available_cores", lambda: 8)
+    monkeypatch.setattr(sccodec.cli, "_pool", pool)
+    for threads, workers, share in ((None, 2, 4), (None, 3, 2), (3, 2, 3), (None, 16, 1)):
+        jobs = [sccodec.cli.Job(f"{n}.png", str(tmp_path / f"{n}.scv"), False, (), threads=threads) for n in "ab"]
+        given.clear()
+        sccodec.cli._run(None, jobs, workers, "encoding", None)
+        assert given == [share, share], (threads, workers)
