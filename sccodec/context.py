@@ -78,22 +78,16 @@ _WINDOW5 = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3))
 
 
 def _window_sum(x: np.ndarray, offsets: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """Sum of x shifted by each (dy, dx) offset, zero outside the map."""
-    h, w = x.shape[-2:]
-    m = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
-    padded = np.zeros((*x.shape[:-2], h + 2 * m, w + 2 * m), dtype=np.int32)
-    padded[..., m : m + h, m : m + w] = x
-    out = np.zeros(x.shape, dtype=np.int32)
-    for dy, dx in offsets:
-        out += padded[..., m + dy : m + dy + h, m + dx : m + dx + w]
-    return out
+    """Sum of x shifted by each (dy, dx) offset, zero outside the map, at every position."""
+    return _window_sum_at(x, offsets, (0, 0, 1)).reshape(x.shape)
 
 
 def _window_sum_at(x: np.ndarray, offsets: tuple[tuple[int, int], ...], lattice: tuple[int, int, int]
                    ) -> np.ndarray:
-    """``_window_sum`` read only at the positions of a lattice (row, column, stride): (..., n)
-    in row-major order. Why: a coding step's positions are a sixteenth or a quarter of the map,
-    and the decoder needs its contexts nowhere else."""
+    """Sum of x shifted by each (dy, dx) offset (zero outside the map), read only at the positions
+    of a lattice (first row, first column, stride): (..., n) in row-major order. Why: a coding
+    step's positions are a sixteenth or a quarter of the map, and the decoder needs its contexts
+    nowhere else."""
     h, w = x.shape[-2:]
     oy, ox, stride = lattice
     rows, cols = len(range(oy, h, stride)), len(range(ox, w, stride))
@@ -182,10 +176,13 @@ def contexts(symbols: np.ndarray, groups: int) -> np.ndarray:
     return np.concatenate(per_atom, axis=-3)
 
 
-def quad_phase(h: int, w: int) -> np.ndarray:
-    """(h, w) phase on the 2x2 lattice: (even, even), (odd, odd), (even, odd), (odd, even)."""
-    i, j = np.arange(h)[:, None] % 2, np.arange(w)[None, :] % 2
-    return np.select([(i == 0) & (j == 0), (i == 1) & (j == 1), i == 0], [0, 1, 2], 3)
+def lattice_phases(lattices: tuple[tuple[int, int, int], ...], h: int, w: int) -> np.ndarray:
+    """(h, w) phase map: phase p at the positions of ``lattices[p]`` (first row, first column,
+    stride); the lattices of a scheme cover every position once."""
+    phases = np.full((h, w), -1, dtype=np.int64)
+    for p, (row, col, stride) in enumerate(lattices):
+        phases[row::stride, col::stride] = p
+    return phases
 
 
 def _decoded(phases: np.ndarray, per_group: np.ndarray, phase: int, group: int) -> tuple[np.ndarray, np.ndarray]:
@@ -233,11 +230,12 @@ class Quad:
     value_contexts: ClassVar[int] = 4 + NUM_MAGNITUDE
     sign_contexts: ClassVar[int] = 1
 
-    def phase(self, h: int, w: int) -> np.ndarray:
-        return quad_phase(h, w)
-
-    #: each phase's positions: (first row, first column, stride)
+    #: each phase's positions (first row, first column, stride): (even, even), (odd, odd),
+    #: (even, odd), (odd, even)
     lattices: ClassVar[tuple[tuple[int, int, int], ...]] = ((0, 0, 2), (1, 1, 2), (0, 1, 2), (1, 0, 2))
+
+    def phase(self, h: int, w: int) -> np.ndarray:
+        return lattice_phases(self.lattices, h, w)
 
     def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -272,13 +270,12 @@ class Nested:
     value_contexts: ClassVar[int] = 4 + NUM_NESTED_MAGNITUDE
     sign_contexts: ClassVar[int] = SIGN_CONTEXTS
 
-    def phase(self, h: int, w: int) -> np.ndarray:
-        outer = quad_phase(h, w)
-        inner = quad_phase((h + 1) // 2, (w + 1) // 2).repeat(2, 0).repeat(2, 1)[:h, :w]
-        return np.where(outer == 0, inner, outer + 3)
-
+    #: quad's first phase in quad order at stride 2, then quad's later phases
     lattices: ClassVar[tuple[tuple[int, int, int], ...]] = (
         (0, 0, 4), (2, 2, 4), (0, 2, 4), (2, 0, 4)) + Quad.lattices[1:]
+
+    def phase(self, h: int, w: int) -> np.ndarray:
+        return lattice_phases(self.lattices, h, w)
 
     def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int
                       ) -> tuple[np.ndarray, np.ndarray]:

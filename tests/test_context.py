@@ -205,11 +205,19 @@ def test_batched_contexts_equal_per_item() -> None:
 @pytest.mark.parametrize("w", [1, 2, 5, 7, 12])
 @pytest.mark.parametrize("context", ["quad", "nested"])
 def test_each_phase_is_its_lattice(h, w, context) -> None:
-    """The decoder reads each step's contexts on the phase's lattice only: every phase must be
-    exactly the positions its lattice names, in every tile shape."""
+    """The decoder reads each step's contexts on the phase's lattice only: the lattices must
+    cover every position once and give the documented order, (even, even), (odd, odd),
+    (even, odd), (odd, even), in every tile shape (nested's split of the first phase:
+    test_nested_phases_split_the_first_quad_phase)."""
     scheme = SCHEMES[context]
     phases = scheme.phase(h, w)
+    covered = np.zeros((h, w), dtype=int)
     for p, (row, col, stride) in enumerate(scheme.lattices):
         on_lattice = np.zeros((h, w), dtype=bool)
         on_lattice[row::stride, col::stride] = True
+        covered += on_lattice
         np.testing.assert_array_equal(phases == p, on_lattice, err_msg=f"phase {p}")
+    np.testing.assert_array_equal(covered, 1)
+    i, j = np.arange(h)[:, None] % 2, np.arange(w)[None, :] % 2
+    quad = np.select([(i == 0) & (j == 0), (i == 1) & (j == 1), i == 0], [0, 1, 2], 3)
+    np.testing.assert_array_equal(SCHEMES["quad"].phase(h, w), quad)
