@@ -3,12 +3,13 @@
     python bench/formats.py [--versions 5,6] [--data ../shared/data/train] [--model scvae-gdn] [--repeats 3]
 
 ``--versions 4,5``: format 5 (integer frequencies) against format 4 (float tables) →
-bench/results/format5.json; ``5,6``: format 6 (block classes) against format 5 → format6.json.
+bench/results/format5.json; ``5,6``: format 6 (block classes) against format 5 → format6.json;
+``6,7``: format 7 (pair weights) against format 6 → format7.json.
 
 Held-out training photos (``split_holdout``; their top-left 512×768, one tile each; never
 Kodak) are encoded at every level; each file's symbols are then entropy-coded both ways, so the
-sizes differ by the coding alone. Times are per tile (``sccodec.entropy.encode`` with its
-adaptation choice (and format 6's class choice), and ``decode``), the best of ``--repeats`` runs,
+sizes differ by the coding alone. Times are per tile (the coder's ``encode_tile`` with its
+adaptation choice (and format 6's class choice), and ``decode_tile``), the best of ``--repeats`` runs,
 then the median over all tiles. Writes bench/results/format{newer}.json with the machine and its load.
 """
 from __future__ import annotations
@@ -55,12 +56,14 @@ def main() -> None:
     args = ap.parse_args()
     old, new = (int(v) for v in args.versions.split(","))
     codec = Codec(args.model, device="cpu")
-    tables = codec.model_file.tables
-    formats = {v: entropy.FORMATS[v] for v in (old, new)}
+    newest = codec.coder
+    coders = {v: newest.reading(v, classes_hash=newest.classes.digest if entropy.FORMATS[v].classes else b"",
+                                pairs_hash=newest.pairs.digest if entropy.FORMATS[v].pairs else b"")
+              for v in (old, new)}
     _, held = split_holdout(list_images(args.data))
     levels = codec.qualities
-    size = {v: np.zeros(len(levels), np.int64) for v in formats}
-    times = {(v, kind): [] for v in formats for kind in ("encode", "decode")}
+    size = {v: np.zeros(len(levels), np.int64) for v in coders}
+    times = {(v, kind): [] for v in coders for kind in ("encode", "decode")}
     load_before = os.getloadavg()
     for path in held:
         pixels = load_rgb(path)[:, :512, :768].permute(1, 2, 0).numpy()
@@ -69,20 +72,17 @@ def main() -> None:
             data = codec.encode(pixels, q)
             parsed = parse_symbols(data, codec.model_file)
             container = bitstream.parse(data)
-            for version, coding in formats.items():
-                args_of = (coding.adaptive, coding.integer,
-                           codec.model_file.classes.level(q - 1, tables.frequencies(q - 1)) if coding.classes else None)
+            for version, coder in coders.items():
                 payloads = []
                 for tile in parsed.tiles:
-                    spent, words = best_time(lambda: entropy.encode(tile, tables, q - 1, *args_of), args.repeats)
+                    spent, payload = best_time(lambda: coder.encode_tile(tile, q - 1), args.repeats)
                     times[version, "encode"].append(spent)
-                    spent, back = best_time(lambda: entropy.decode(words, tables, q - 1, tile.shape, *args_of),
-                                            args.repeats)
+                    spent, back = best_time(lambda: coder.decode_tile(payload, q - 1, tile.shape), args.repeats)
                     times[version, "decode"].append(spent)
                     assert np.array_equal(back, tile)
-                    payloads.append(words.astype("<u4").tobytes())
-                header = dataclasses.replace(container.header, version=version,
-                                             classes_hash=codec.model_file.classes.digest if coding.classes else b"")
+                    payloads.append(payload)
+                header = dataclasses.replace(container.header, version=version, classes_hash=coder.classes_hash,
+                                             pairs_hash=coder.pairs_hash)
                 size[version][i] += len(bitstream.pack(bitstream.Container(header, payloads, container.ancillary)))
         print(f"{path.name}: done")
     change = 100 * (size[new] / size[old] - 1)

@@ -76,7 +76,7 @@ def _parse_tiles(container: Container, coder: SymbolCoder, stride: int) -> Decod
     h = container.header
     if not 1 <= h.quality <= coder.qualities:
         raise CorruptFileError(f"quality {h.quality} does not exist in model '{h.model}'")
-    reader = coder.reading(h.version, h.coder_version, h.classes_hash)
+    reader = coder.reading(h.version, h.coder_version, h.classes_hash, h.pairs_hash)
     tiles = []
     for payload, box in zip(container.tiles, tile_boxes(h.height, h.width, h.tile)):
         own = latent_box(box, stride)
@@ -195,7 +195,8 @@ class Codec:
         def packed(q: int, chunks: list[bytes]) -> Encoded:
             header = Header(model=mf.name, weights_hash=mf.digest, quality=q, width=src.width,
                             height=src.height, mode=src.mode, tile=tile, coder_version=coder.coder_version,
-                            version=coder.format_version, classes_hash=coder.classes_hash)
+                            version=coder.format_version, classes_hash=coder.classes_hash,
+                            pairs_hash=coder.pairs_hash)
             data = bitstream.pack(Container(header, chunks, ancillary))
             return Encoded(data, q, len(data) * 8 / (src.width * src.height))
 

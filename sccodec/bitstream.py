@@ -18,11 +18,13 @@ MAGIC = b"\x89SCV\r\n\x1a\n"
 # contexts, 2 with the quad ones (sccodec.context), 3 with the quad ones adapted per tile
 # (sccodec.adaptation), 4 with the nested ones adapted per tile, 5 as 4 with integer
 # frequencies (sccodec.frequencies), 6 as 5 with block classes (sccodec.block_classes), whose
-# file's hash the version-6 header adds; sccodec.entropy.FORMATS has the table. A model's tables
-# fix the scheme (and its class file whether it can write 6), so the writer takes the newest
-# version it can.
-FORMAT_VERSIONS = (1, 2, 3, 4, 5, 6)
+# file's hash the version-6 header adds, 7 as 6 with pair weights (sccodec.atom_pairs), whose
+# file's hash the version-7 header adds after it; sccodec.entropy.FORMATS has the table. A
+# model's tables fix the scheme (and its class and pair files whether it can write 6 or 7), so
+# the writer takes the newest version it can.
+FORMAT_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 CLASSES_FROM_VERSION = 6  # headers from this version on carry the class file's hash
+PAIRS_FROM_VERSION = 7  # and from this one on also the pair file's
 FORMAT_VERSION = FORMAT_VERSIONS[-1]
 DEFAULT_MAX_PIXELS = 1 << 27  # ~134 Mpx; raise on purpose with max_pixels / --max-pixels
 # Reader limit on the header's tile edge (pixels). A decoder entropy-decodes a tile as one
@@ -39,6 +41,7 @@ ICC_CHUNK = b"iCCP"  # ancillary chunk carrying the original's ICC profile uncha
 _FIXED = struct.Struct(">8sBBBB")  # magic, version, coder major, coder minor, name length
 _FIELDS = struct.Struct(">8sBIIBBH")  # hash, quality, width, height, mode, bit depth, tile
 _CLASSES_HASH = struct.Struct(">8s")  # version 6 on: first 8 bytes of the class file's SHA-256
+_PAIRS_HASH = struct.Struct(">8s")  # version 7 on: first 8 bytes of the pair file's SHA-256
 _CHUNK_HEAD = struct.Struct(">4sI")
 _CRC = struct.Struct(">I")
 
@@ -56,11 +59,14 @@ class Header:
     coder_version: tuple[int, int] = (0, 5)
     version: int = FORMAT_VERSION
     classes_hash: bytes = b""  # version 6 on: first 8 bytes of the SHA-256 of the model's class file
+    pairs_hash: bytes = b""  # version 7 on: first 8 bytes of the SHA-256 of the model's pair file
 
     def __post_init__(self) -> None:
-        if (len(self.classes_hash) == 8) != (self.version >= CLASSES_FROM_VERSION):
-            raise ValueError(f"a version-{self.version} header "
-                             f"{'needs' if self.version >= CLASSES_FROM_VERSION else 'has no'} class file hash")
+        for digest, first, what in ((self.classes_hash, CLASSES_FROM_VERSION, "class file"),
+                                    (self.pairs_hash, PAIRS_FROM_VERSION, "pair file")):
+            if (len(digest) == 8) != (self.version >= first):
+                raise ValueError(f"a version-{self.version} header "
+                                 f"{'needs' if self.version >= first else 'has no'} {what} hash")
 
     @property
     def tile_grid(self) -> tuple[int, int]:
@@ -77,7 +83,8 @@ class Header:
         body = (_FIXED.pack(MAGIC, self.version, *self.coder_version, len(name)) + name
                 + _FIELDS.pack(self.weights_hash, self.quality, self.width, self.height,
                                MODE_CODES[self.mode], self.bit_depth, self.tile)
-                + (_CLASSES_HASH.pack(self.classes_hash) if self.version >= CLASSES_FROM_VERSION else b""))
+                + (_CLASSES_HASH.pack(self.classes_hash) if self.version >= CLASSES_FROM_VERSION else b"")
+                + (_PAIRS_HASH.pack(self.pairs_hash) if self.version >= PAIRS_FROM_VERSION else b""))
         return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -124,13 +131,16 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
                           f"{', '.join(map(str, FORMAT_VERSIONS))})")
     pos = _FIXED.size
     classes_size = _CLASSES_HASH.size if version >= CLASSES_FROM_VERSION else 0
-    _need(data, pos, name_len + _FIELDS.size + classes_size + _CRC.size, "header")
+    pairs_size = _PAIRS_HASH.size if version >= PAIRS_FROM_VERSION else 0
+    _need(data, pos, name_len + _FIELDS.size + classes_size + pairs_size + _CRC.size, "header")
     name = data[pos : pos + name_len]
     pos += name_len
     digest, quality, width, height, mode, depth, tile = _FIELDS.unpack_from(data, pos)
     pos += _FIELDS.size
     classes_hash = data[pos : pos + classes_size]
     pos += classes_size
+    pairs_hash = data[pos : pos + pairs_size]
+    pos += pairs_size
     (crc,) = _CRC.unpack_from(data, pos)
     if zlib.crc32(data[:pos]) != crc:
         raise CorruptFileError("header CRC mismatch (file is corrupted)")
@@ -150,7 +160,8 @@ def parse_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Hea
                          f"{max_pixels} (raise it with --max-pixels / max_pixels= if you trust the file)")
     header = Header(model=name.decode("ascii"), weights_hash=digest, quality=quality, width=width,
                     height=height, mode=modes[mode], bit_depth=depth, tile=tile,
-                    coder_version=(cmaj, cmin), version=version, classes_hash=classes_hash)
+                    coder_version=(cmaj, cmin), version=version, classes_hash=classes_hash,
+                    pairs_hash=pairs_hash)
     return header, pos
 
 

@@ -116,6 +116,8 @@ _LAZY_COMMANDS = {
                       "train"),
     "fit-classes": ("sccodec.train.block_classes", "fit_classes",
                     "Fit a model's block classes (format 6) on training photos.", "train"),
+    "fit-pairs": ("sccodec.train.atom_pairs", "fit_pairs",
+                  "Fit a model's pair weights (format 7) on training photos.", "train"),
     "tune-decoder": ("sccodec.train.decoder", "tune_decoder",
                      "Fine-tune a model's synthesis on its encoder's symbols.", "train"),
     "codes": ("sccodec.analysis.cli", "codes", "Print a file's sparse codes (parsing only, no pixels).", "analysis"),
@@ -635,6 +637,7 @@ def info(input_path: str, as_json: bool, max_pixels: int) -> None:
     rows, cols = h.tile_grid
     record = {"format_version": h.version, "model": h.model, "weights_hash": h.weights_hash.hex(),
               **({"classes_hash": h.classes_hash.hex()} if h.classes_hash else {}),
+              **({"pairs_hash": h.pairs_hash.hex()} if h.pairs_hash else {}),
               "quality": h.quality, "width": h.width, "height": h.height, "mode": h.mode,
               "bit_depth": h.bit_depth, "tile": h.tile, "tile_grid": [rows, cols],
               "coder": f"constriction {h.coder_version[0]}.{h.coder_version[1]}",

@@ -11,12 +11,14 @@ entropy model implements ``SymbolCoder`` and is composed the same way.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from sccodec import entropy, rdo
+from sccodec.atom_pairs import PairTables, single_threaded_products
 from sccodec.block_classes import ClassTables
 from sccodec.entropy import CODER_VERSION, FORMATS, SymbolTables, newest_format
 from sccodec.errors import CorruptFileError, FormatError, ModelMismatchError
@@ -46,6 +48,10 @@ class SymbolCoder(Protocol):
         """What else a header of ``format_version`` names: format 6's class file hash (else b"")."""
 
     @property
+    def pairs_hash(self) -> bytes:
+        """And format 7's pair file hash (else b"")."""
+
+    @property
     def qualities(self) -> int:
         """How many quality levels the coder has tables for."""
 
@@ -53,9 +59,10 @@ class SymbolCoder(Protocol):
     def atoms(self) -> int:
         """Symbol channels K per position."""
 
-    def reading(self, version: int, coder_version: tuple[int, int], classes_hash: bytes = b"") -> "SymbolCoder":
-        """This coder set to read a file of that format, coder version and class file hash;
-        ``FormatError`` or ``ModelMismatchError`` if it cannot."""
+    def reading(self, version: int, coder_version: tuple[int, int], classes_hash: bytes = b"",
+                pairs_hash: bytes = b"") -> "SymbolCoder":
+        """This coder set to read a file of that format, coder version, class file and pair file
+        hash; ``FormatError`` or ``ModelMismatchError`` if it cannot."""
 
     def quantize(self, s: np.ndarray, quality_index: int, effort: int = DEFAULT_EFFORT) -> np.ndarray:
         """Real-valued symbols (K,h,w) -> the int32 symbols the encoder codes, choosing harder
@@ -75,28 +82,36 @@ class ContextCoder:
     ``bits_weights``: per quality level, the rate-aware rounding's weight (``sccodec.rdo``); a
     level without one (None, or past the tuple's end) rounds with the fixed dead zone. Encoder
     only: files decode the same whatever the weights are. ``classes``: the model's block classes
-    (``sccodec.block_classes``), which format 6 needs; without them the coder writes format 5.
+    (``sccodec.block_classes``), which formats 6 and 7 need; without them the coder writes format 5.
+    ``pairs``: the pair weights fitted with those classes (``sccodec.atom_pairs``), which format 7
+    needs; without them the coder writes format 6.
     """
 
     tables: SymbolTables
     format_version: int
     bits_weights: tuple[float | None, ...] = ()
     classes: ClassTables | None = None
+    pairs: PairTables | None = None
 
     def __post_init__(self) -> None:
         if FORMATS[self.format_version].classes and self.classes is None:
             raise ValueError(f"format {self.format_version} codes with block classes: the coder needs them")
+        if FORMATS[self.format_version].pairs and self.pairs is None:
+            raise ValueError(f"format {self.format_version} codes with pair weights: the coder needs them")
 
     @classmethod
     def writing(cls, tables: SymbolTables, bits_weights: tuple[float | None, ...] = (),
-                classes: ClassTables | None = None) -> "ContextCoder":
-        """The coder that writes the newest format for the tables' context scheme (and classes, if any)."""
-        return cls(tables, newest_format(tables.context, classes is not None), tuple(bits_weights), classes)
+                classes: ClassTables | None = None, pairs: PairTables | None = None) -> "ContextCoder":
+        """The coder that writes the newest format for the tables' context scheme (and classes
+        and pairs, if any)."""
+        version = newest_format(tables.context, classes is not None, pairs is not None)
+        return cls(tables, version, tuple(bits_weights), classes, pairs)
 
     def reading(self, version: int, coder_version: tuple[int, int] = CODER_VERSION,
-                classes_hash: bytes = b"") -> "ContextCoder":
+                classes_hash: bytes = b"", pairs_hash: bytes = b"") -> "ContextCoder":
         """This coder set to read a file of format ``version`` written by entropy coder
-        ``coder_version`` (with the class file of hash ``classes_hash``, format 6)."""
+        ``coder_version`` (with the class file of hash ``classes_hash``, formats 6 and 7, and the
+        pair file of hash ``pairs_hash``, format 7)."""
         if coder_version != CODER_VERSION:
             raise FormatError(f"file was written with entropy coder {coder_version[0]}.{coder_version[1]}; "
                               f"this sccodec reads {CODER_VERSION[0]}.{CODER_VERSION[1]}")
@@ -107,6 +122,10 @@ class ContextCoder:
             have = "none" if self.classes is None else f"hash {self.classes.digest.hex()}"
             raise ModelMismatchError(f"file needs its model's block classes with hash {classes_hash.hex()}, "
                                      f"but the installed model has {have}")
+        if FORMATS[version].pairs and (self.pairs is None or self.pairs.digest != pairs_hash):
+            have = "none" if self.pairs is None else f"hash {self.pairs.digest.hex()}"
+            raise ModelMismatchError(f"file needs its model's pair weights with hash {pairs_hash.hex()}, "
+                                     f"but the installed model has {have}")
         return self if version == self.format_version else replace(self, format_version=version)
 
     @property
@@ -116,6 +135,10 @@ class ContextCoder:
     @property
     def classes_hash(self) -> bytes:
         return self.classes.digest if FORMATS[self.format_version].classes else b""
+
+    @property
+    def pairs_hash(self) -> bytes:
+        return self.pairs.digest if FORMATS[self.format_version].pairs else b""
 
     @property
     def qualities(self) -> int:
@@ -144,8 +167,9 @@ class ContextCoder:
 
     def encode_tile(self, symbols: np.ndarray, quality_index: int) -> bytes:
         coding = FORMATS[self.format_version]
-        words = entropy.encode(symbols, self.tables, quality_index, coding.adaptive, coding.integer,
-                               self._level_classes(quality_index))
+        with self._products():
+            words = entropy.encode(symbols, self.tables, quality_index, coding.adaptive, coding.integer,
+                                   self._level_classes(quality_index), self._level_pairs(quality_index))
         return words.astype("<u4").tobytes()
 
     def _level_classes(self, quality_index: int):  # noqa: ANN202 (LevelClasses | None)
@@ -153,14 +177,24 @@ class ContextCoder:
             return None
         return self.classes.level(quality_index, self.tables.frequencies(quality_index))
 
+    def _products(self) -> contextlib.AbstractContextManager:
+        """Format 7's pair products on one BLAS thread (``single_threaded_products``)."""
+        return single_threaded_products() if FORMATS[self.format_version].pairs else contextlib.nullcontext()
+
+    def _level_pairs(self, quality_index: int):  # noqa: ANN202 (LevelPairs | None)
+        if not FORMATS[self.format_version].pairs:
+            return None
+        return self.pairs.level(quality_index, self.tables.groups)
+
     def decode_tile(self, payload: bytes, quality_index: int, shape: tuple[int, int, int]) -> np.ndarray:
         if len(payload) % 4:
             raise CorruptFileError("tile chunk length is not a whole number of 32-bit words")
         words = np.frombuffer(payload, dtype="<u4")
         try:
             coding = FORMATS[self.format_version]
-            return entropy.decode(words, self.tables, quality_index, shape, coding.adaptive, coding.integer,
-                                  self._level_classes(quality_index))
+            with self._products():
+                return entropy.decode(words, self.tables, quality_index, shape, coding.adaptive, coding.integer,
+                                      self._level_classes(quality_index), self._level_pairs(quality_index))
         except (ValueError, RuntimeError, IndexError) as e:
             raise CorruptFileError(f"cannot be entropy-decoded: {e}") from None
         except BaseException as e:

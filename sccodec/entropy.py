@@ -13,7 +13,10 @@ starts with its ``sccodec.adaptation.Adaptation``, which adjusts the tables to t
 With ``integer=True`` (.scv format 5) every distribution is an integer frequency table
 (``sccodec.frequencies``, adapted by integer arithmetic) that constriction is made to use
 exactly (``coder_rows``), and a value is coded as its magnitude and then its sign: parsing
-involves no float computation at all (docs/format.md, section 12).
+involves no float computation at all (docs/format.md, section 12). Format 6 changes every
+frequency by its block's class (``sccodec.block_classes``), format 7 also each flag's by the
+atoms already firing around it (``sccodec.atom_pairs``), whose step flags are then read in
+batches of atoms.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import numpy as np
 from sccodec.adaptation import (FLAG_INDEX_FREQUENCIES, FLAG_INDEX_PROBS, TILT_INDEX_FREQUENCIES, TILT_INDEX_PROBS,
                                 Adaptation, choose, choose_integer)
 from sccodec.context import LEGACY_SCHEME, SCHEMES, Scheme, phase_map, scheme_contexts, steps, value_index
+from sccodec.atom_pairs import LevelPairs
 from sccodec.block_classes import LevelClasses
 from sccodec.frequencies import TOTAL, IntegerTables
 
@@ -40,6 +44,7 @@ class TileCoding:
     adaptive: bool  # whether each tile starts with its table adaptation (sccodec.adaptation)
     integer: bool = False  # integer frequencies and integer adaptation (sccodec.frequencies); implies adaptive
     classes: bool = False  # a block class map before the symbols (sccodec.block_classes); implies integer
+    pairs: bool = False  # flags changed by the atoms already firing (sccodec.atom_pairs); implies classes
 
 
 #: .scv format version -> tile coding. A writer uses the newest version for its tables' scheme;
@@ -49,12 +54,15 @@ FORMATS = {1: TileCoding("checkerboard", adaptive=False),
            3: TileCoding("quad", adaptive=True),
            4: TileCoding("nested", adaptive=True),
            5: TileCoding("nested", adaptive=True, integer=True),
-           6: TileCoding("nested", adaptive=True, integer=True, classes=True)}
+           6: TileCoding("nested", adaptive=True, integer=True, classes=True),
+           7: TileCoding("nested", adaptive=True, integer=True, classes=True, pairs=True)}
 
 
-def newest_format(context: str, classes: bool = False) -> int:
-    """The format version a writer uses for tables of this context scheme, with or without block classes."""
-    return max(v for v, coding in FORMATS.items() if coding.context == context and (classes or not coding.classes))
+def newest_format(context: str, classes: bool = False, pairs: bool = False) -> int:
+    """The format version a writer uses for tables of this context scheme, with or without block
+    classes and pair weights (pairs need classes)."""
+    return max(v for v, coding in FORMATS.items() if coding.context == context and (classes or not coding.classes)
+               and (pairs and classes or not coding.pairs))
 
 
 @dataclass(frozen=True)
@@ -224,6 +232,10 @@ class _Walk:
         self.grouped[g][:, self.phase == p] = values
         self.per_group[g] = (self.grouped[g] != 0).sum(0, dtype=np.int32)
 
+    def decode_flags(self, coder, models: "_Models", ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:  # noqa: ANN001
+        """The step's significance flags (K/G, n), bool: one call for the whole step."""
+        return coder.decode(models.flag, self.flag_params(ctx, atom, step)).astype(bool).reshape(ctx.shape)
+
 
 class _FloatWalk(_Walk):
     """Formats 1–4: float64 probabilities, quantised by constriction (docs/format.md, section 4)."""
@@ -298,10 +310,13 @@ class _ClassWalk(_IntegerWalk):
         flag, value, atom = super().contexts(p, g)
         return flag, value, atom + self.tables.atoms * self.position_class[self.phase == p][None, :]
 
-    def flag_params(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
+    def class_nonzero(self, ctx: np.ndarray, atom: np.ndarray) -> np.ndarray:
+        """f(x != 0) of the symbols with these flag contexts and class·K + atom, before the tile's adaptation."""
         k = self.tables.atoms
-        own = self.classes.nonzero(self.nonzero[atom % k, ctx], atom // k, ctx)
-        return binary_rows(self.adaptation.flag_frequencies(own, step).ravel())
+        return self.classes.nonzero(self.nonzero[atom % k, ctx], atom // k, ctx)
+
+    def flag_params(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
+        return binary_rows(self.adaptation.flag_frequencies(self.class_nonzero(ctx, atom), step).ravel())
 
     def _rows(self, ctx: np.ndarray, atom: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """As format 5's, each distinct (class, atom, row) normalised once: a step's values share
@@ -313,6 +328,59 @@ class _ClassWalk(_IntegerWalk):
         magnitudes = self.classes.magnitudes(self.magnitudes[a % k, r], a // k, r)[inverse.ravel()]
         return (coder_rows(magnitudes),
                 binary_rows(self.classes.positive(self.positive[atom % k, ctx % s], atom // k, ctx % s)))
+
+
+class _PairWalk(_ClassWalk):
+    """Format 7: format 6's flag frequencies changed by the pair weights (``sccodec.atom_pairs``)
+    of the atoms already firing at and around each position, before the tile's adaptation. A
+    step's flags are read in batches of atoms: each batch's frequencies depend on the earlier
+    batches' flags at the same positions."""
+
+    def __init__(self, symbols: np.ndarray, tables: SymbolTables, quality_index: int,
+                 adaptation: Adaptation, classes: LevelClasses, position_class: np.ndarray, pairs: LevelPairs,
+                 known_contexts: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        super().__init__(symbols, tables, quality_index, adaptation, classes, position_class, known_contexts)
+        self.pairs = pairs
+        self._ring: tuple[int, np.ndarray | None] = (-1, None)
+
+    def _ring_sums(self, p: int) -> np.ndarray:
+        """The phase's neighbour terms (K, n), once per phase: its neighbours' phases are all decoded."""
+        if self._ring[0] != p:
+            nonzero = self.grouped.reshape(-1, *self.phase.shape) != 0
+            self._ring = (p, self.pairs.ring_sums(nonzero, self.phase < p, self.scheme.lattices[p]))
+        return self._ring[1]
+
+    def _fired_here(self, p: int) -> np.ndarray:
+        """(K, n), 1 where an atom fires at the phase's positions, as far as it is known."""
+        return self.pairs.indicators(self.grouped.reshape(-1, *self.phase.shape)[:, self.phase == p] != 0)
+
+    def _frequencies(self, own: np.ndarray, step: int, rows: slice, fired: np.ndarray) -> np.ndarray:
+        """f(x != 0) of the step's atoms ``rows`` (a run of its K/G) at every position, from their
+        class-scaled frequencies ``own``: the pairs, then the tile's adaptation."""
+        p, g = divmod(step, self.tables.groups)
+        first = g * len(fired) // self.tables.groups
+        factors = self.pairs.factors(self._ring_sums(p), fired, slice(first + rows.start, first + rows.stop))
+        return self.adaptation.flag_frequencies(self.pairs.flag_frequencies(own, factors), step)
+
+    def flag_params(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
+        """The encoder's: every flag is known, so every batch's frequencies at once (the centre
+        weights of later batches are zero: the same sums as batch by batch)."""
+        fired = self._fired_here(step // self.tables.groups)
+        rows = slice(0, ctx.shape[0])
+        return binary_rows(self._frequencies(self.class_nonzero(ctx, atom), step, rows, fired).ravel())
+
+    def decode_flags(self, coder, models: "_Models", ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:  # noqa: ANN001
+        p, g = divmod(step, self.tables.groups)
+        fired = self._fired_here(p)  # this step's atoms are not stored yet: zero until decoded below
+        first = g * ctx.shape[0]
+        own = self.class_nonzero(ctx, atom)
+        flags = np.empty(ctx.shape, dtype=bool)
+        for b in range(ctx.shape[0] // self.pairs.batch):
+            rows = slice(b * self.pairs.batch, (b + 1) * self.pairs.batch)
+            f1 = self._frequencies(own[rows], step, rows, fired)
+            flags[rows] = coder.decode(models.flag, binary_rows(f1.ravel())).astype(bool).reshape(f1.shape)
+            fired[first + rows.start : first + rows.stop] = flags[rows]
+        return flags
 
 
 def coder_rows(frequencies: np.ndarray) -> np.ndarray:
@@ -372,12 +440,14 @@ def _decode_class_map(coder, model, classes: LevelClasses, h: int, w: int) -> np
 
 
 def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int, adaptive: bool = False,
-           integer: bool = False, classes: LevelClasses | None = None) -> np.ndarray:
+           integer: bool = False, classes: LevelClasses | None = None, pairs: LevelPairs | None = None) -> np.ndarray:
     """Integer symbols (K,h,w), |s| <= R + MAX_MAGNITUDE_OVER_RANGE (escapes) -> uint32 words.
 
     ``adaptive`` and ``integer``: the tile coding (``TileCoding``; ``integer`` implies adaptive).
     ``classes``: format 6, this level's block classes (implies integer): the encoder picks each
-    block's class (``LevelClasses.choose``) and codes the class map before the symbols."""
+    block's class (``LevelClasses.choose``) and codes the class map before the symbols.
+    ``pairs``: format 7, this level's pair weights (with ``classes``); the class map and the
+    adaptation are chosen on format 6's frequencies."""
     r = tables.value_range
     if np.abs(symbols).max(initial=0) > r + MAX_MAGNITUDE_OVER_RANGE:
         raise ValueError(f"symbol magnitude above the codable range {r + MAX_MAGNITUDE_OVER_RANGE}")
@@ -388,7 +458,8 @@ def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int, adapti
         labels = classes.choose(classes.block_bits(symbols, *known, tables.scheme.sign_contexts))
         position_class = classes.position_classes(labels, *symbols.shape[1:])
         adaptation = choose_integer(symbols, tables, quality_index, known, classes, position_class)
-        walk = _ClassWalk(symbols, tables, quality_index, adaptation, classes, position_class, known)
+        walk = (_ClassWalk(symbols, tables, quality_index, adaptation, classes, position_class, known) if pairs is None
+                else _PairWalk(symbols, tables, quality_index, adaptation, classes, position_class, pairs, known))
     elif integer:
         adaptation = choose_integer(symbols, tables, quality_index, known)
         walk = _IntegerWalk(symbols, tables, quality_index, adaptation, known)
@@ -424,7 +495,7 @@ def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int, adapti
 
 def decode(words: np.ndarray, tables: SymbolTables, quality_index: int,
            shape: tuple[int, int, int], adaptive: bool = False, integer: bool = False,
-           classes: LevelClasses | None = None) -> np.ndarray:
+           classes: LevelClasses | None = None, pairs: LevelPairs | None = None) -> np.ndarray:
     """Inverse of ``encode``. Garbage words give garbage symbols or a ValueError, never a hang."""
     integer = integer or classes is not None
     r = tables.value_range
@@ -439,14 +510,15 @@ def decode(words: np.ndarray, tables: SymbolTables, quality_index: int,
     if classes is not None:
         position_class = classes.position_classes(_decode_class_map(coder, models.value, classes, *shape[1:]),
                                                   *shape[1:])
-        walk = _ClassWalk(empty, tables, quality_index, adaptation, classes, position_class)
+        walk = (_ClassWalk(empty, tables, quality_index, adaptation, classes, position_class) if pairs is None
+                else _PairWalk(empty, tables, quality_index, adaptation, classes, position_class, pairs))
     else:
         walk = (_IntegerWalk if integer else _FloatWalk)(empty, tables, quality_index, adaptation)
     for i, (p, g) in enumerate(order):
         ctx, vctx, atom = walk.contexts(p, g)
         if ctx.size == 0:
             continue
-        nz = coder.decode(models.flag, walk.flag_params(ctx, atom, i)).astype(bool).reshape(ctx.shape)
+        nz = walk.decode_flags(coder, models, ctx, atom, i)
         values = np.zeros(ctx.shape, dtype=np.int32)
         if nz.any():
             v = walk.decode_values(coder, models, vctx[nz], atom[nz])

@@ -28,6 +28,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load as st_load_numpy
 
+from sccodec.atom_pairs import PAIR_FILE_SUFFIX, PairTables, pair_file_path, read_pair_tables
 from sccodec.block_classes import CLASS_FILE_SUFFIX, ClassTables, class_file_path, read_class_tables
 from sccodec.curvature import CURVATURE_FILE_SUFFIX, Curvature, curvature_file_path, read_curvature
 from sccodec.coder import ContextCoder
@@ -143,6 +144,18 @@ class ModelFile:
         return classes
 
     @functools.cached_property
+    def pairs(self) -> PairTables | None:
+        """The pair weights beside the weights (``NAME.pairs.safetensors``), if there are any fitted
+        for exactly these weights, class file and tables: with them the coder writes format 7. A
+        pair file that cannot be read is an error; one fitted for others is not used."""
+        pairs = _read_companion(pair_file_path(self.path), read_pair_tables, "pair file")
+        classes, t = self.classes, self.tables
+        if (pairs is None or classes is None or pairs.model_digest != self.digest
+                or pairs.classes_digest != classes.digest or pairs.fits(t.qualities, t.atoms, t.groups)):
+            return None
+        return pairs
+
+    @functools.cached_property
     def curvature(self) -> Curvature | None:
         """The synthesis' curvature beside the weights (``NAME.curvature.safetensors``), if one was
         measured for exactly these weights: efforts 3 and 4 refine with it (``sccodec.refine``). A
@@ -153,7 +166,7 @@ class ModelFile:
     @functools.cached_property
     def coder(self) -> ContextCoder:
         """The symbol coder that writes this model's files (``ContextCoder.reading`` for older formats)."""
-        return ContextCoder.writing(self.tables, self.encoder.bits_weights, self.classes)
+        return ContextCoder.writing(self.tables, self.encoder.bits_weights, self.classes, self.pairs)
 
     def network(self, device: str = "cpu", threads: int | None = None) -> ImageModel:
         """The image model for ``device``: ``cpu`` runs the graphs beside the weights in ONNX
@@ -196,7 +209,7 @@ def shipped_dir() -> Path:
 
 def available_models() -> list[str]:
     return sorted(p.stem for p in shipped_dir().glob("*.safetensors")
-                  if "@" not in p.stem and not p.name.endswith((CLASS_FILE_SUFFIX, CURVATURE_FILE_SUFFIX)))
+                  if "@" not in p.stem and not p.name.endswith((CLASS_FILE_SUFFIX, PAIR_FILE_SUFFIX, CURVATURE_FILE_SUFFIX)))
 
 
 def kept_version_path(name: str, digest: bytes, folder: Path | None = None) -> Path:

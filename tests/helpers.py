@@ -93,9 +93,10 @@ def luma_correlation(a: np.ndarray, b: np.ndarray) -> float:
 def rebuild(data: bytes, **header_changes) -> bytes:
     """Re-pack a valid file with some header fields changed (valid CRCs, so only the change is wrong)."""
     container = bitstream.parse(data)
-    if "version" in header_changes and "classes_hash" not in header_changes:  # keep the header's layout valid
-        has_hash = header_changes["version"] >= bitstream.CLASSES_FROM_VERSION
-        header_changes["classes_hash"] = (container.header.classes_hash or bytes(8)) if has_hash else b""
+    for name, first in (("classes_hash", bitstream.CLASSES_FROM_VERSION), ("pairs_hash", bitstream.PAIRS_FROM_VERSION)):
+        if "version" in header_changes and name not in header_changes:  # keep the header's layout valid
+            has_hash = header_changes["version"] >= first
+            header_changes[name] = (getattr(container.header, name) or bytes(8)) if has_hash else b""
     header = dataclasses.replace(container.header, **header_changes)
     return bitstream.pack(bitstream.Container(header, container.tiles, container.ancillary))
 

@@ -551,6 +551,7 @@ def test_info_json(run, tmp_path, tiled_scv, model_file) -> None:
     assert record["model"] == DEFAULT_MODEL
     assert record["weights_hash"] == weights_hash().hex()
     assert record.get("classes_hash") == (container.header.classes_hash.hex() or None)
+    assert record.get("pairs_hash") == (container.header.pairs_hash.hex() or None)
     assert (record["width"], record["height"], record["mode"]) == (70, 40, "RGB")
     assert (record["quality"], record["tile"], record["tile_grid"]) == (4, 32, [2, 3])
     assert record["bytes"] == len(tiled_scv)

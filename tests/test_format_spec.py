@@ -2,12 +2,13 @@
 
 The ANS coder and the quantiser of sections 3 and 4 are reimplemented here (numpy and Python
 integers) and must reproduce constriction's words bit for bit; the symbol decoder below follows
-sections 2 and 5-8 (and 12 for version 5, 13 for version 6, in Python integers only), takes its constants from
+sections 2 and 5-8 (and 12 for version 5, 13 for version 6, 14 for version 7, in Python integers only), takes its constants from
 the doc's section 10, and imports nothing from sccodec: it must parse every conformance file
 to the symbols in the manifest, and streams that sccodec writes for every format version
-(escapes, adaptation and, in version 6, block classes from a class file of section 13.1
-included). sccodec itself is imported only to encode test streams, to write test class files
-and headers, and to check the doc's constants against the code.
+(escapes, adaptation and, in versions 6 and 7, block classes from a class file of section 13.1
+and in version 7 pair weights from a pair file of section 14.1 included). sccodec itself is
+imported only to encode test streams, to write test class and pair files and headers, and to
+check the doc's constants against the code.
 """
 from __future__ import annotations
 
@@ -46,10 +47,12 @@ WORD = K_["WORD_BITS"]
 STATE_LIMIT = 1 << (K_["STATE_BITS"] - WORD)  # the state stays >= this while words are left
 PHASES = {"checkerboard": np.array(K_["CHECKERBOARD_PHASES"]), "quad": np.array(K_["QUAD_PHASES"]),
           "nested": np.array(K_["NESTED_PHASES"])}
-#: version -> (context scheme, adapted per tile, integer frequencies: section 12, block classes: 13)
-FORMATS = {1: ("checkerboard", False, False, False), 2: ("quad", False, False, False),
-           3: ("quad", True, False, False), 4: ("nested", True, False, False), 5: ("nested", True, True, False),
-           6: ("nested", True, True, True)}
+#: version -> (context scheme, adapted per tile, integer frequencies: section 12, block classes: 13,
+#: pair weights: 14)
+FORMATS = {1: ("checkerboard", False, False, False, False), 2: ("quad", False, False, False, False),
+           3: ("quad", True, False, False, False), 4: ("nested", True, False, False, False),
+           5: ("nested", True, True, False, False), 6: ("nested", True, True, True, False),
+           7: ("nested", True, True, True, True)}
 
 
 # ---------------------------------------------------------------- sections 3 and 4
@@ -210,13 +213,14 @@ def side_model(sixteenths: tuple[int, ...]) -> tuple[np.ndarray, int]:
 
 
 def decode_tile(words, m: Model, q: int, h: int, w: int, version: int,
-                classes: "ClassFile | None" = None) -> tuple[np.ndarray, tuple]:
+                classes: "ClassFile | None" = None, pairs: "PairFile | None" = None) -> tuple[np.ndarray, tuple]:
     """Sections 2-7: a TILE payload's words -> (symbols (K, h, w), (flag indices, tilt index,
-    class map (version 6) or None)). ``classes``: the class file, which version 6 needs."""
-    scheme, adaptive, integer, blocks = FORMATS[version]
-    assert blocks == (classes is not None)
+    class map (versions 6 and 7) or None)). ``classes``: the class file, which versions 6 and 7
+    need; ``pairs``: the pair file, which version 7 needs."""
+    scheme, adaptive, integer, blocks, paired = FORMATS[version]
+    assert blocks == (classes is not None) and paired == (pairs is not None)
     if integer:
-        return decode_integer_tile(words, m, q, h, w, classes)
+        return decode_integer_tile(words, m, q, h, w, classes, pairs)
     assert scheme == m.scheme
     phases = PHASES[scheme]
     period = phases.shape[0]
@@ -338,10 +342,11 @@ def cdf_of(frequencies: list[int]) -> list[int]:
     return out
 
 
-def decode_integer_tile(words, m: Model, q: int, h: int, w: int,
-                        classes: "ClassFile | None" = None) -> tuple[np.ndarray, tuple]:
+def decode_integer_tile(words, m: Model, q: int, h: int, w: int, classes: "ClassFile | None" = None,
+                        pairs: "PairFile | None" = None) -> tuple[np.ndarray, tuple]:
     """Section 12.6: a version-5 TILE payload -> (symbols (K, h, w), (flag indices, tilt index,
-    None)); with ``classes``, section 13.2: a version-6 payload, and its class map in place of None."""
+    None)); with ``classes``, section 13.2: a version-6 payload, and its class map in place of None;
+    with ``pairs`` too, section 14: a version-7 payload."""
     phases = PHASES[m.scheme]
     phase = phases[np.arange(h)[:, None] % 4, np.arange(w)[None, :] % 4]
     steps = [(p, g) for p in range(int(phases.max()) + 1) for g in range(m.groups)]
@@ -379,9 +384,16 @@ def decode_integer_tile(words, m: Model, q: int, h: int, w: int,
     x = np.zeros((m.atoms, h, w), np.int64)
     for s, g, here, flag_ctx, value_ctx, atom in step_symbols(m, x, phase, steps):
         cls = np.broadcast_to(position_class[here], flag_ctx.shape)
+        positions = [tuple(ij) for ij in np.argwhere(here).tolist()]  # raster order
         nz = []
-        for k, ctx, c in zip(atom.ravel().tolist(), flag_ctx.ravel().tolist(), cls.ravel().tolist()):
+        for n, (k, ctx, c) in enumerate(zip(atom.ravel().tolist(), flag_ctx.ravel().tolist(), cls.ravel().tolist())):
             f1 = class_odds(binary_f1(m.p_nonzero[q, k, ctx]), "flag_scale", c, ctx)  # the class first
+            if pairs is not None:  # then the pairs (section 14.3), on what is decoded so far
+                at = positions[n % len(positions)]
+                fired = dict(zip([(g * size + i // len(positions), positions[i % len(positions)])
+                                  for i in range(len(nz))], nz))
+                f1 = odds(f1, pairs.factor_of(q, pairs.sum_of(q, k, at, x, phase, s // m.groups, fired)),
+                          K_["SCALE_BITS"])
             nz.append(coder.decode(binary_cdf(f1 if scales[flags[s]] == 16 else odds(f1, scales[flags[s]]))))
         nz = np.array(nz, bool).reshape(flag_ctx.shape)
         values = np.zeros(flag_ctx.shape, np.int64)
@@ -447,6 +459,56 @@ class ClassFile:
         return (q, c, v, r) == (m.p_nonzero.shape[0], m.p_nonzero.shape[-1], *m.magnitudes.shape[-2:])
 
 
+class PairFile:
+    """Section 14.1: a pair file's arrays (as Python integers) and metadata, read from its bytes
+    and checked against the doc; section 14.3's sums."""
+
+    #: section 14.1's table: key -> safetensors dtype
+    DTYPES = {key: {"uint16": "U16", "int16": "I16"}[dtype] for key, dtype in re.findall(
+        r"^\| `(\w+)` \| (uint16|int16) \|", DOC.split("### 14.1", 1)[1].split("\n### ", 1)[0], flags=re.M)}
+
+    def __init__(self, data: bytes) -> None:
+        (length,) = struct.unpack_from("<Q", data)
+        header = json.loads(data[8 : 8 + length])
+        meta = header.pop("__metadata__")
+        assert {key: entry["dtype"] for key, entry in header.items()} == self.DTYPES
+        arrays = {key: a.astype(np.int64) for key, a in load_arrays(data).items()}
+        self.batch, self.lowest = int(meta["batch"]), int(meta["lowest"])
+        self.model_digest = bytes.fromhex(meta["model_digest"])
+        self.classes_digest = bytes.fromhex(meta["classes_digest"])
+        self.digest = hashlib.sha256(data).digest()[:8]
+        q, k = arrays["bias"].shape
+        for key in ("centre", "near", "far"):
+            assert arrays[key].shape == (q, k, k) and np.abs(arrays[key]).max() <= K_["MAX_WEIGHT"]
+        assert arrays["factor"].shape[0] == q and 1 <= arrays["factor"].min() and arrays["factor"].max() <= K_["MAX_SCALE"]
+        assert self.batch >= 1 and k <= 256
+        self.centre, self.near, self.far, self.bias, self.factor = (
+            arrays[key].tolist() for key in ("centre", "near", "far", "bias", "factor"))
+
+    def sum_of(self, q: int, k: int, at: tuple[int, int], x: np.ndarray, phase: np.ndarray, p: int,
+               fired_this_step: dict) -> int:
+        """s of atom k at position ``at`` in phase p: ``x`` holds the earlier steps' symbols,
+        ``fired_this_step`` the flags decoded so far in this step, by (atom, position)."""
+        atoms, (h, w) = x.shape[0], x.shape[1:]
+        i, j = at
+        s = self.bias[q][k]
+        for other in range(atoms):
+            if other // self.batch < k // self.batch and fired_this_step.get((other, at), x[other, i, j] != 0):
+                s += self.centre[q][k][other]
+        for weights, distance in ((self.near, 1), (self.far, 2)):
+            for dy in range(-distance, distance + 1):
+                for dx in range(-distance, distance + 1):
+                    y, x_ = i + dy, j + dx
+                    if max(abs(dy), abs(dx)) == distance and 0 <= y < h and 0 <= x_ < w and phase[y, x_] < p:
+                        s += sum(weights[q][k][other] for other in range(atoms) if x[other, y, x_] != 0)
+        return s
+
+    def factor_of(self, q: int, s: int) -> int:
+        factors = self.factor[q]
+        shift = K_["BUCKET_SHIFT"]
+        return factors[min(max(((s + (1 << (shift - 1))) >> shift) - self.lowest, 0), len(factors) - 1)]
+
+
 def decode_class_map(coder: AnsDecoder, classes: ClassFile, q: int, h: int, w: int) -> list[list[int]]:
     """Section 13.2: the class of every block (a, b), column by column, each by its left neighbour's."""
     n, b = classes.classes, classes.block
@@ -472,6 +534,8 @@ def read_scv(data: bytes):
     pos = 33 + name_len
     classes_hash = data[pos : pos + 8] if version >= 6 else b""
     pos += len(classes_hash)
+    pairs_hash = data[pos : pos + 8] if version >= 7 else b""
+    pos += len(pairs_hash)
     assert struct.unpack_from(">I", data, pos)[0] == zlib.crc32(data[:pos]), "header CRC"
     pos, tiles = pos + 4, []
     while pos < len(data):
@@ -479,7 +543,7 @@ def read_scv(data: bytes):
         if kind == b"TILE":
             tiles.append(data[pos + 8 : pos + 8 + length])
         pos += 12 + length
-    return version, name, digest, quality, width, height, tile, tiles, classes_hash
+    return version, name, digest, quality, width, height, tile, tiles, classes_hash, pairs_hash
 
 
 # ---------------------------------------------------------------- tests
@@ -500,8 +564,9 @@ def test_doc_constants_match_the_code():
         assert K_["FLAG_CONTEXTS"][name] == scheme.flag_contexts
         assert K_["VALUE_ROWS"][name] == scheme.value_contexts
         assert int(doc_map.max()) + 1 == scheme.phases and period in (2, 4)
-    assert {v: (c.context, c.adaptive, c.integer, c.classes) for v, c in CODE_FORMATS.items()} == FORMATS
+    assert {v: (c.context, c.adaptive, c.integer, c.classes, c.pairs) for v, c in CODE_FORMATS.items()} == FORMATS
     assert bitstream.FORMAT_VERSIONS == tuple(FORMATS) and bitstream.CLASSES_FROM_VERSION == 6
+    assert bitstream.PAIRS_FROM_VERSION == 7
     assert tuple(k / 16 for k in K_["FLAG_SCALE_SIXTEENTHS"]) == FLAG_SCALES
     assert tuple(k / 16 for k in K_["VALUE_TILT_SIXTEENTHS"]) == VALUE_TILTS
     assert (NEUTRAL_FLAG, NEUTRAL_TILT) == (13, 5)  # "index 13", "index 5" in sections 4 and 6
@@ -514,6 +579,9 @@ def test_doc_constants_match_the_code():
     from sccodec import block_classes
     for name in ("SCALE_BITS", "MAX_SCALE", "FACTOR_SHIFT", "MAX_FACTOR"):
         assert K_[name] == getattr(block_classes, name), name
+    from sccodec import atom_pairs
+    for name in ("SCALE_BITS", "MAX_SCALE", "BUCKET_SHIFT", "MAX_WEIGHT"):
+        assert K_[name] == getattr(atom_pairs, name), name
 
 
 def test_doc_table_storage_matches_the_shipped_files():
@@ -636,21 +704,25 @@ def test_ans_words_match_constriction():
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFORMANCE.glob("*.scv")))
 def test_independent_decoder_reads_conformance_files(name):
     entry = {e["file"]: e for e in json.loads((CONFORMANCE / "manifest.json").read_text())["files"]}[name]
-    version, model_name, digest, quality, width, height, tile, tiles, classes_hash = read_scv(
+    version, model_name, digest, quality, width, height, tile, tiles, classes_hash, pairs_hash = read_scv(
         (CONFORMANCE / name).read_bytes())
     weights = find_model(model_name, digest)
-    model, classes = Model(weights), None
+    model, classes, pairs = Model(weights), None, None
     if FORMATS[version][3]:  # section 13.1: the class file beside the weights, of the header's hash
         classes = ClassFile(weights.with_name(weights.name.removesuffix(".safetensors") + ".classes.safetensors")
                             .read_bytes())
         assert (classes.digest, classes.model_digest) == (classes_hash, digest) and classes.fits(model)
+    if FORMATS[version][4]:  # section 14.1: the pair file beside them
+        pairs = PairFile(weights.with_name(weights.name.removesuffix(".safetensors") + ".pairs.safetensors")
+                         .read_bytes())
+        assert (pairs.digest, pairs.model_digest, pairs.classes_digest) == (pairs_hash, digest, classes_hash)
     boxes = [(min(tile, height - top), min(tile, width - left))
              for top in range(0, height, tile) for left in range(0, width, tile)]
     digest_of_symbols = hashlib.sha256()
     for payload, (th, tw) in zip(tiles, boxes, strict=True):
         words = np.frombuffer(payload, "<u4")
         symbols, _ = decode_tile(words, model, quality - 1, -(-th // K_["STRIDE"]), -(-tw // K_["STRIDE"]), version,
-                                 classes)
+                                 classes, pairs)
         digest_of_symbols.update(symbols.astype("<i4").tobytes())
     assert digest_of_symbols.hexdigest() == entry["symbols_sha256"]
 
@@ -678,10 +750,24 @@ def class_file(tables, q_levels: int, n: int, block: int, seed: int) -> bytes:
                        normalise(rng.integers(0, 1000, (q_levels, n + 1, n))), block, rng.bytes(8)).to_bytes()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6])
+def pair_file(q_levels: int, atoms: int, batch: int, seed: int) -> bytes:
+    """A random but valid pair file (section 14.1), written by sccodec: weights strong enough that
+    the pairs move many flags' buckets."""
+    from sccodec.atom_pairs import PairTables
+
+    rng = np.random.default_rng(seed)
+    weights = lambda *shape: rng.integers(-K_["MAX_WEIGHT"], K_["MAX_WEIGHT"] + 1, (q_levels, *shape)) // 4  # noqa: E731
+    return PairTables(weights(atoms, atoms), weights(atoms, atoms), weights(atoms, atoms), weights(atoms),
+                      rng.integers(1, K_["MAX_SCALE"] + 1, (q_levels, 60)), lowest=-30, batch=batch,
+                      model_digest=rng.bytes(8), classes_digest=rng.bytes(8)).to_bytes()
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6, 7])
 def test_independent_decoder_reads_sccodec_streams(version, tmp_path):
-    """Every format version, with escapes (small R, large values), in 3 to 6 adaptation and in 6
-    block classes (class files of 2 and 3 classes on blocks of 2 and 3, so partial blocks too)."""
+    """Every format version, with escapes (small R, large values), in 3 to 7 adaptation, in 6 and
+    7 block classes (class files of 2 and 3 classes on blocks of 2 and 3, so partial blocks too)
+    and in 7 pair weights (batches of 1 and 2 atoms)."""
+    from sccodec.atom_pairs import read_pair_tables
     from sccodec.block_classes import read_class_tables
     from sccodec.context import SCHEMES
     from sccodec.entropy import SymbolTables, encode
@@ -703,6 +789,12 @@ def test_independent_decoder_reads_sccodec_streams(version, tmp_path):
         path.write_bytes(class_file(tables, q_levels, n, block, seed=n))
         files.append((read_class_tables(path), ClassFile(path.read_bytes())))
         assert files[-1][1].fits(model) and files[-1][0].digest == files[-1][1].digest
+    pair_files = []  # (sccodec's PairTables, this decoder's PairFile), version 7 only
+    for batch in (1, 2) if FORMATS[version][4] else []:
+        path = tmp_path / f"pairs{batch}.pairs.safetensors"
+        path.write_bytes(pair_file(q_levels, k, batch, seed=batch))
+        pair_files.append((read_pair_tables(path), PairFile(path.read_bytes())))
+        assert pair_files[-1][0].digest == pair_files[-1][1].digest
     adapted, classes_used = False, set()
     for trial, (h, w) in enumerate([(5, 7), (1, 1), (8, 3), (2, 9)]):
         q = trial % q_levels
@@ -711,9 +803,11 @@ def test_independent_decoder_reads_sccodec_streams(version, tmp_path):
         symbols = symbols * rng.choice([-1, 1], symbols.shape)
         symbols.ravel()[rng.choice(symbols.size, 3)] = [40, -3000, 2**21 + r - 2]  # escapes, the largest too
         code_classes, classes = files[trial % 2] if files else (None, None)
+        code_pairs, pairs = pair_files[trial % 2] if pair_files else (None, None)
         words = encode(symbols, tables, q, adaptive=FORMATS[version][1], integer=FORMATS[version][2],
-                       classes=None if code_classes is None else code_classes.level(q, tables.frequencies(q)))
-        decoded, (flags, tilt, class_map) = decode_tile(words, model, q, h, w, version, classes)
+                       classes=None if code_classes is None else code_classes.level(q, tables.frequencies(q)),
+                       pairs=None if code_pairs is None else code_pairs.level(q, groups))
+        decoded, (flags, tilt, class_map) = decode_tile(words, model, q, h, w, version, classes, pairs)
         np.testing.assert_array_equal(decoded, symbols)
         adapted |= any(f != 13 for f in flags) or tilt != 5
         if classes is not None:
@@ -728,12 +822,14 @@ def test_version_6_header_carries_the_classes_hash():
     """Section 1: the classes hash sits after the tile field, the header CRC after it."""
     from sccodec import bitstream
 
-    for version, classes_hash in [(5, b""), (6, bytes(range(1, 9)))]:
+    for version, classes_hash, pairs_hash in [(5, b"", b""), (6, bytes(range(1, 9)), b""),
+                                              (7, bytes(range(1, 9)), bytes(range(9, 17)))]:
         header = bitstream.Header(model="toy", weights_hash=b"w" * 8, quality=3, width=40, height=20, tile=32,
-                                  version=version, classes_hash=classes_hash)
+                                  version=version, classes_hash=classes_hash, pairs_hash=pairs_hash)
         data = bitstream.pack(bitstream.Container(header, [b"\x01\x00\x00\x00"] * 2))
-        assert len(data) == 33 + 3 + len(classes_hash) + 4 + 2 * 16
-        assert read_scv(data) == (version, "toy", b"w" * 8, 3, 40, 20, 32, [b"\x01\x00\x00\x00"] * 2, classes_hash)
+        assert len(data) == 33 + 3 + len(classes_hash) + len(pairs_hash) + 4 + 2 * 16
+        assert read_scv(data) == (version, "toy", b"w" * 8, 3, 40, 20, 32, [b"\x01\x00\x00\x00"] * 2, classes_hash,
+                                  pairs_hash)
 
 
 def test_shipped_class_files_follow_the_doc():

@@ -752,3 +752,30 @@ def test_fit_classes_writes_a_bound_class_file_and_its_record(checkpoint, photos
     assert codec.decode_array(codec.encode(pixels, 1))[0].shape == pixels.shape
     again = _cli("fit-classes", "Tiny-1", "--images", photos)
     assert again.exit_code == 2 and "exists" in again.output  # files name its hash: never replaced silently
+
+
+def test_fit_pairs_writes_a_bound_pair_file_and_its_record(checkpoint, photos, tmp_path, monkeypatch) -> None:
+    """With classes and the pair file beside the weights the model writes format 7; the sidecar
+    records how, with the held-out bits; a model without classes is refused."""
+    from sccodec.weights import read_model_file
+
+    out = tmp_path / "models"
+    assert _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", out, "--fit-tables", photos,
+                "--fit-images", "3").exit_code == 0
+    monkeypatch.setattr("sccodec.weights.shipped_dir", lambda: out)
+    refused = _cli("fit-pairs", "Tiny-1", "--images", photos)
+    assert refused.exit_code == 2 and "fit-classes" in refused.output
+    assert _cli("fit-classes", "Tiny-1", "--images", photos, "--photos", "3", "--classes", "2",
+                "--iterations", "1").exit_code == 0
+    result = _cli("fit-pairs", "Tiny-1", "--images", photos, "--photos", "3", "--batch", "2", "--iterations", "3")
+    assert result.exit_code == 0, result.output
+    model_file = read_model_file(out / "Tiny-1.safetensors")
+    assert model_file.coder.format_version == 7
+    assert (model_file.pairs.model_digest, model_file.pairs.classes_digest) == (model_file.digest,
+                                                                                model_file.classes.digest)
+    record = json.loads((out / "Tiny-1.json").read_text())["atom_pairs"]
+    assert record["hash"] == model_file.pairs.digest.hex() and (record["batch"], record["photos"]) == (2, 3)
+    pixels = gradient_image(40, 56)
+    codec = sccodec.Codec("Tiny-1", device="cpu")
+    assert codec.decode_array(codec.encode(pixels, 1))[0].shape == pixels.shape
+    assert _cli("fit-pairs", "Tiny-1", "--images", photos).exit_code == 2  # never replaced silently

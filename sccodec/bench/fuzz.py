@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sccodec.api import Codec
-from sccodec.bitstream import CLASSES_FROM_VERSION, MAGIC
+from sccodec.bitstream import CLASSES_FROM_VERSION, MAGIC, PAIRS_FROM_VERSION
 from sccodec.errors import SCVError
 
 CASE_TIMEOUT_S = 10
@@ -61,8 +61,8 @@ def _chunks(data: bytes, start: int) -> list[tuple[int, int]]:
 
 
 def _header_len(data: bytes) -> int:
-    classes_hash = 8 if data[8] >= CLASSES_FROM_VERSION else 0
-    return 12 + data[11] + 8 + 1 + 4 + 4 + 1 + 1 + 2 + classes_hash + 4
+    hashes = 8 * ((data[8] >= CLASSES_FROM_VERSION) + (data[8] >= PAIRS_FROM_VERSION))
+    return 12 + data[11] + 8 + 1 + 4 + 4 + 1 + 1 + 2 + hashes + 4
 
 
 def repair_crcs(data: bytes) -> bytes:

@@ -47,6 +47,8 @@ CASES: dict[str, tuple[str | None, int | None, int | None, bool, tuple[int, int,
     # format 6 (block classes): 2x2 tiles of 48 px with 40- and 24-px edge tiles (odd latent sizes:
     # partial class blocks), at a middle level
     "block_classes": (None, 5, 48, False, (30, 20, 118, 92), 6),  # 88x72
+    # format 7 (pair weights): 2x2 tiles of 48 px with 40- and 16-px edge tiles, at the default level
+    "pair_weights": (None, None, 48, False, (40, 10, 128, 74), 7),  # 88x64
 }
 
 

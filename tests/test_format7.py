@@ -1,0 +1,208 @@
+""".scv format 7: format 6 with pair weights (sccodec.atom_pairs) on the flags.
+
+What is checked: symbols round-trip for any tile shape and batch size with random pair weights
+(the decoder reads a step's flags batch by batch, the encoder all at once); the pair sums are the
+documented integer sums, exact at the limits; a pair file is validated, round-trips, hashes its
+bytes and is bound to its weights and class file; headers of version 7 carry both hashes and a
+decoder refuses a file whose pairs it does not have; weights without a pair file keep writing
+format 6; the fit lowers the flag bits of the symbols it was fitted on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import shutil
+
+import numpy as np
+import pytest
+from helpers import random_class_tables
+from test_format5 import float_operations, nested_tables, sparse_symbols
+
+import sccodec
+from sccodec import atom_pairs, bitstream, entropy
+from sccodec.api import Codec, parse_symbols
+from sccodec.atom_pairs import MAX_BIAS, MAX_SCALE, MAX_WEIGHT, PairTables, pair_file_path, read_pair_tables
+from sccodec.errors import ModelMismatchError
+from sccodec.weights import load_model_file, read_model_file
+
+
+def random_pair_tables(qualities: int, atoms: int, batch: int, seed: int, scale: int = 200,
+                       model_digest: bytes = b"\0" * 8, classes_digest: bytes = b"\1" * 8) -> PairTables:
+    rng = np.random.default_rng(seed)
+
+    def weights() -> np.ndarray:
+        return rng.integers(-scale, scale + 1, size=(qualities, atoms, atoms))
+
+    return PairTables(weights(), weights(), weights(), rng.integers(-scale, scale + 1, size=(qualities, atoms)),
+                      rng.integers(1, MAX_SCALE + 1, size=(qualities, 40)), lowest=-20, batch=batch,
+                      model_digest=model_digest, classes_digest=classes_digest)
+
+
+@pytest.mark.parametrize("shape,batch", [((8, 6, 5), 1), ((8, 1, 1), 2), ((8, 7, 9), 2), ((16, 9, 6), 4),
+                                         ((8, 5, 3), 1)])
+def test_random_symbols_round_trip(shape, batch) -> None:
+    tables = nested_tables(3, k=shape[0], r=6)
+    classes = random_class_tables(tables, 3, 2, seed=4).level(1, tables.frequencies(1))
+    pairs = random_pair_tables(2, shape[0], batch, seed=5).level(1, tables.groups)
+    symbols = sparse_symbols(*shape, 6, seed=6)
+    symbols[0, 0, 0] = 300  # an escape
+    words = entropy.encode(symbols, tables, 1, True, True, classes, pairs)
+    np.testing.assert_array_equal(entropy.decode(words, tables, 1, shape, True, True, classes, pairs), symbols)
+    # the pairs change the code: without them the words do not decode to the same symbols
+    plain = entropy.encode(symbols, tables, 1, True, True, classes)
+    assert not np.array_equal(plain, words)
+
+
+def _sums_by_integers(pairs: PairTables, q: int, symbols: np.ndarray, phase_of, position, atom: int) -> int:
+    """s of one (atom, position) as docs/format.md section 14 defines it, in Python integers."""
+    k, h, w = symbols.shape
+    i, j = position
+    per_group = k // 4
+    s = int(pairs.bias[q, atom])
+    for other in range(k):
+        if other // pairs.batch < atom // pairs.batch and symbols[other, i, j]:
+            s += int(pairs.centre[q, atom, other])
+    for ring, weights in ((atom_pairs.NEAR, pairs.near), (atom_pairs.FAR, pairs.far)):
+        for dy, dx in ring:
+            y, x = i + dy, j + dx
+            if 0 <= y < h and 0 <= x < w and phase_of[y, x] < phase_of[i, j]:
+                s += sum(int(weights[q, atom, other]) for other in range(k) if symbols[other, y, x])
+    assert per_group % pairs.batch == 0
+    return s
+
+
+def test_pair_sums_are_the_documented_integers_even_at_the_limits() -> None:
+    k = 16
+    rng = np.random.default_rng(7)
+    extreme = PairTables(*(np.full((1, k, k), MAX_WEIGHT) for _ in range(3)), np.full((1, k), MAX_BIAS),
+                         np.full((1, 8), 256), lowest=0, batch=4, model_digest=b"\0" * 8, classes_digest=b"\0" * 8)
+    random = random_pair_tables(1, k, 4, seed=8, scale=MAX_WEIGHT)
+    tables = nested_tables(9, k=k, r=6, qualities=1)
+    phase = tables.scheme.phase(9, 10)
+    for pairs, symbols in ((extreme, np.ones((k, 9, 10), np.int32)), (random, sparse_symbols(k, 9, 10, 6, seed=9))):
+        level = pairs.level(0, tables.groups)
+        nonzero = symbols != 0
+        for p, lattice in enumerate(tables.scheme.lattices):
+            ring = level.ring_sums(nonzero, phase < p, lattice)
+            fired = nonzero[:, phase == p]
+            positions = np.argwhere(phase == p)
+            for g in range(tables.groups):
+                for b in range(k // 4 // pairs.batch):
+                    first = g * k // 4 + b * pairs.batch
+                    s = ring[first : first + pairs.batch] + level.centre[first : first + pairs.batch, :first] \
+                        @ fired[:first].astype(np.float32)
+                    for a in range(pairs.batch):
+                        for n in rng.choice(len(positions), size=min(3, len(positions)), replace=False):
+                            want = _sums_by_integers(pairs, 0, symbols, phase, positions[n], first + a)
+                            assert s[a, n] == want
+    assert abs(_sums_by_integers(extreme, 0, np.ones((k, 9, 10), np.int32), phase, (4, 5), k - 1)) < 1 << 24
+
+
+def test_pair_files_are_validated_and_round_trip(tmp_path) -> None:
+    good = random_pair_tables(2, 8, 2, seed=10, model_digest=bytes(range(8)), classes_digest=bytes(range(8, 16)))
+    with pytest.raises(ValueError, match="centre entries"):
+        dataclasses.replace(good, centre=good.centre * 0 + MAX_WEIGHT + 1)
+    with pytest.raises(ValueError, match="factor entries"):
+        dataclasses.replace(good, factor=good.factor * 0)
+    with pytest.raises(ValueError, match="bias entries"):  # int16's −32768 has no int16 absolute value
+        dataclasses.replace(good, bias=np.full(good.bias.shape, -32768, np.int16))
+    with pytest.raises(ValueError, match="must hold integers"):
+        dataclasses.replace(good, far=good.far * 0.5)
+    with pytest.raises(ValueError, match="near has shape"):
+        dataclasses.replace(good, near=good.near[:, :-1])
+    assert good.fits(2, 8, 4) is None and "batches of" in good.fits(2, 8, 8)
+    assert "pairs for" in good.fits(3, 8, 4)
+    path = tmp_path / "m.pairs.safetensors"
+    path.write_bytes(good.to_bytes())
+    back = read_pair_tables(path)
+    for name in ("centre", "near", "far", "bias", "factor"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(good, name))
+    assert (back.batch, back.lowest, back.model_digest, back.classes_digest) == (2, -20, bytes(range(8)),
+                                                                                 bytes(range(8, 16)))
+    assert back.digest == hashlib.sha256(path.read_bytes()).digest()[:8]
+    (tmp_path / "other.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(Exception):
+        read_pair_tables(tmp_path / "other.safetensors")
+
+
+def test_version7_headers_carry_both_hashes() -> None:
+    h = bitstream.Header("m", b"\1" * 8, 3, 10, 20, version=7, classes_hash=b"\2" * 8, pairs_hash=b"\3" * 8)
+    back, end = bitstream.parse_header(h.pack())
+    assert back == h and end == len(h.pack())
+    six = bitstream.Header("m", b"\1" * 8, 3, 10, 20, version=6, classes_hash=b"\2" * 8)
+    assert len(h.pack()) == len(six.pack()) + 8
+    with pytest.raises(ValueError, match="needs pair file hash"):
+        bitstream.Header("m", b"\1" * 8, 3, 10, 20, version=7, classes_hash=b"\2" * 8)
+    with pytest.raises(ValueError, match="has no pair file hash"):
+        bitstream.Header("m", b"\1" * 8, 3, 10, 20, version=6, classes_hash=b"\2" * 8, pairs_hash=b"\3" * 8)
+
+
+@pytest.mark.parametrize("function", [f for f in vars(entropy._PairWalk).values() if inspect.isfunction(f)]
+                         + [atom_pairs.LevelPairs.flag_frequencies], ids=lambda f: f.__qualname__)
+def test_format7_walk_uses_no_float_arithmetic(function) -> None:
+    """The walk itself is integer; LevelPairs' sums use float32 only as exact integers (tested above)."""
+    assert float_operations(function) == []
+
+
+# ---------------------------------------------------------------- the shipped model
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    model_file = load_model_file()
+    if model_file.pairs is None:
+        pytest.skip("the installed default model has no pair file")
+    return model_file
+
+
+def test_the_default_model_writes_format_7_and_reads_it(shipped) -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    data = sccodec.encode(pixels, quality=3)
+    header, _ = bitstream.parse_header(data)
+    assert header.version == 7 and header.classes_hash == shipped.classes.digest
+    assert header.pairs_hash == read_pair_tables(pair_file_path(shipped.path)).digest
+    assert np.asarray(sccodec.decode(data)).shape == pixels.shape
+    wrong = dataclasses.replace(header, pairs_hash=b"\xff" * 8)
+    container = bitstream.parse(data)
+    with pytest.raises(ModelMismatchError, match="pair weights with hash ffffffffffffffff"):
+        parse_symbols(bitstream.Container(wrong, container.tiles, container.ancillary), shipped)
+
+
+def test_weights_without_pairs_write_format_6_and_still_read_7(shipped, tmp_path) -> None:
+    stem = shipped.path.name.removesuffix(".safetensors")
+    for path in shipped.path.parent.glob(f"{stem}.*"):
+        if not path.name.endswith(".pairs.safetensors"):
+            shutil.copy(path, tmp_path / path.name)
+    bare = read_model_file(tmp_path / shipped.path.name)
+    assert bare.pairs is None and bare.coder.format_version == 6
+    pixels = np.random.default_rng(1).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    assert bitstream.parse_header(Codec(bare).encode(pixels, 4))[0].version == 6
+    with pytest.raises(ModelMismatchError, match="installed model has none"):
+        parse_symbols(Codec(shipped).encode(pixels, 4), bare)
+    # a pair file fitted with another class file is not used
+    stale = dataclasses.replace(shipped.pairs, classes_digest=b"\0" * 8)
+    pair_file_path(tmp_path / shipped.path.name).write_bytes(stale.to_bytes())
+    assert read_model_file(tmp_path / shipped.path.name).coder.format_version == 6
+
+
+def test_fitting_lowers_the_flag_bits_of_its_training_symbols() -> None:
+    torch = pytest.importorskip("torch")
+    from sccodec.train.atom_pairs import centre_order, correction, fit_weights, flag_bits
+    # atoms 0 and 1 never fire together; atom 2 fires where atom 0 fires at a decoded neighbour
+    rng = np.random.default_rng(11)
+    n, k = 4000, 8
+    d = {key: torch.zeros(n, k) for key in ("centre", "near", "far")}
+    first = rng.random(n) < 0.4
+    d["centre"][:, 0] = torch.from_numpy(first.astype(np.float32))
+    y = torch.from_numpy((rng.random((n, k)) < 0.3).astype(np.float32))
+    y[:, 0] = d["centre"][:, 0]
+    y[:, 1] = torch.from_numpy((~first & (rng.random(n) < 0.6)).astype(np.float32))
+    d["centre"] = y.clone()
+    d["near"][:, 0] = torch.from_numpy(rng.integers(0, 3, n).astype(np.float32))
+    y[:, 2] = (d["near"][:, 0] > 0).float()
+    d["y"], d["base"] = y, torch.zeros(n, k)
+    mask = centre_order(k, 1)
+    w = fit_weights(d, mask, 150, 0.1)
+    assert flag_bits(d["base"] + correction(d, w, mask), y) < 0.8 * flag_bits(d["base"], y)
+    assert w["centre"][1, 0] < -1 and w["near"][2, 0] > 1
