@@ -26,6 +26,7 @@ import numpy as np
 
 from sccodec import bitstream, entropy
 from sccodec.api import Codec, parse_symbols
+from sccodec.atom_pairs import products_on_one_thread
 from sccodec.train.data import list_images, load_rgb, split_holdout
 
 HERE = Path(__file__).resolve().parent
@@ -65,26 +66,27 @@ def main() -> None:
     size = {v: np.zeros(len(levels), np.int64) for v in coders}
     times = {(v, kind): [] for v in coders for kind in ("encode", "decode")}
     load_before = os.getloadavg()
-    for path in held:
-        pixels = load_rgb(path)[:, :512, :768].permute(1, 2, 0).numpy()
-        pixels = np.ascontiguousarray(pixels[: pixels.shape[0] // 16 * 16, : pixels.shape[1] // 16 * 16])
-        for i, q in enumerate(levels):
-            data = codec.encode(pixels, q)
-            parsed = parse_symbols(data, codec.model_file)
-            container = bitstream.parse(data)
-            for version, coder in coders.items():
-                payloads = []
-                for tile in parsed.tiles:
-                    spent, payload = best_time(lambda: coder.encode_tile(tile, q - 1), args.repeats)
-                    times[version, "encode"].append(spent)
-                    spent, back = best_time(lambda: coder.decode_tile(payload, q - 1, tile.shape), args.repeats)
-                    times[version, "decode"].append(spent)
-                    assert np.array_equal(back, tile)
-                    payloads.append(payload)
-                header = dataclasses.replace(container.header, version=version, classes_hash=coder.classes_hash,
-                                             pairs_hash=coder.pairs_hash)
-                size[version][i] += len(bitstream.pack(bitstream.Container(header, payloads, container.ancillary)))
-        print(f"{path.name}: done")
+    with products_on_one_thread():  # as the codec codes pair-weighted files (sccodec.atom_pairs)
+        for path in held:
+            pixels = load_rgb(path)[:, :512, :768].permute(1, 2, 0).numpy()
+            pixels = np.ascontiguousarray(pixels[: pixels.shape[0] // 16 * 16, : pixels.shape[1] // 16 * 16])
+            for i, q in enumerate(levels):
+                data = codec.encode(pixels, q)
+                parsed = parse_symbols(data, codec.model_file)
+                container = bitstream.parse(data)
+                for version, coder in coders.items():
+                    payloads = []
+                    for tile in parsed.tiles:
+                        spent, payload = best_time(lambda: coder.encode_tile(tile, q - 1), args.repeats)
+                        times[version, "encode"].append(spent)
+                        spent, back = best_time(lambda: coder.decode_tile(payload, q - 1, tile.shape), args.repeats)
+                        times[version, "decode"].append(spent)
+                        assert np.array_equal(back, tile)
+                        payloads.append(payload)
+                    header = dataclasses.replace(container.header, version=version, classes_hash=coder.classes_hash,
+                                                 pairs_hash=coder.pairs_hash)
+                    size[version][i] += len(bitstream.pack(bitstream.Container(header, payloads, container.ancillary)))
+            print(f"{path.name}: done")
     change = 100 * (size[new] / size[old] - 1)
     out = {
         "images": [p.name for p in held], "crop": "top-left 512x768, one tile", "model": args.model,

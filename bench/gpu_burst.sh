@@ -31,7 +31,7 @@ if ! "$py" -c 'import torch' 2>/dev/null; then
     exit 2
 fi
 ready() {  # sccodec from this tree, with what it imports
-    "$py" -c 'import sys, sccodec, sccodec_weights, constriction, onnxruntime, safetensors, click, PIL, numpy
+    "$py" -c 'import sys, sccodec, sccodec_weights, constriction, onnxruntime, safetensors, click, PIL, numpy, threadpoolctl
 sys.exit(not sccodec.__file__.startswith(sys.argv[1]))' "$PWD/" 2>/dev/null
 }
 links=()

@@ -50,7 +50,7 @@ HOLDOUT_EVERY = 40  # split_holdout's default: the pack's numbering relies on it
 #: The working tree that travels to the device machine (tracked + untracked-not-ignored + carried).
 TRAVEL_LIMIT = 64 * 2**20
 #: Dependencies (pyproject.toml) missing from the GPU machine's image, per the device notes: name -> pip platforms.
-DEVICE_WHEELS = ("constriction",)
+DEVICE_WHEELS = ("constriction", "threadpoolctl")
 DEVICE_PYTHON = "3.12"
 DEVICE_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
                     "manylinux2014_x86_64", "manylinux1_x86_64")

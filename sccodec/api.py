@@ -27,6 +27,7 @@ from PIL import Image
 
 from sccodec import bitstream
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, ICC_CHUNK, MAX_TILE, Container, Header
+from sccodec.atom_pairs import products_on_one_thread
 from sccodec.coder import DEFAULT_EFFORT, EFFORTS, SymbolCoder
 from sccodec.curvature import curvature_file_path
 from sccodec.device import resolve_device
@@ -78,12 +79,13 @@ def _parse_tiles(container: Container, coder: SymbolCoder, stride: int) -> Decod
         raise CorruptFileError(f"quality {h.quality} does not exist in model '{h.model}'")
     reader = coder.reading(h.version, h.coder_version, h.classes_hash, h.pairs_hash)
     tiles = []
-    for payload, box in zip(container.tiles, tile_boxes(h.height, h.width, h.tile)):
-        own = latent_box(box, stride)
-        try:
-            tiles.append(reader.decode_tile(payload, h.quality - 1, (reader.atoms, own.height, own.width)))
-        except CorruptFileError as e:
-            raise CorruptFileError(f"tile {len(tiles)}: {e}") from None
+    with products_on_one_thread(bool(reader.pairs_hash)):
+        for payload, box in zip(container.tiles, tile_boxes(h.height, h.width, h.tile)):
+            own = latent_box(box, stride)
+            try:
+                tiles.append(reader.decode_tile(payload, h.quality - 1, (reader.atoms, own.height, own.width)))
+            except CorruptFileError as e:
+                raise CorruptFileError(f"tile {len(tiles)}: {e}") from None
     return DecodedSymbols(h, tiles, container.ancillary)
 
 
@@ -180,6 +182,11 @@ class Codec:
         higher level than needed.
         """
         self._check_encode_arguments(quality, target_bpp, target_psnr, tile, effort)
+        with products_on_one_thread(bool(self.coder.pairs_hash)):
+            return self._encoded(image, quality, target_bpp, target_psnr, tile, effort)
+
+    def _encoded(self, image: ImageLike, quality: int | None, target_bpp: float | None,
+                 target_psnr: float | None, tile: int, effort: int) -> "Encoded":
         src = read_image(image, self.max_pixels)
         ancillary = {ICC_CHUNK: src.icc} if src.icc else {}
         boxes = tile_boxes(src.height, src.width, tile)

@@ -51,6 +51,7 @@ BUCKET_SHIFT = 2  # sums in 1/64 nat -> buckets of 1/16 nat, rounded half up (a 
 #: for K <= 256), so float32 holds every partial sum exactly
 MAX_WEIGHT = 2047
 MAX_BIAS = 32767
+MAX_LOWEST = 1 << 20  # |the first factor's bucket|
 #: the neighbours each pair matrix reads: distance 1 (8 positions) and distance 2 (16 positions)
 NEAR = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
 FAR = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if max(abs(dy), abs(dx)) == 2)
@@ -145,8 +146,12 @@ class PairTables:
             problems.append(f"factor entries must lie in 1..{MAX_SCALE}")
         if self.bias.size and (self.bias.min() < -MAX_BIAS or self.bias.max() > MAX_BIAS):
             problems.append(f"bias entries must lie in -{MAX_BIAS}..{MAX_BIAS}")
-        if abs(self.lowest) > 1 << 20 or self.batch < 1 or len(self.model_digest) != 8 or len(self.classes_digest) != 8:
-            problems.append("bad lowest bucket, batch or hashes")
+        if abs(self.lowest) > MAX_LOWEST:
+            problems.append(f"lowest bucket {self.lowest} outside -{MAX_LOWEST}..{MAX_LOWEST}")
+        if self.batch < 1:
+            problems.append(f"batch {self.batch} (need at least 1)")
+        if len(self.model_digest) != 8 or len(self.classes_digest) != 8:
+            problems.append("the weights and class file hashes must be 8 bytes")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -190,13 +195,21 @@ class PairTables:
 
 
 @contextlib.contextmanager
-def single_threaded_products() -> Iterator[None]:
-    """The pair sums are many small matrix products (a few per coding step). OpenBLAS spreads
-    each over every core, and beside the other tiles' threads it then waits more than it computes
-    (a tile's parse took 10× as long with another process busy): they run on one thread.
-    The limit is the process's BLAS setting while a tile is coded."""
-    from threadpoolctl import threadpool_limits
-
+def products_on_one_thread(needed: bool = True) -> Iterator[None]:
+    """The pair sums are many small matrix products (a few per coding step). OpenBLAS spreads each
+    over every core, and beside the other tiles' threads it then waits more than it computes (a
+    tile's parse took 10× as long with another process busy), so while an image is coded with
+    pairs they run on one thread. The BLAS thread count is the process's: this sets it and
+    restores it in the calling thread (OpenBLAS ignored a restore from a worker thread), around
+    the whole image, whose tiles the workers then code. Without threadpoolctl nothing is limited
+    (only speed depends on it)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        needed = False
+    if not needed:
+        yield
+        return
     with threadpool_limits(limits=1, user_api="blas"):
         yield
 
@@ -214,8 +227,8 @@ def read_pair_tables(path: Path) -> PairTables:
     if missing or any(key not in meta for key in keys):
         raise ValueError(f"{path} is not a pair file (missing {', '.join(missing) or 'metadata'})")
     wrong = [f"{n} is {arrays[n].dtype}, not {np.dtype(t)}" for n, t in _ARRAYS.items() if arrays[n].dtype != t]
-    if (wrong or not all(re.fullmatch("[0-9a-f]{16}", meta[key]) for key in keys[2:])
-            or not meta["batch"].isdigit() or not re.fullmatch("-?[0-9]+", meta["lowest"])):
+    if (wrong or not all(re.fullmatch("[0-9a-fA-F]{16}", meta[key]) for key in keys[2:])
+            or not re.fullmatch("[0-9]{1,7}", meta["batch"]) or not re.fullmatch("-?[0-9]{1,7}", meta["lowest"])):
         raise ValueError(f"{path} is not a valid pair file: {'; '.join(wrong) or 'bad metadata'}")
     return PairTables(**{n: arrays[n] for n in _ARRAYS}, lowest=int(meta["lowest"]), batch=int(meta["batch"]),
                       model_digest=bytes.fromhex(meta["model_digest"]),

@@ -11,14 +11,13 @@ entropy model implements ``SymbolCoder`` and is composed the same way.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from sccodec import entropy, rdo
-from sccodec.atom_pairs import PairTables, single_threaded_products
+from sccodec.atom_pairs import PairTables
 from sccodec.block_classes import ClassTables
 from sccodec.entropy import CODER_VERSION, FORMATS, SymbolTables, newest_format
 from sccodec.errors import CorruptFileError, FormatError, ModelMismatchError
@@ -98,6 +97,10 @@ class ContextCoder:
             raise ValueError(f"format {self.format_version} codes with block classes: the coder needs them")
         if FORMATS[self.format_version].pairs and self.pairs is None:
             raise ValueError(f"format {self.format_version} codes with pair weights: the coder needs them")
+        unfit = None if self.pairs is None else self.pairs.fits(self.tables.qualities, self.tables.atoms,
+                                                                 self.tables.groups)
+        if unfit:
+            raise ValueError(f"pair weights that do not fit the tables: {unfit}")
 
     @classmethod
     def writing(cls, tables: SymbolTables, bits_weights: tuple[float | None, ...] = (),
@@ -167,19 +170,14 @@ class ContextCoder:
 
     def encode_tile(self, symbols: np.ndarray, quality_index: int) -> bytes:
         coding = FORMATS[self.format_version]
-        with self._products():
-            words = entropy.encode(symbols, self.tables, quality_index, coding.adaptive, coding.integer,
-                                   self._level_classes(quality_index), self._level_pairs(quality_index))
+        words = entropy.encode(symbols, self.tables, quality_index, coding.adaptive, coding.integer,
+                               self._level_classes(quality_index), self._level_pairs(quality_index))
         return words.astype("<u4").tobytes()
 
     def _level_classes(self, quality_index: int):  # noqa: ANN202 (LevelClasses | None)
         if not FORMATS[self.format_version].classes:
             return None
         return self.classes.level(quality_index, self.tables.frequencies(quality_index))
-
-    def _products(self) -> contextlib.AbstractContextManager:
-        """Format 7's pair products on one BLAS thread (``single_threaded_products``)."""
-        return single_threaded_products() if FORMATS[self.format_version].pairs else contextlib.nullcontext()
 
     def _level_pairs(self, quality_index: int):  # noqa: ANN202 (LevelPairs | None)
         if not FORMATS[self.format_version].pairs:
@@ -192,9 +190,8 @@ class ContextCoder:
         words = np.frombuffer(payload, dtype="<u4")
         try:
             coding = FORMATS[self.format_version]
-            with self._products():
-                return entropy.decode(words, self.tables, quality_index, shape, coding.adaptive, coding.integer,
-                                      self._level_classes(quality_index), self._level_pairs(quality_index))
+            return entropy.decode(words, self.tables, quality_index, shape, coding.adaptive, coding.integer,
+                                  self._level_classes(quality_index), self._level_pairs(quality_index))
         except (ValueError, RuntimeError, IndexError) as e:
             raise CorruptFileError(f"cannot be entropy-decoded: {e}") from None
         except BaseException as e:

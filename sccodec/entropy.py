@@ -340,6 +340,8 @@ class _PairWalk(_ClassWalk):
                  adaptation: Adaptation, classes: LevelClasses, position_class: np.ndarray, pairs: LevelPairs,
                  known_contexts: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         super().__init__(symbols, tables, quality_index, adaptation, classes, position_class, known_contexts)
+        if (tables.atoms // tables.groups) % pairs.batch:
+            raise ValueError(f"batches of {pairs.batch} atoms do not divide groups of {tables.atoms // tables.groups}")
         self.pairs = pairs
         self._ring: tuple[int, np.ndarray | None] = (-1, None)
 

@@ -12,6 +12,7 @@ from PIL import Image
 import sccodec
 import sccodec_weights
 from sccodec import bitstream
+from sccodec.atom_pairs import PairTables
 from sccodec.block_classes import MAX_FACTOR, MAX_SCALE, ClassTables
 from sccodec.context import SCHEMES
 from sccodec.entropy import SymbolTables
@@ -128,3 +129,16 @@ def random_class_tables(tables: SymbolTables, classes: int = 3, block: int = 2, 
                        rng.integers(1, MAX_SCALE + 1, size=(q, classes, s)),
                        rng.integers(1, MAX_FACTOR + 1, size=(q, classes, v, r)), normalise(counts),
                        block, model_digest)
+
+
+def random_pair_tables(qualities: int, atoms: int, batch: int, seed: int, scale: int = 200,
+                       model_digest: bytes = b"\0" * 8, classes_digest: bytes = b"\1" * 8) -> PairTables:
+    """Valid pair weights (format 7) for ``atoms`` atoms, drawn at random within ±``scale``."""
+    rng = np.random.default_rng(seed)
+
+    def weights() -> np.ndarray:
+        return rng.integers(-scale, scale + 1, size=(qualities, atoms, atoms))
+
+    return PairTables(weights(), weights(), weights(), rng.integers(-scale, scale + 1, size=(qualities, atoms)),
+                      rng.integers(1, MAX_SCALE + 1, size=(qualities, 40)), lowest=-20, batch=batch,
+                      model_digest=model_digest, classes_digest=classes_digest)

@@ -33,6 +33,8 @@ def read_by_hand(data: bytes) -> tuple[dict, list[tuple[bytes, bytes]]]:
     end = 33 + n
     if fields["version"] >= 6:  # the class file's hash
         fields["classes_hash"], end = data[end : end + 8], end + 8
+    if fields["version"] >= 7:  # the pair file's hash
+        fields["pairs_hash"], end = data[end : end + 8], end + 8
     (crc,) = struct.unpack(">I", data[end : end + 4])
     assert crc == zlib.crc32(data[:end]), "header CRC covers every header byte before it"
     chunks = []
@@ -76,6 +78,7 @@ def test_reference_parser_agrees_with_the_hand_reader(tiled_scv) -> None:
     h = c.header
     assert (h.model, h.weights_hash, h.quality, h.width, h.height, h.tile) == (
         fields["name"], fields["hash"], fields["quality"], fields["width"], fields["height"], fields["tile"])
+    assert (h.classes_hash, h.pairs_hash) == (fields.get("classes_hash", b""), fields.get("pairs_hash", b""))
     assert h.tile_grid == (2, 3) and h.num_tiles == 6
     assert c.tiles == [payload for _, payload in chunks]
     assert bitstream.pack(c) == tiled_scv, "parse -> pack reproduces the file byte for byte"
@@ -255,7 +258,8 @@ def test_every_single_bit_flip_is_detected(small_scv, model_file) -> None:
 @pytest.mark.parametrize(("where", "match"), [("header", "header CRC"), ("chunk", "CRC mismatch in chunk 0")])
 def test_crc_messages_say_where(small_scv, where, match) -> None:
     name_len = small_scv[11]
-    offset = {"header": 21 + name_len, "chunk": 37 + name_len + 8}[where]  # width / first payload byte
+    hashes = 8 * ((small_scv[8] >= bitstream.CLASSES_FROM_VERSION) + (small_scv[8] >= bitstream.PAIRS_FROM_VERSION))
+    offset = {"header": 21 + name_len, "chunk": 37 + name_len + hashes}[where]  # width / first payload byte
     corrupt = bytearray(small_scv)
     corrupt[offset] ^= 0x10
     with pytest.raises(CorruptFileError, match=match):

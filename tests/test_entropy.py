@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from helpers import make_tables, random_class_tables
+from helpers import make_tables, random_class_tables, random_pair_tables
 from sccodec import entropy
 from sccodec.adaptation import FLAG_SCALES, NEUTRAL_FLAG, NEUTRAL_TILT, VALUE_TILTS, choose, scale_odds, tilt_weights
 from sccodec.context import SCHEMES, scheme_contexts, steps
@@ -100,7 +100,8 @@ GOLDEN = {1: "d452836db7ff18c2442a06a819169c3db98517616409852ff723c2d8ae0ff529",
           3: "19bd80f83a372d056cb0b6abdb9c1c11d54efd7019124e72e81f986900000025",
           4: "f3aceda7594c05f99ba549ca1d54e4d4528eb8932ff900533a7bb4bffbfd4e77",
           5: "7f0845f24b97898ea48ad59ed17a5b0b66e7ef8d3ff2f7cf0b7dc0b5ec796a9b",
-          6: "6ee8712926aac97b56792dc60e0e9417bdab75d527fc0b95d2cd6a1bfbaca9c6"}
+          6: "6ee8712926aac97b56792dc60e0e9417bdab75d527fc0b95d2cd6a1bfbaca9c6",
+          7: "69c25e50e1b8bac0ae4eea1d60a5bc40bb36c5c3b1d7a588524260516b50f46a"}
 
 
 @pytest.mark.parametrize("version", list(entropy.FORMATS))
@@ -117,10 +118,11 @@ def test_bitstream_of_each_format_is_frozen(version) -> None:
     symbols = np.where(rng.random((16, 7, 9)) < 0.3, rng.integers(-9, 10, (16, 7, 9)), 0).astype(np.int32)
     symbols[2, 3, 4] = 1000  # an escape
     classes = random_class_tables(tables, seed=13).level(1, tables.frequencies(1)) if coding.classes else None
-    words = entropy.encode(symbols, tables, 1, coding.adaptive, coding.integer, classes)
+    pairs = random_pair_tables(2, 16, 2, seed=14).level(1, 4) if coding.pairs else None
+    words = entropy.encode(symbols, tables, 1, coding.adaptive, coding.integer, classes, pairs)
     assert hashlib.sha256(words.tobytes()).hexdigest() == GOLDEN[version]
     np.testing.assert_array_equal(entropy.decode(words, tables, 1, symbols.shape, coding.adaptive, coding.integer,
-                                                 classes), symbols)
+                                                 classes, pairs), symbols)
 
 
 def test_adaptation_follows_the_tile() -> None:

@@ -16,7 +16,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import random_class_tables
+from helpers import random_class_tables, random_pair_tables
 from test_format5 import float_operations, nested_tables, sparse_symbols
 
 import sccodec
@@ -25,18 +25,6 @@ from sccodec.api import Codec, parse_symbols
 from sccodec.atom_pairs import MAX_BIAS, MAX_SCALE, MAX_WEIGHT, PairTables, pair_file_path, read_pair_tables
 from sccodec.errors import ModelMismatchError
 from sccodec.weights import load_model_file, read_model_file
-
-
-def random_pair_tables(qualities: int, atoms: int, batch: int, seed: int, scale: int = 200,
-                       model_digest: bytes = b"\0" * 8, classes_digest: bytes = b"\1" * 8) -> PairTables:
-    rng = np.random.default_rng(seed)
-
-    def weights() -> np.ndarray:
-        return rng.integers(-scale, scale + 1, size=(qualities, atoms, atoms))
-
-    return PairTables(weights(), weights(), weights(), rng.integers(-scale, scale + 1, size=(qualities, atoms)),
-                      rng.integers(1, MAX_SCALE + 1, size=(qualities, 40)), lowest=-20, batch=batch,
-                      model_digest=model_digest, classes_digest=classes_digest)
 
 
 @pytest.mark.parametrize("shape,batch", [((8, 6, 5), 1), ((8, 1, 1), 2), ((8, 7, 9), 2), ((16, 9, 6), 4),
@@ -126,6 +114,52 @@ def test_pair_files_are_validated_and_round_trip(tmp_path) -> None:
         read_pair_tables(tmp_path / "other.safetensors")
 
 
+def test_pair_file_metadata_is_validated(tmp_path) -> None:
+    good = random_pair_tables(1, 8, 2, seed=12)
+    path = tmp_path / "m.pairs.safetensors"
+    from safetensors.numpy import load, save
+    arrays = load(good.to_bytes())
+    meta = {"batch": "2", "lowest": "-20", "model_digest": "00" * 8, "classes_digest": "01" * 8}
+    for key, bad in (("batch", "２"), ("batch", "0"), ("lowest", "x"), ("model_digest", "00"),
+                     ("lowest", str(-(1 << 21)))):
+        path.write_bytes(save(arrays, metadata=meta | {key: bad}))
+        with pytest.raises(ValueError, match="pair file|batch|lowest"):
+            read_pair_tables(path)
+    path.write_bytes(save({**arrays, "centre": arrays["centre"].astype(np.int32)}, metadata=meta))
+    with pytest.raises(ValueError, match="centre is int32"):
+        read_pair_tables(path)
+
+
+def test_a_coder_refuses_pairs_that_do_not_fit_its_tables() -> None:
+    from sccodec.coder import ContextCoder
+    tables = nested_tables(13, k=12, r=6)  # groups of 3 atoms
+    classes = random_class_tables(tables, 2, 2, seed=14)
+    with pytest.raises(ValueError, match="batches of 2 atoms do not divide groups of 3"):
+        ContextCoder.writing(tables, (), classes, random_pair_tables(2, 12, 2, seed=15))
+    with pytest.raises(ValueError, match="do not divide"):
+        entropy.encode(sparse_symbols(12, 4, 4, 6, seed=16), tables, 0, True, True,
+                       classes.level(0, tables.frequencies(0)), random_pair_tables(2, 12, 2, seed=15).level(0, 4))
+
+
+def _blas_threads() -> list[int]:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    return [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_pair_products_run_on_one_blas_thread_and_the_setting_comes_back() -> None:
+    """Set and restored in the calling thread; the worker threads that code the tiles see it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = _blas_threads()
+    with atom_pairs.products_on_one_thread():
+        with ThreadPoolExecutor(2) as pool:
+            seen = list(pool.map(lambda _: _blas_threads(), range(4)))
+    assert all(n == 1 for counts in seen for n in counts)
+    assert _blas_threads() == before
+    with atom_pairs.products_on_one_thread(needed=False):
+        assert _blas_threads() == before
+
+
 def test_version7_headers_carry_both_hashes() -> None:
     h = bitstream.Header("m", b"\1" * 8, 3, 10, 20, version=7, classes_hash=b"\2" * 8, pairs_hash=b"\3" * 8)
     back, end = bitstream.parse_header(h.pack())
@@ -167,6 +201,14 @@ def test_the_default_model_writes_format_7_and_reads_it(shipped) -> None:
     container = bitstream.parse(data)
     with pytest.raises(ModelMismatchError, match="pair weights with hash ffffffffffffffff"):
         parse_symbols(bitstream.Container(wrong, container.tiles, container.ancillary), shipped)
+
+
+def test_coding_a_tiled_image_leaves_the_blas_threads_as_they_were(shipped) -> None:
+    before = _blas_threads()
+    pixels = np.random.default_rng(2).integers(0, 256, (48, 100, 3), dtype=np.uint8)
+    codec = Codec(shipped, device="cpu", threads=2)
+    data = codec.encode(pixels, 5, tile=32)  # 2 × 4 tiles, coded side by side
+    assert codec.decode_array(data)[0].shape == pixels.shape and _blas_threads() == before
 
 
 def test_weights_without_pairs_write_format_6_and_still_read_7(shipped, tmp_path) -> None:

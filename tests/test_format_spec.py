@@ -481,7 +481,8 @@ class PairFile:
         for key in ("centre", "near", "far"):
             assert arrays[key].shape == (q, k, k) and np.abs(arrays[key]).max() <= K_["MAX_WEIGHT"]
         assert arrays["factor"].shape[0] == q and 1 <= arrays["factor"].min() and arrays["factor"].max() <= K_["MAX_SCALE"]
-        assert self.batch >= 1 and k <= 256
+        assert self.batch >= 1 and k <= 256 and abs(self.lowest) <= K_["MAX_LOWEST"]
+        assert np.abs(arrays["bias"]).max() <= K_["MAX_BIAS"]
         self.centre, self.near, self.far, self.bias, self.factor = (
             arrays[key].tolist() for key in ("centre", "near", "far", "bias", "factor"))
 
@@ -580,7 +581,7 @@ def test_doc_constants_match_the_code():
     for name in ("SCALE_BITS", "MAX_SCALE", "FACTOR_SHIFT", "MAX_FACTOR"):
         assert K_[name] == getattr(block_classes, name), name
     from sccodec import atom_pairs
-    for name in ("SCALE_BITS", "MAX_SCALE", "BUCKET_SHIFT", "MAX_WEIGHT"):
+    for name in ("SCALE_BITS", "MAX_SCALE", "BUCKET_SHIFT", "MAX_WEIGHT", "MAX_BIAS", "MAX_LOWEST"):
         assert K_[name] == getattr(atom_pairs, name), name
 
 

@@ -66,7 +66,8 @@ def test_the_shipped_halves_implement_the_interfaces(codec) -> None:
 
 def test_a_new_transform_codes_through_the_codec_unchanged(model_file) -> None:
     toy = dataclasses.replace(model_file, name="toy-blocks")  # its name goes into every header
-    plain = PlainRounding(model_file.coder.tables, model_file.coder.format_version, classes=model_file.coder.classes)
+    plain = PlainRounding(model_file.coder.tables, model_file.coder.format_version, classes=model_file.coder.classes,
+                          pairs=model_file.coder.pairs)
     codec = Codec(toy, "cpu", network=PixelBlocks(plain.atoms), coder=plain)
     img = gradient_image(18, 26)  # not a multiple of the stride: padded, then cropped
     results = {}

@@ -5,6 +5,7 @@ sync, checkpoints readable), never how good the model gets.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import sccodec
-from helpers import WEIGHTS, gradient_image, random_class_tables
+from helpers import WEIGHTS, gradient_image, random_class_tables, random_pair_tables
 from sccodec.cli import main
 from sccodec.model.scvae import SCVAE, ModelConfig
 from sccodec.train.config import TrainConfig
@@ -467,6 +468,9 @@ def test_export_force_keeps_the_replaced_weights_so_their_files_still_decode(che
     data = sccodec.Codec("Tiny-1", device="cpu").encode(gradient_image(32, 32), 1)
     classes = random_class_tables(old.tables, model_digest=old.digest).to_bytes()  # its block classes go along
     (out / "Tiny-1.classes.safetensors").write_bytes(classes)
+    pairs = random_pair_tables(old.tables.qualities, old.tables.atoms, 1, seed=3, model_digest=old.digest,
+                               classes_digest=hashlib.sha256(classes).digest()[:8]).to_bytes()  # and its pairs
+    (out / "Tiny-1.pairs.safetensors").write_bytes(pairs)
     # refitted tables: different weights under the same name
     result = _cli("export", checkpoint, "--name", "Tiny-1", "--out-dir", out, "--force", "--fit-tables", photos,
                   "--fit-images", "1")
@@ -481,6 +485,7 @@ def test_export_force_keeps_the_replaced_weights_so_their_files_still_decode(che
     assert fresh.decode_array(fresh.encode(pixels, 2))[0].shape == pixels.shape
     assert (out / f"Tiny-1@{old.digest.hex()}.safetensors").read_bytes() == old_bytes
     assert (out / f"Tiny-1@{old.digest.hex()}.classes.safetensors").read_bytes() == classes
+    assert (out / f"Tiny-1@{old.digest.hex()}.pairs.safetensors").read_bytes() == pairs
     assert available_models() == ["Tiny-1"]
     assert sccodec.Codec("Tiny-1", device="cpu").decode_array(data)[0].shape == (32, 32, 3)  # via Tiny-1@HASH
     (out / f"Tiny-1@{old.digest.hex()}.safetensors").unlink()

@@ -90,8 +90,8 @@ def flag_bits(logits: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def fit_weights(d: dict[str, torch.Tensor], mask: torch.Tensor, iterations: int, l2: float) -> dict[str, torch.Tensor]:
-    """Pair weights in nats, fitted on the features ``d`` (full batch): the iterate with the
-    lowest penalised training loss."""
+    """Pair weights in nats, fitted on the features ``d`` (full batch): of the weights each step
+    starts from (zero included), those with the lowest penalised training loss."""
     atoms = mask.shape[0]
     w = {key: torch.zeros(atoms, atoms, requires_grad=True) for key in ("centre", "near", "far")}
     w["bias"] = torch.zeros(atoms, requires_grad=True)

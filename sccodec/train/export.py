@@ -22,6 +22,7 @@ from sccodec.entropy import SymbolTables
 from sccodec.train.graphs import export_graphs
 from sccodec.model.runtime import has_graphs
 from sccodec.model.scvae import SCVAE
+from sccodec.atom_pairs import pair_file_path
 from sccodec.block_classes import class_file_path
 from sccodec.weights import TABLE_PREFIX, kept_version_path, read_model_file
 
@@ -64,7 +65,7 @@ def _keep_replaced(path: Path, digest: bytes) -> Path | None:
         return None
     kept = kept_version_path(old.name, old.digest, path.parent)
     for src, dst in ((path, kept), (path.with_suffix(".json"), kept.with_suffix(".json")),
-                     (class_file_path(path), class_file_path(kept))):
+                     (class_file_path(path), class_file_path(kept)), (pair_file_path(path), pair_file_path(kept))):
         if src.exists() and not dst.exists():
             shutil.copy2(src, dst)
     if has_graphs(path) and not has_graphs(kept):
