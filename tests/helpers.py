@@ -142,3 +142,29 @@ def random_pair_tables(qualities: int, atoms: int, batch: int, seed: int, scale:
     return PairTables(weights(), weights(), weights(), rng.integers(-scale, scale + 1, size=(qualities, atoms)),
                       rng.integers(1, MAX_SCALE + 1, size=(qualities, 40)), lowest=-20, batch=batch,
                       model_digest=model_digest, classes_digest=classes_digest)
+
+
+def check_model_without(shipped, folder: Path, suffix: str, version: int, stale: bytes) -> None:  # noqa: ANN001
+    """A copy of the shipped model (a ``ModelFile``) in ``folder`` without its ``suffix`` file
+    (``.classes.safetensors``, ``.pairs.safetensors``) writes format ``version``, cannot read the
+    shipped model's files, and does not use a ``stale`` such file (one fitted for other files)."""
+    import shutil
+
+    import pytest
+
+    from sccodec.api import Codec, parse_symbols
+    from sccodec.errors import ModelMismatchError
+    from sccodec.weights import read_model_file
+
+    stem = shipped.path.name.removesuffix(".safetensors")
+    for path in shipped.path.parent.glob(f"{stem}.*"):
+        if not path.name.endswith(suffix):
+            shutil.copy(path, folder / path.name)
+    bare = read_model_file(folder / shipped.path.name)
+    assert bare.coder.format_version == version
+    pixels = np.random.default_rng(1).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    assert bitstream.parse_header(Codec(bare).encode(pixels, 4))[0].version == version
+    with pytest.raises(ModelMismatchError, match="installed model has none"):
+        parse_symbols(Codec(shipped).encode(pixels, 4), bare)
+    (folder / f"{stem}{suffix}").write_bytes(stale)
+    assert read_model_file(folder / shipped.path.name).coder.format_version == version

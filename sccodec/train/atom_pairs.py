@@ -30,7 +30,7 @@ from sccodec.atom_pairs import (BUCKET_SHIFT, FAR, MAX_BIAS, MAX_SCALE, MAX_WEIG
                                 pair_file_path)
 from sccodec.context import _window_sum_at, phase_map, scheme_contexts
 from sccodec.train.cli import evenly_spaced
-from sccodec.train.data import encoder_symbols, list_images, split_holdout, training_crop
+from sccodec.train.data import list_images, photos_symbols, split_holdout
 from sccodec.weights import DEFAULT_MODEL
 
 UNIT = 64  # weights in 1/64 nat (1/16 nat rounded most weights of the low levels to zero)
@@ -177,7 +177,7 @@ def pair_tables(levels: list[dict[str, np.ndarray]], batch: int, model_digest: b
 @click.argument("model", default=DEFAULT_MODEL)
 @click.option("--images", "image_dir", required=True, type=click.Path(file_okay=False, exists=True),
               help="Training photos (the held-out slice, every 40th, is left out of the fit and reported on).")
-@click.option("--photos", type=click.IntRange(min=1), default=120, show_default=True,
+@click.option("--photos", type=click.IntRange(min=1), default=150, show_default=True,
               help="How many photos, evenly spaced over the training split, to fit on (their top-left 512×768).")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Atoms per batch: the decoder reads a step's flags batch by batch, later batches see earlier ones.")
@@ -207,11 +207,7 @@ def fit_pairs(model: str, image_dir: str, photos: int, batch: int, iterations: i
     train, held = split_holdout(list_images(image_dir))
     chosen = evenly_spaced(train, photos)
     started = time.time()
-    symbols = []
-    for i, path in enumerate(chosen + held):
-        symbols.append(encoder_symbols(codec, training_crop(path, codec.stride)).astype(np.int16))
-        if (i + 1) % 20 == 0 or i + 1 == len(chosen) + len(held):
-            click.echo(f"symbols of {i + 1}/{len(chosen) + len(held)} photos ({time.time() - started:.0f} s)", err=True)
+    symbols = photos_symbols(codec, chosen + held, log=lambda line: click.echo(line, err=True), dtype=np.int16)
     levels, reports = [], {}
     for q in range(tables.qualities):
         weights, report = fit_level(codec, q, [s[q] for s in symbols[: len(chosen)]], [s[q] for s in symbols[len(chosen):]],

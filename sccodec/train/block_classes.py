@@ -30,7 +30,7 @@ from sccodec.context import scheme_contexts
 from sccodec.entropy import SymbolTables
 from sccodec.frequencies import TOTAL, IntegerTables, normalise
 from sccodec.train.cli import evenly_spaced
-from sccodec.train.data import encoder_symbols, list_images, split_holdout, training_crop
+from sccodec.train.data import list_images, photos_symbols, split_holdout
 from sccodec.weights import DEFAULT_MODEL
 
 #: Odds multipliers tried per context: k / 256 with k = round(256 · 2^(i/8)), 1/8 … 8.
@@ -205,11 +205,7 @@ def fit_classes(model: str, image_dir: str, photos: int, classes: int, block: in
     train, _ = split_holdout(list_images(image_dir))
     chosen = evenly_spaced(train, photos)
     started = time.time()
-    symbols = []
-    for i, path in enumerate(chosen):
-        symbols.append(encoder_symbols(codec, training_crop(path, codec.stride)))
-        if (i + 1) % 10 == 0 or i + 1 == len(chosen):
-            click.echo(f"symbols of {i + 1}/{len(chosen)} photos ({time.time() - started:.0f} s)", err=True)
+    symbols = photos_symbols(codec, chosen, log=lambda line: click.echo(line, err=True))
     tables = codec.coder.tables
     levels = [fit_level(tables, q, [s[q] for s in symbols], classes, block, iterations,
                         log=lambda line: click.echo(line, err=True)) for q in range(tables.qualities)]

@@ -7,6 +7,7 @@ camera noise (data/README.md).
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,19 @@ def encoder_symbols(codec, pixels: np.ndarray) -> np.ndarray:  # noqa: ANN001 (a
     of the stride) at every level, coded as one tile: what table, class and decoder fits learn from."""
     y = codec.network.analyze(to_planes(pixels))
     return np.stack([codec.coder.quantize(codec.network.scaled_symbols(y, q), q) for q in range(codec.coder.qualities)])
+
+
+def photos_symbols(codec, paths: list[Path], log, dtype=np.int32) -> list[np.ndarray]:  # noqa: ANN001
+    """``encoder_symbols`` of each photo's ``training_crop``, as ``dtype``; ``log`` gets a progress
+    line every 20 photos (the class and pair fits)."""
+    started, symbols = time.time(), []
+    for i, path in enumerate(paths):
+        limits = np.iinfo(dtype)  # contexts bucket magnitudes far below any integer type's range
+        symbols.append(np.clip(encoder_symbols(codec, training_crop(path, codec.stride)), limits.min, limits.max)
+                       .astype(dtype))
+        if (i + 1) % 20 == 0 or i + 1 == len(paths):
+            log(f"symbols of {i + 1}/{len(paths)} photos ({time.time() - started:.0f} s)")
+    return symbols
 
 
 def training_crop(path: Path, stride: int, size: tuple[int, int] = (512, 768)) -> np.ndarray:
