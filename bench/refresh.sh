@@ -25,4 +25,6 @@ python bench/determinism.py --effort 4
 python bench/target_bpp.py --targets 0.15,0.25,0.5
 python bench/adaptation.py --images "$KODAK"
 python bench/dead_zone.py --images 4 --thresholds 0.5,0.58 --bits-weights 0.035
+python bench/formats.py --versions 5,6          # block classes (format 6) against format 5
+python bench/formats.py --versions 6,7          # pair weights (format 7) against format 6
 python bench/fuzz.py --cases 100000
