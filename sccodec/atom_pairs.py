@@ -70,7 +70,6 @@ class LevelPairs:
     factor: np.ndarray  # (B,) int64
     lowest: int  # bucket of factor[0]
     batch: int
-    groups: int
 
     def ring_sums(self, nonzero: np.ndarray, decoded: np.ndarray, lattice: tuple[int, int, int]) -> np.ndarray:
         """(K, n): bias + the neighbours' pair terms for every atom at the n positions of a phase's
@@ -167,7 +166,7 @@ class PairTables:
             return f"batches of {self.batch} atoms do not divide groups of {atoms // groups}"
         return None
 
-    def level(self, quality_index: int, groups: int) -> LevelPairs:
+    def level(self, quality_index: int) -> LevelPairs:
         """One level's weights as float32 matrices, the centre masked to atoms decoded earlier
         (built once per level and kept)."""
         levels = self._levels
@@ -178,7 +177,7 @@ class PairTables:
             earlier = order[None, :] < order[:, None]
             levels[q] = LevelPairs(np.where(earlier, self.centre[q], 0).astype(np.float32),
                                    self.near[q].astype(np.float32), self.far[q].astype(np.float32),
-                                   self.bias[q].astype(np.float32), self.factor[q], self.lowest, self.batch, groups)
+                                   self.bias[q].astype(np.float32), self.factor[q], self.lowest, self.batch)
         return levels[quality_index]
 
     @functools.cached_property

@@ -182,7 +182,7 @@ class ContextCoder:
     def _level_pairs(self, quality_index: int):  # noqa: ANN202 (LevelPairs | None)
         if not FORMATS[self.format_version].pairs:
             return None
-        return self.pairs.level(quality_index, self.tables.groups)
+        return self.pairs.level(quality_index)
 
     def decode_tile(self, payload: bytes, quality_index: int, shape: tuple[int, int, int]) -> np.ndarray:
         if len(payload) % 4:

@@ -221,7 +221,7 @@ def test_files_of_every_format_version_decode(codec, tiled_scv, model_file, vers
     if coding.pairs and other.pairs is None:
         pytest.skip("the installed model has no pair file")
     classes = other.classes.level(q, tables.frequencies(q)) if coding.classes else None
-    pairs = other.pairs.level(q, tables.groups) if coding.pairs else None
+    pairs = other.pairs.level(q) if coding.pairs else None
     words = [entropy.encode(t, tables, q, coding.adaptive, coding.integer, classes, pairs).astype("<u4").tobytes()
              for t in mine.tiles]
     container = bitstream.parse(tiled_scv)

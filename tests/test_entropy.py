@@ -118,7 +118,7 @@ def test_bitstream_of_each_format_is_frozen(version) -> None:
     symbols = np.where(rng.random((16, 7, 9)) < 0.3, rng.integers(-9, 10, (16, 7, 9)), 0).astype(np.int32)
     symbols[2, 3, 4] = 1000  # an escape
     classes = random_class_tables(tables, seed=13).level(1, tables.frequencies(1)) if coding.classes else None
-    pairs = random_pair_tables(2, 16, 2, seed=14).level(1, 4) if coding.pairs else None
+    pairs = random_pair_tables(2, 16, 2, seed=14).level(1) if coding.pairs else None
     words = entropy.encode(symbols, tables, 1, coding.adaptive, coding.integer, classes, pairs)
     assert hashlib.sha256(words.tobytes()).hexdigest() == GOLDEN[version]
     np.testing.assert_array_equal(entropy.decode(words, tables, 1, symbols.shape, coding.adaptive, coding.integer,

@@ -31,7 +31,7 @@ from sccodec.weights import load_model_file
 def test_random_symbols_round_trip(shape, batch) -> None:
     tables = nested_tables(3, k=shape[0], r=6)
     classes = random_class_tables(tables, 3, 2, seed=4).level(1, tables.frequencies(1))
-    pairs = random_pair_tables(2, shape[0], batch, seed=5).level(1, tables.groups)
+    pairs = random_pair_tables(2, shape[0], batch, seed=5).level(1)
     symbols = sparse_symbols(*shape, 6, seed=6)
     symbols[0, 0, 0] = 300  # an escape
     words = entropy.encode(symbols, tables, 1, True, True, classes, pairs)
@@ -68,7 +68,7 @@ def test_pair_sums_are_the_documented_integers_even_at_the_limits() -> None:
     tables = nested_tables(9, k=k, r=6, qualities=1)
     phase = tables.scheme.phase(9, 10)
     for pairs, symbols in ((extreme, np.ones((k, 9, 10), np.int32)), (random, sparse_symbols(k, 9, 10, 6, seed=9))):
-        level = pairs.level(0, tables.groups)
+        level = pairs.level(0)
         nonzero = symbols != 0
         for p, lattice in enumerate(tables.scheme.lattices):
             ring = level.ring_sums(nonzero, phase < p, lattice)
@@ -137,7 +137,7 @@ def test_a_coder_refuses_pairs_that_do_not_fit_its_tables() -> None:
         ContextCoder.writing(tables, (), classes, random_pair_tables(2, 12, 2, seed=15))
     with pytest.raises(ValueError, match="do not divide"):
         entropy.encode(sparse_symbols(12, 4, 4, 6, seed=16), tables, 0, True, True,
-                       classes.level(0, tables.frequencies(0)), random_pair_tables(2, 12, 2, seed=15).level(0, 4))
+                       classes.level(0, tables.frequencies(0)), random_pair_tables(2, 12, 2, seed=15).level(0))
 
 
 def _blas_threads() -> list[int]:
@@ -236,3 +236,28 @@ def test_fitting_lowers_the_flag_bits_of_its_training_symbols() -> None:
     w = fit_weights(d, mask, 150, 0.1)
     assert flag_bits(d["base"] + correction(d, w, mask), y) < 0.8 * flag_bits(d["base"], y)
     assert w["centre"][1, 0] < -1 and w["near"][2, 0] > 1
+
+
+def test_the_fit_reads_the_same_sums_as_the_coder(shipped) -> None:
+    """sccodec.train.atom_pairs' features times integer weights equal the coder's pair sums at
+    every flag (so what is fitted is what is coded)."""
+    torch = pytest.importorskip("torch")
+    from sccodec.train.atom_pairs import centre_order, correction, pair_features
+
+    codec = Codec(shipped, device="cpu")
+    tables = codec.coder.tables
+    k, batch = tables.atoms, shipped.pairs.batch
+    symbols = sparse_symbols(k, 6, 7, 6, seed=17)
+    symbols[np.random.default_rng(18).random(symbols.shape) < 0.9] = 0  # sparse, as real codes
+    pairs = random_pair_tables(tables.qualities, k, batch, seed=19, scale=MAX_WEIGHT)
+    d = pair_features(codec, symbols, 4)
+    w = {key: torch.from_numpy(getattr(pairs, key)[4].astype(np.float32)) for key in ("centre", "near", "far", "bias")}
+    fitted = correction(d, w, centre_order(k, batch)).numpy().T.reshape(symbols.shape)  # (K, h, w)
+    level = pairs.level(4)
+    phase = tables.scheme.phase(6, 7)
+    nonzero = symbols != 0
+    for p, lattice in enumerate(tables.scheme.lattices):
+        here = phase == p
+        if here.any():
+            coded = level.ring_sums(nonzero, phase < p, lattice) + level.centre @ level.indicators(nonzero[:, here])
+            np.testing.assert_array_equal(coded, fitted[:, here])

@@ -807,7 +807,7 @@ def test_independent_decoder_reads_sccodec_streams(version, tmp_path):
         code_pairs, pairs = pair_files[trial % 2] if pair_files else (None, None)
         words = encode(symbols, tables, q, adaptive=FORMATS[version][1], integer=FORMATS[version][2],
                        classes=None if code_classes is None else code_classes.level(q, tables.frequencies(q)),
-                       pairs=None if code_pairs is None else code_pairs.level(q, groups))
+                       pairs=None if code_pairs is None else code_pairs.level(q))
         decoded, (flags, tilt, class_map) = decode_tile(words, model, q, h, w, version, classes, pairs)
         np.testing.assert_array_equal(decoded, symbols)
         adapted |= any(f != 13 for f in flags) or tilt != 5
