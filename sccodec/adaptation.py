@@ -107,9 +107,10 @@ class _TileCounts:
 
 
 def _tile_counts(symbols: np.ndarray, tables, contexts: tuple[np.ndarray, np.ndarray] | None,
-                 position_class: np.ndarray | None = None, classes: int = 1) -> _TileCounts:
+                 position_class: np.ndarray | None = None, classes: int = 1, flags: bool = True) -> _TileCounts:
     """Counts per table entry (not per symbol), so pricing grows with the tables, not the image.
-    ``position_class`` (h, w): each position's block class (format 6), of ``classes``."""
+    ``position_class`` (h, w): each position's block class (format 6), of ``classes``.
+    ``flags=False``: the value rows only (the flag fields are left empty)."""
     k, h, w = symbols.shape
     groups = tables.groups
     flag_ctx, value_ctx = contexts if contexts is not None else scheme_contexts(tables.scheme, symbols, groups)
@@ -119,7 +120,10 @@ def _tile_counts(symbols: np.ndarray, tables, contexts: tuple[np.ndarray, np.nda
     phase = phase_map(tables.scheme, h, w)
     c = tables.p_nonzero.shape[-1]
     n = classes
-    if n == 1:
+    if not flags:
+        used = ones = total = np.zeros(0, dtype=np.int64)
+        ends = np.zeros(len(steps(tables.scheme, groups)) + 1, dtype=np.int64)
+    elif n == 1:
         # every symbol's table entry, per phase: (phase, atom, context). Sorted, the entries of one
         # coding step (phase, group of atoms) are one run, and the runs come in coding order.
         entry = ((phase * k + atom) * c + flag_ctx).ravel()
@@ -145,7 +149,8 @@ def _tile_counts(symbols: np.ndarray, tables, contexts: tuple[np.ndarray, np.nda
         order = np.argsort(step, kind="stable")
         ones, total, step = ones[used][order], total[used][order], step[order]
         used = ((atom_of * n + class_of) * c + pair_of % c)[order]
-    ends = np.searchsorted(step, np.arange(len(steps(tables.scheme, groups)) + 1))
+    if flags:
+        ends = np.searchsorted(step, np.arange(len(steps(tables.scheme, groups)) + 1))
     r = tables.value_range
     v = tables.values.shape[-2]
     # rows without the sign context: a sign scales a whole row half, which leaves the tilt's
@@ -160,13 +165,19 @@ def _tile_counts(symbols: np.ndarray, tables, contexts: tuple[np.ndarray, np.nda
     return _TileCounts(used, ones, total - ones, ends, rows, counts)
 
 
-def _pick(counts: _TileCounts, flag_bits: np.ndarray, flag_side_bits: np.ndarray,
-          tilt_bits: np.ndarray | None, tilt_side_bits: np.ndarray) -> Adaptation:
-    """The indices of least bits: ``flag_bits`` (scales, used entries), ``tilt_bits`` (tilts,)
-    or None when the tile has no non-zero symbol; side bits per index value."""
+def _step_bits(counts: _TileCounts, flag_bits: np.ndarray) -> list[np.ndarray | None]:
+    """Per coding step, the bits of its flags under each scale (``flag_bits``: scales × used
+    entries, summed over the step's entries), or None for a step with no positions."""
     ends = counts.step_ends
-    flags = [int(np.argmin(flag_bits[:, a:b].sum(1) + flag_side_bits)) if b > a else NEUTRAL_FLAG  # no positions
-             for a, b in zip(ends[:-1], ends[1:])]
+    return [flag_bits[:, a:b].sum(1) if b > a else None for a, b in zip(ends[:-1], ends[1:])]
+
+
+def _pick(step_bits: list[np.ndarray | None], flag_side_bits: np.ndarray,
+          tilt_bits: np.ndarray | None, tilt_side_bits: np.ndarray) -> Adaptation:
+    """The indices of least bits: ``step_bits`` (per step: bits under each scale, or None when
+    the step has no positions), ``tilt_bits`` (tilts,) or None when the tile has no non-zero
+    symbol; side bits per index value."""
+    flags = [NEUTRAL_FLAG if bits is None else int(np.argmin(bits + flag_side_bits)) for bits in step_bits]
     tilt = NEUTRAL_TILT if tilt_bits is None else int(np.argmin(tilt_bits + tilt_side_bits))
     return Adaptation(tuple(flags), tilt)
 
@@ -192,7 +203,7 @@ def choose(symbols: np.ndarray, tables, quality_index: int,
         n = counts.values
         tilt_bits = np.array([-(n * np.log2(rows * tilt_weights(t, r))).sum()
                               + (n.sum(1) * np.log2((rows * tilt_weights(t, r)).sum(1))).sum() for t in VALUE_TILTS])
-    return _pick(counts, flag_bits, -np.log2(FLAG_INDEX_PROBS), tilt_bits, -np.log2(TILT_INDEX_PROBS))
+    return _pick(_step_bits(counts, flag_bits), -np.log2(FLAG_INDEX_PROBS), tilt_bits, -np.log2(TILT_INDEX_PROBS))
 
 
 # ---------------------------------------------------------------- format 5: integer arithmetic only
@@ -232,45 +243,86 @@ def tilt_frequencies(f: np.ndarray, k: int) -> np.ndarray:
 
 def choose_integer(symbols: np.ndarray, tables, quality_index: int,
                    contexts: tuple[np.ndarray, np.ndarray] | None = None,
-                   classes=None, position_class: np.ndarray | None = None) -> Adaptation:  # noqa: ANN001
-    """``choose`` for formats 5 and 6: prices every candidate with the integer frequencies it
+                   classes=None, position_class: np.ndarray | None = None,  # noqa: ANN001
+                   step_bits: list[np.ndarray | None] | None = None) -> Adaptation:
+    """``choose`` for formats 5 to 7: prices every candidate with the integer frequencies it
     would code with (``tables.frequencies``, changed by each position's block class when
     ``classes`` (a ``sccodec.block_classes.LevelClasses``) and ``position_class`` are given, then
     the adapted tables of ``Adaptation.flag_frequencies`` and ``magnitude_frequencies``), so the
-    estimate is the exact ideal code length. Encoder only: the float log2 decides what is
+    estimate is the exact ideal code length. ``step_bits``: the flags' bits per step and scale
+    when the caller priced them (format 7: ``flag_scale_bits`` on the frequencies the pairs
+    change); then only the tilt is priced here. Encoder only: the float log2 decides what is
     written, never how it is read."""
     n = 1 if classes is None else classes.classes
-    counts = _tile_counts(symbols, tables, contexts, position_class, n)
+    counts = _tile_counts(symbols, tables, contexts, position_class, n, flags=step_bits is None)
     integer = tables.frequencies(quality_index)
     k, c = integer.nonzero.shape
-    atom, ctx = counts.entries // (n * c), counts.entries % c
-    f1 = integer.nonzero[atom, ctx]
-    if classes is not None:
-        f1 = classes.nonzero(f1, counts.entries // c % n, ctx)
-    scaled = np.stack([scale_odds_frequency(f1, m) for m in FLAG_SIXTEENTHS])
-    flag_bits = -(counts.ones * np.log2(scaled) + counts.zeros * np.log2(TOTAL - scaled)) \
-        + PRECISION * (counts.ones + counts.zeros)
+    if step_bits is None:
+        atom, ctx = counts.entries // (n * c), counts.entries % c
+        f1 = integer.nonzero[atom, ctx]
+        if classes is not None:
+            f1 = classes.nonzero(f1, counts.entries // c % n, ctx)
+        scaled = np.stack([scale_odds_frequency(f1, m) for m in FLAG_SIXTEENTHS])
+        flag_bits = -(counts.ones * np.log2(scaled) + counts.zeros * np.log2(TOTAL - scaled)) \
+            + PRECISION * (counts.ones + counts.zeros)
+        step_bits = _step_bits(counts, flag_bits)
     tilt_bits = None
     if counts.rows.size:
         r = tables.value_range
         n_v = counts.values[:, r:] + counts.values[:, :r][:, ::-1]  # per |v| = 1 … R
         v = integer.magnitudes.shape[-2]
-        base, inverse = np.unique(counts.rows % (k * v), return_inverse=True)  # (atom, row) without the class
-        rows = integer.magnitudes.reshape(-1, r)[base]
-        # only the counted magnitudes enter the sums (a few per row): log2 there, not everywhere
-        row, column = np.nonzero(n_v)
-        counted = n_v[row, column]
+        weights = (integer.magnitudes.reshape(-1, r)[counts.rows % (k * v)] - 1).astype(np.float64)
         if classes is not None:
-            factor = classes.magnitude_factor[counts.rows // (k * v), counts.rows % v]
-
-        def row_bits(t: int) -> float:
-            tilted = tilt_frequencies(rows, t) if t != 16 else rows
-            if classes is None:
-                return -(counted * np.log2(tilted[inverse[row], column])).sum() + PRECISION * counted.sum()
-            # the class factors in float: an estimate within rounding of the integer rows
-            w = (tilted[inverse] - 1) * factor + 0.5
-            return -(counted * np.log2(w[row, column])).sum() + (n_v.sum(1) * np.log2(w.sum(1))).sum()
-
-        tilt_bits = np.array([row_bits(t) for t in TILT_SIXTEENTHS])
-    return _pick(counts, flag_bits, PRECISION - np.log2(FLAG_INDEX_FREQUENCIES), tilt_bits,
+            weights *= classes.magnitude_factor[counts.rows // (k * v), counts.rows % v]
+        tilt_bits = _tilt_bits(weights, n_v)
+    return _pick(step_bits, PRECISION - np.log2(FLAG_INDEX_FREQUENCIES), tilt_bits,
                  PRECISION - np.log2(TILT_INDEX_FREQUENCIES))
+
+
+def _tilt_bits(weights: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(tilts,): the code length, up to a constant shared by all tilts, of magnitudes counted
+    ``counts`` (rows, R) in rows whose frequencies before the tilt are proportional to
+    ``weights`` (rows, R; f − 1, times the class factors). A tilt t multiplies the weight of
+    |v| = j by t^j, so with W_t = weights · (t^1 … t^R) per row, bits(t) = Σ_rows n·log2 W_t −
+    log2 t · Σ counts·j: one small matrix product for all tilts (the integer rounding of the
+    tilted rows is left out; it moves a price by a few millionths)."""
+    r = weights.shape[-1]
+    tilts = np.array(VALUE_TILTS)
+    magnitude = np.arange(1, r + 1)
+    totals = weights @ (tilts[None, :] ** magnitude[:, None])  # (rows, tilts)
+    return counts.sum(1) @ np.log2(totals) - np.log2(tilts) * float((counts @ magnitude).sum())
+
+
+#: Pricing from frequencies: log2-odds histogram bins per bit of log2-odds (format 7's flags)
+LOG_ODDS_BINS_PER_BIT = 16
+
+
+def flag_scale_bits(frequencies: list[np.ndarray], flags: list[np.ndarray]) -> list[np.ndarray | None]:
+    """Per coding step, the estimated bits of its flags under each odds scale of
+    ``FLAG_SIXTEENTHS``, from each flag's frequency f(x != 0) before the adaptation
+    (``frequencies``, int64, one array per step) and its value (``flags``, bool, same shapes);
+    None for a step with no flags. Encoder only (format 7, whose frequencies differ flag by flag).
+
+    Scaling the odds by k/16 adds log2(k/16) to every flag's log2-odds x, so each step's flags
+    are counted in bins of x 1/16 bit wide (ones, zeros, and their mean x) and each bin is priced
+    at its mean: a few thousand bins per tile instead of a price per flag and scale. Integer
+    rounding of the coded frequencies is left out (it changes a price by about 2^-24)."""
+    sizes = [f.size for f in frequencies]
+    if not sum(sizes):
+        return [None] * len(sizes)
+    f1 = np.concatenate([f.ravel() for f in frequencies]).astype(np.float64)
+    ones = np.concatenate([f.ravel() for f in flags])
+    x = np.log2(f1) - np.log2(TOTAL - f1)  # in (-24, 24)
+    width = 2 * PRECISION * LOG_ODDS_BINS_PER_BIT + 1
+    step = np.repeat(np.arange(len(sizes)), sizes)
+    cell = step * width + np.rint((x + PRECISION) * LOG_ODDS_BINS_PER_BIT).astype(np.int64)
+    total = np.bincount(cell, minlength=len(sizes) * width)
+    used = np.flatnonzero(total)
+    n1 = np.bincount(cell[ones], minlength=total.size)[used]
+    n = total[used]
+    mean = np.bincount(cell, weights=x, minlength=total.size)[used] / n
+    shifted = mean[None, :] + np.log2(np.array(FLAG_SIXTEENTHS) / 16)[:, None]  # (scales, bins)
+    bits = n1 * np.logaddexp2(0, -shifted) + (n - n1) * np.logaddexp2(0, shifted)
+    owner = used // width
+    sums = np.stack([np.bincount(owner, weights=row, minlength=len(sizes)) for row in bits], axis=1)
+    return [sums[i] if size else None for i, size in enumerate(sizes)]

@@ -96,8 +96,10 @@ class LevelPairs:
         """(atoms, n) odds factors for the flags of a run of ``atoms`` (a batch, or the encoder's
         whole group) at a phase's n positions. ``ring``: ``ring_sums`` of the phase;
         ``fired_here`` (K, n) float32, 1 where an atom fires: only atoms decoded before each
-        atom's batch are read (the masked centre is zero elsewhere)."""
-        s = ring[atoms] + self.centre[atoms] @ fired_here
+        atom's batch are read (the masked centre is zero elsewhere, so the product leaves out the
+        atoms from the run's last batch on: exact, as every partial sum is an integer below 2^24)."""
+        earlier = (atoms.stop - 1) // self.batch * self.batch
+        s = ring[atoms] + self.centre[atoms, :earlier] @ fired_here[:earlier]
         bucket = ((s.astype(np.int64) + (1 << (BUCKET_SHIFT - 1))) >> BUCKET_SHIFT) - self.lowest
         return self.factor[np.clip(bucket, 0, self.factor.size - 1)]
 

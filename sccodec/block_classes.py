@@ -74,6 +74,14 @@ class LevelClasses:
         """f(v > 0) of values with base frequencies f1, classes ``cls`` and sign contexts ``ctx``."""
         return scale_odds_frequency(f1, self.sign_scale[cls, ctx], SCALE_BITS)
 
+    @functools.cached_property
+    def positive_table(self) -> np.ndarray:
+        """(C·K, S): ``positive`` of every (class, atom, sign context), indexed by class·K + atom;
+        built once per level (a few thousand entries), so coding gathers instead of rescaling."""
+        c, s = self.sign_scale.shape
+        f1 = self.positive(self.base.positive[None], np.arange(c)[:, None, None], np.arange(s)[None, None, :])
+        return f1.reshape(-1, s)
+
     def magnitudes(self, rows: np.ndarray, cls: np.ndarray, row: np.ndarray) -> np.ndarray:
         """Magnitude rows (n, R) of values with classes ``cls`` and value rows ``row``."""
         return factored_rows(rows, self.magnitude_factor[cls, row])

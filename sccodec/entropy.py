@@ -27,7 +27,7 @@ import constriction
 import numpy as np
 
 from sccodec.adaptation import (FLAG_INDEX_FREQUENCIES, FLAG_INDEX_PROBS, TILT_INDEX_FREQUENCIES, TILT_INDEX_PROBS,
-                                Adaptation, choose, choose_integer)
+                                Adaptation, choose, choose_integer, flag_scale_bits)
 from sccodec.context import LEGACY_SCHEME, SCHEMES, Scheme, phase_map, scheme_contexts, steps, value_index
 from sccodec.atom_pairs import LevelPairs
 from sccodec.block_classes import LevelClasses
@@ -215,6 +215,7 @@ class _Walk:
         self.grouped = symbols.reshape(g, k // g, h, w)
         self.per_group = (self.grouped != 0).sum(1, dtype=np.int32)
         self.phase = phase_map(self.scheme, h, w)
+        self.here = [self.phase == p for p in range(self.scheme.phases)]  # each phase's positions
         atoms = np.arange(k).reshape(g, k // g)
         self.atoms = [atoms[i][:, None] for i in range(g)]
         self.known = None if known_contexts is None else [c.reshape(self.grouped.shape) for c in known_contexts]
@@ -224,13 +225,14 @@ class _Walk:
         if self.known is None:
             flag, value = self.scheme.step_contexts(self.grouped, self.per_group, p, g)
         else:
-            here = self.phase == p
+            here = self.here[p]
             flag, value = self.known[0][g][:, here], self.known[1][g][:, here]
         return flag, value, np.broadcast_to(self.atoms[g], flag.shape)
 
     def store(self, p: int, g: int, values: np.ndarray) -> None:
-        self.grouped[g][:, self.phase == p] = values
-        self.per_group[g] = (self.grouped[g] != 0).sum(0, dtype=np.int32)
+        here = self.here[p]
+        self.grouped[g][:, here] = values
+        self.per_group[g][here] = (values != 0).sum(0, dtype=np.int32)  # only the phase's positions change
 
     def decode_flags(self, coder, models: "_Models", ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:  # noqa: ANN001
         """The step's significance flags (K/G, n), bool: one call for the whole step."""
@@ -270,9 +272,14 @@ class _IntegerWalk(_Walk):
         super().__init__(symbols, tables, quality_index, adaptation, known_contexts)
         integer = tables.frequencies(quality_index)
         self.nonzero = integer.nonzero  # (K, C): f(x != 0)
-        # adapted once per tile, then gathered per symbol: (K, V, R) and (K, S) frequencies
-        self.magnitudes = self.adaptation.magnitude_frequencies(integer.magnitudes)
-        self.positive = integer.positive
+        self.positive = integer.positive  # (K, S): f(v > 0)
+        self.adapt(self.adaptation)
+
+    def adapt(self, adaptation: Adaptation) -> None:
+        """Use ``adaptation`` from here on (the encoder's, once it has chosen it)."""
+        self.adaptation = adaptation
+        # adapted once per tile, then gathered per symbol: (K, V, R) frequencies
+        self.magnitudes = adaptation.magnitude_frequencies(self.tables.frequencies(self.q).magnitudes)
 
     def flag_params(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
         return binary_rows(self.adaptation.flag_frequencies(self.nonzero[atom, ctx], step).ravel())
@@ -308,7 +315,7 @@ class _ClassWalk(_IntegerWalk):
 
     def contexts(self, p: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         flag, value, atom = super().contexts(p, g)
-        return flag, value, atom + self.tables.atoms * self.position_class[self.phase == p][None, :]
+        return flag, value, atom + self.tables.atoms * self.position_class[self.here[p]][None, :]
 
     def class_nonzero(self, ctx: np.ndarray, atom: np.ndarray) -> np.ndarray:
         """f(x != 0) of the symbols with these flag contexts and class·K + atom, before the tile's adaptation."""
@@ -327,7 +334,7 @@ class _ClassWalk(_IntegerWalk):
         a, r = distinct // rows, distinct % rows
         magnitudes = self.classes.magnitudes(self.magnitudes[a % k, r], a // k, r)[inverse.ravel()]
         return (coder_rows(magnitudes),
-                binary_rows(self.classes.positive(self.positive[atom % k, ctx % s], atom // k, ctx % s)))
+                binary_rows(self.classes.positive_table[atom, ctx % s]))
 
 
 class _PairWalk(_ClassWalk):
@@ -337,13 +344,15 @@ class _PairWalk(_ClassWalk):
     batches' flags at the same positions."""
 
     def __init__(self, symbols: np.ndarray, tables: SymbolTables, quality_index: int,
-                 adaptation: Adaptation, classes: LevelClasses, position_class: np.ndarray, pairs: LevelPairs,
+                 adaptation: Adaptation | None, classes: LevelClasses, position_class: np.ndarray, pairs: LevelPairs,
                  known_contexts: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         super().__init__(symbols, tables, quality_index, adaptation, classes, position_class, known_contexts)
         if (tables.atoms // tables.groups) % pairs.batch:
             raise ValueError(f"batches of {pairs.batch} atoms do not divide groups of {tables.atoms // tables.groups}")
         self.pairs = pairs
         self._ring: tuple[int, np.ndarray | None] = (-1, None)
+        self._paired: dict[int, np.ndarray] = {}  # the encoder's flag frequencies before the adaptation, per step
+        self._fired: tuple[int, np.ndarray | None] = (-1, None)  # the decoder's ``_fired_here`` of the phase
 
     def _ring_sums(self, p: int) -> np.ndarray:
         """The phase's neighbour terms (K, n), once per phase: its neighbours' phases are all decoded."""
@@ -354,32 +363,48 @@ class _PairWalk(_ClassWalk):
 
     def _fired_here(self, p: int) -> np.ndarray:
         """(K, n), 1 where an atom fires at the phase's positions, as far as it is known."""
-        return self.pairs.indicators(self.grouped.reshape(-1, *self.phase.shape)[:, self.phase == p] != 0)
+        return self.pairs.indicators(self.grouped.reshape(-1, *self.phase.shape)[:, self.here[p]] != 0)
 
     def _frequencies(self, own: np.ndarray, step: int, rows: slice, fired: np.ndarray) -> np.ndarray:
         """f(x != 0) of the step's atoms ``rows`` (a run of its K/G) at every position, from their
-        class-scaled frequencies ``own``: the pairs, then the tile's adaptation."""
+        class-scaled frequencies ``own``, changed by the pairs (before the tile's adaptation)."""
         p, g = divmod(step, self.tables.groups)
         first = g * len(fired) // self.tables.groups
         factors = self.pairs.factors(self._ring_sums(p), fired, slice(first + rows.start, first + rows.stop))
-        return self.adaptation.flag_frequencies(self.pairs.flag_frequencies(own, factors), step)
+        return self.pairs.flag_frequencies(own, factors)
+
+    def paired_frequencies(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
+        """The encoder's: f(x != 0) of the step's flags before the tile's adaptation (what it is
+        chosen on), kept for ``flag_params``. Every flag is known, so every batch's frequencies
+        at once (the centre weights of later batches are zero: the same sums as batch by batch)."""
+        if step not in self._paired:
+            fired = self._fired_here(step // self.tables.groups)
+            self._paired[step] = self._frequencies(self.class_nonzero(ctx, atom), step, slice(0, ctx.shape[0]), fired)
+        return self._paired[step]
 
     def flag_params(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
-        """The encoder's: every flag is known, so every batch's frequencies at once (the centre
-        weights of later batches are zero: the same sums as batch by batch)."""
-        fired = self._fired_here(step // self.tables.groups)
-        rows = slice(0, ctx.shape[0])
-        return binary_rows(self._frequencies(self.class_nonzero(ctx, atom), step, rows, fired).ravel())
+        return binary_rows(self.adaptation.flag_frequencies(self.paired_frequencies(ctx, atom, step), step).ravel())
+
+    def paired_flags(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The encoder's: every step's ``paired_frequencies`` and flags, in coding order."""
+        frequencies, flags = [], []
+        for i, (p, g) in enumerate(steps(self.scheme, self.tables.groups)):
+            ctx, _, atom = self.contexts(p, g)
+            frequencies.append(self.paired_frequencies(ctx, atom, i))
+            flags.append(self.grouped[g][:, self.here[p]] != 0)
+        return frequencies, flags
 
     def decode_flags(self, coder, models: "_Models", ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:  # noqa: ANN001
         p, g = divmod(step, self.tables.groups)
-        fired = self._fired_here(p)  # this step's atoms are not stored yet: zero until decoded below
+        if self._fired[0] != p:  # kept through the phase's steps: each batch's flags go in as decoded
+            self._fired = (p, self._fired_here(p))  # this step's atoms are not stored yet: zero until decoded below
+        fired = self._fired[1]
         first = g * ctx.shape[0]
         own = self.class_nonzero(ctx, atom)
         flags = np.empty(ctx.shape, dtype=bool)
         for b in range(ctx.shape[0] // self.pairs.batch):
             rows = slice(b * self.pairs.batch, (b + 1) * self.pairs.batch)
-            f1 = self._frequencies(own[rows], step, rows, fired)
+            f1 = self.adaptation.flag_frequencies(self._frequencies(own[rows], step, rows, fired), step)
             flags[rows] = coder.decode(models.flag, binary_rows(f1.ravel())).astype(bool).reshape(f1.shape)
             fired[first + rows.start : first + rows.stop] = flags[rows]
         return flags
@@ -448,8 +473,8 @@ def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int, adapti
     ``adaptive`` and ``integer``: the tile coding (``TileCoding``; ``integer`` implies adaptive).
     ``classes``: format 6, this level's block classes (implies integer): the encoder picks each
     block's class (``LevelClasses.choose``) and codes the class map before the symbols.
-    ``pairs``: format 7, this level's pair weights (with ``classes``); the class map and the
-    adaptation are chosen on format 6's frequencies."""
+    ``pairs``: format 7, this level's pair weights (with ``classes``); the class map is chosen
+    on format 6's frequencies, the flags' odds scales on the frequencies the pairs give them."""
     r = tables.value_range
     if np.abs(symbols).max(initial=0) > r + MAX_MAGNITUDE_OVER_RANGE:
         raise ValueError(f"symbol magnitude above the codable range {r + MAX_MAGNITUDE_OVER_RANGE}")
@@ -459,9 +484,14 @@ def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int, adapti
     if classes is not None:
         labels = classes.choose(classes.block_bits(symbols, *known, tables.scheme.sign_contexts))
         position_class = classes.position_classes(labels, *symbols.shape[1:])
-        adaptation = choose_integer(symbols, tables, quality_index, known, classes, position_class)
-        walk = (_ClassWalk(symbols, tables, quality_index, adaptation, classes, position_class, known) if pairs is None
-                else _PairWalk(symbols, tables, quality_index, adaptation, classes, position_class, pairs, known))
+        if pairs is None:
+            adaptation = choose_integer(symbols, tables, quality_index, known, classes, position_class)
+            walk = _ClassWalk(symbols, tables, quality_index, adaptation, classes, position_class, known)
+        else:  # the flags' scales priced on the frequencies the pairs change
+            walk = _PairWalk(symbols, tables, quality_index, None, classes, position_class, pairs, known)
+            adaptation = choose_integer(symbols, tables, quality_index, known, classes, position_class,
+                                        flag_scale_bits(*walk.paired_flags()))
+            walk.adapt(adaptation)
     elif integer:
         adaptation = choose_integer(symbols, tables, quality_index, known)
         walk = _IntegerWalk(symbols, tables, quality_index, adaptation, known)
@@ -475,7 +505,7 @@ def encode(symbols: np.ndarray, tables: SymbolTables, quality_index: int, adapti
     order = steps(tables.scheme, tables.groups)
     for i, (p, g) in reversed(list(enumerate(order))):
         ctx, vctx, atom = walk.contexts(p, g)
-        s = walk.grouped[g][:, walk.phase == p]
+        s = walk.grouped[g][:, walk.here[p]]
         nz = s != 0
         if nz.any():
             escaped = np.abs(s[nz])[np.abs(s[nz]) >= r]

@@ -101,7 +101,7 @@ GOLDEN = {1: "d452836db7ff18c2442a06a819169c3db98517616409852ff723c2d8ae0ff529",
           4: "f3aceda7594c05f99ba549ca1d54e4d4528eb8932ff900533a7bb4bffbfd4e77",
           5: "7f0845f24b97898ea48ad59ed17a5b0b66e7ef8d3ff2f7cf0b7dc0b5ec796a9b",
           6: "6ee8712926aac97b56792dc60e0e9417bdab75d527fc0b95d2cd6a1bfbaca9c6",
-          7: "69c25e50e1b8bac0ae4eea1d60a5bc40bb36c5c3b1d7a588524260516b50f46a"}
+          7: "f6b5502dfaeeb576d9dbfe41adc7c4bcb54849c35599e765abdff9b97862557b"}
 
 
 @pytest.mark.parametrize("version", list(entropy.FORMATS))

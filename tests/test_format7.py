@@ -3,7 +3,9 @@
 What is checked: symbols round-trip for any tile shape and batch size with random pair weights
 (the decoder reads a step's flags batch by batch, the encoder all at once); the pair sums are the
 documented integer sums, exact at the limits; a pair file is validated, round-trips, hashes its
-bytes and is bound to its weights and class file; headers of version 7 carry both hashes and a
+bytes and is bound to its weights and class file; the encoder prices each step's odds scale on
+the frequencies the pairs change (and its estimates of flag and tilt prices follow the exact
+integer code lengths); headers of version 7 carry both hashes and a
 decoder refuses a file whose pairs it does not have; weights without a pair file keep writing
 format 6; the fit lowers the flag bits of the symbols it was fitted on.
 """
@@ -13,16 +15,21 @@ import dataclasses
 import hashlib
 import inspect
 
+import constriction
 import numpy as np
 import pytest
 from helpers import check_model_without, random_class_tables, random_pair_tables
 from test_format5 import float_operations, nested_tables, sparse_symbols
 
 import sccodec
-from sccodec import atom_pairs, bitstream, entropy
+from sccodec import adaptation, atom_pairs, bitstream, entropy
+from sccodec.adaptation import (FLAG_INDEX_FREQUENCIES, FLAG_SIXTEENTHS, NEUTRAL_FLAG, NEUTRAL_TILT, TILT_SIXTEENTHS,
+                                tilt_frequencies)
 from sccodec.api import Codec, parse_symbols
 from sccodec.atom_pairs import MAX_BIAS, MAX_WEIGHT, PairTables, pair_file_path, read_pair_tables
+from sccodec.context import scheme_contexts, steps
 from sccodec.errors import ModelMismatchError
+from sccodec.frequencies import PRECISION, TOTAL, normalise, scale_odds_frequency
 from sccodec.weights import load_model_file
 
 
@@ -39,6 +46,78 @@ def test_random_symbols_round_trip(shape, batch) -> None:
     # the pairs change the code: without them the words do not decode to the same symbols
     plain = entropy.encode(symbols, tables, 1, True, True, classes)
     assert not np.array_equal(plain, words)
+
+
+def _adaptation_written(words: np.ndarray, steps: int) -> tuple[int, ...]:
+    """The flag-scale indices a tile's words start with (format 5 and later)."""
+    coder = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+    return tuple(int(i) for i in coder.decode(entropy._Models.of(True).flag_index, steps))
+
+
+def test_the_flag_scales_are_chosen_on_the_frequencies_the_pairs_change() -> None:
+    """Each step's odds scale is the one of least ideal code length for its flags as format 7
+    codes them (class, then pairs, then the scale: exact integer frequencies priced here), side
+    information included, not as format 6 would code them."""
+    shape = (16, 9, 6)
+    tables = nested_tables(3, k=shape[0], r=6)
+    classes = random_class_tables(tables, 3, 2, seed=4).level(1, tables.frequencies(1))
+    pairs = random_pair_tables(2, shape[0], 2, seed=5, scale=MAX_WEIGHT).level(1)
+    symbols = sparse_symbols(*shape, 6, seed=6)
+    words = entropy.encode(symbols, tables, 1, True, True, classes, pairs)
+    order = steps(tables.scheme, tables.groups)
+    known = scheme_contexts(tables.scheme, symbols, tables.groups)
+    labels = classes.choose(classes.block_bits(symbols, *known, tables.scheme.sign_contexts))
+    walk = entropy._PairWalk(symbols, tables, 1, None, classes,
+                             classes.position_classes(labels, *shape[1:]), pairs, known)
+    side = PRECISION - np.log2(FLAG_INDEX_FREQUENCIES)
+    best = []
+    for f1, flags in zip(*walk.paired_flags()):
+        bits = [(PRECISION - np.log2(np.where(flags, scaled, TOTAL - scaled))).sum()
+                for scaled in (scale_odds_frequency(f1, m) for m in FLAG_SIXTEENTHS)]
+        best.append(int(np.argmin(np.array(bits) + side)) if f1.size else NEUTRAL_FLAG)
+    written = _adaptation_written(words, len(order))
+    assert written == tuple(best)
+    # the pairs moved the odds enough that format 6's choice differs
+    assert _adaptation_written(entropy.encode(symbols, tables, 1, True, True, classes), len(order)) != written
+
+
+def test_tilt_prices_follow_the_integer_rows() -> None:
+    """The tilt's one-product estimate ranks the tilts as the exact integer rows do, and its
+    differences between tilts are those of the integer code lengths to within a millibit per
+    symbol."""
+    rng = np.random.default_rng(8)
+    r = 12
+    rows = normalise(rng.integers(0, 1 << 20, size=(40, r)) >> rng.integers(0, 16, size=(40, r)))
+    for spread in (0.4, 1.0, 2.5):  # values smaller than, as, and larger than the rows expect
+        counts = rng.poisson(spread * 60 * (rows - 1) / TOTAL * np.arange(1, r + 1) ** (spread - 1))
+        exact = np.array([-(counts * np.log2(tilt_frequencies(rows, k) / TOTAL)).sum() for k in TILT_SIXTEENTHS])
+        estimate = adaptation._tilt_bits((rows - 1).astype(np.float64), counts)
+        assert np.argmin(estimate) == np.argmin(exact)
+        np.testing.assert_allclose(estimate - estimate[NEUTRAL_TILT], exact - exact[NEUTRAL_TILT],
+                                   atol=1e-3 * counts.sum())
+
+
+def test_flag_histograms_price_as_the_flags_themselves() -> None:
+    """``flag_scale_bits`` (binned log-odds) against a price per flag and scale: the same
+    choice, totals within a millibit per flag; steps without flags give None."""
+    rng = np.random.default_rng(9)
+    frequencies, flags = [], []
+    for odds in (0.25, 1.0, 3.0, None):
+        if odds is None:
+            frequencies.append(np.zeros((4, 0), np.int64))
+            flags.append(np.zeros((4, 0), bool))
+            continue
+        f1 = rng.integers(1, TOTAL, size=(8, 300))
+        p = f1 / TOTAL
+        flags.append(rng.random(f1.shape) < odds * p / (odds * p + 1 - p))
+        frequencies.append(f1)
+    priced = adaptation.flag_scale_bits(frequencies, flags)
+    assert priced[-1] is None
+    for f1, b, estimate in zip(frequencies[:-1], flags[:-1], priced[:-1]):
+        exact = np.array([(PRECISION - np.log2(np.where(b, s, TOTAL - s))).sum()
+                          for s in (scale_odds_frequency(f1, m) for m in FLAG_SIXTEENTHS)])
+        assert np.argmin(estimate) == np.argmin(exact)
+        np.testing.assert_allclose(estimate, exact, atol=1e-3 * f1.size)
 
 
 def _sums_by_integers(pairs: PairTables, q: int, symbols: np.ndarray, phase_of, position, atom: int) -> int:
