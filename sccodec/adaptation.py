@@ -245,14 +245,14 @@ def choose_integer(symbols: np.ndarray, tables, quality_index: int,
                    contexts: tuple[np.ndarray, np.ndarray] | None = None,
                    classes=None, position_class: np.ndarray | None = None,  # noqa: ANN001
                    step_bits: list[np.ndarray | None] | None = None) -> Adaptation:
-    """``choose`` for formats 5 to 7: prices every candidate with the integer frequencies it
+    """``choose`` for formats 5 to 7: prices every flag scale with the integer frequencies it
     would code with (``tables.frequencies``, changed by each position's block class when
     ``classes`` (a ``sccodec.block_classes.LevelClasses``) and ``position_class`` are given, then
-    the adapted tables of ``Adaptation.flag_frequencies`` and ``magnitude_frequencies``), so the
-    estimate is the exact ideal code length. ``step_bits``: the flags' bits per step and scale
-    when the caller priced them (format 7: ``flag_scale_bits`` on the frequencies the pairs
-    change); then only the tilt is priced here. Encoder only: the float log2 decides what is
-    written, never how it is read."""
+    ``Adaptation.flag_frequencies``), the exact ideal code length, and every tilt by
+    ``_tilt_bits`` (an estimate within the rounding of the tilted rows). ``step_bits``: the
+    flags' bits per step and scale when the caller priced them (format 7: ``flag_scale_bits`` on
+    the frequencies the pairs change); then only the tilt is priced here. Encoder only: the
+    float log2 decides what is written, never how it is read."""
     n = 1 if classes is None else classes.classes
     counts = _tile_counts(symbols, tables, contexts, position_class, n, flags=step_bits is None)
     integer = tables.frequencies(quality_index)
