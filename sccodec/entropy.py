@@ -311,6 +311,8 @@ class _ClassWalk(_IntegerWalk):
                  adaptation: Adaptation, classes: LevelClasses, position_class: np.ndarray,
                  known_contexts: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         super().__init__(symbols, tables, quality_index, adaptation, known_contexts)
+        if classes.base.positive is not self.positive and not np.array_equal(classes.base.positive, self.positive):
+            raise ValueError("the block classes were built on other tables than this level's")  # positive_table
         self.classes, self.position_class = classes, position_class
 
     def contexts(self, p: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -375,7 +377,7 @@ class _PairWalk(_ClassWalk):
 
     def paired_frequencies(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
         """The encoder's: f(x != 0) of the step's flags before the tile's adaptation (what it is
-        chosen on), kept for ``flag_params``. Every flag is known, so every batch's frequencies
+        chosen on), kept per step for ``flag_params`` (so ``ctx`` and ``atom`` must be the step's). Every flag is known, so every batch's frequencies
         at once (the centre weights of later batches are zero: the same sums as batch by batch)."""
         if step not in self._paired:
             fired = self._fired_here(step // self.tables.groups)
@@ -383,6 +385,8 @@ class _PairWalk(_ClassWalk):
         return self._paired[step]
 
     def flag_params(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
+        """The encoder's (cached per step by ``paired_frequencies``): the step's frequencies after
+        the pairs, with the tile's adaptation."""
         return binary_rows(self.adaptation.flag_frequencies(self.paired_frequencies(ctx, atom, step), step).ravel())
 
     def paired_flags(self) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -168,6 +168,7 @@ def test_weights_without_classes_write_format_5_and_still_read_6(shipped, tmp_pa
 
 @pytest.mark.parametrize("function", [block_classes.factored_rows, block_classes.LevelClasses.nonzero,
                                       block_classes.LevelClasses.positive, block_classes.LevelClasses.magnitudes,
+                                      block_classes.LevelClasses.positive_table.func, entropy._Walk.store,
                                       block_classes.LevelClasses.position_classes, block_classes.LevelClasses.grid,
                                       block_classes.LevelClasses.map_rows, entropy._decode_class_map,
                                       *(f for f in vars(entropy._ClassWalk).values() if inspect.isfunction(f))],

@@ -28,6 +28,7 @@ from sccodec.adaptation import (FLAG_INDEX_FREQUENCIES, FLAG_SIXTEENTHS, NEUTRAL
 from sccodec.api import Codec, parse_symbols
 from sccodec.atom_pairs import MAX_BIAS, MAX_WEIGHT, PairTables, pair_file_path, read_pair_tables
 from sccodec.context import scheme_contexts, steps
+from sccodec.block_classes import MAX_FACTOR, factored_rows
 from sccodec.errors import ModelMismatchError
 from sccodec.frequencies import PRECISION, TOTAL, normalise, scale_odds_frequency
 from sccodec.weights import load_model_file
@@ -88,10 +89,15 @@ def test_tilt_prices_follow_the_integer_rows() -> None:
     rng = np.random.default_rng(8)
     r = 12
     rows = normalise(rng.integers(0, 1 << 20, size=(40, r)) >> rng.integers(0, 16, size=(40, r)))
-    for spread in (0.4, 1.0, 2.5):  # values smaller than, as, and larger than the rows expect
+    factor = rng.integers(1, MAX_FACTOR + 1, size=rows.shape)  # a block class's magnitude factors
+    for spread, classed in ((0.4, False), (1.0, False), (2.5, False), (0.4, True), (2.5, True)):
+        # values smaller than, as, and larger than the rows expect
         counts = rng.poisson(spread * 60 * (rows - 1) / TOTAL * np.arange(1, r + 1) ** (spread - 1))
-        exact = np.array([-(counts * np.log2(tilt_frequencies(rows, k) / TOTAL)).sum() for k in TILT_SIXTEENTHS])
-        estimate = adaptation._tilt_bits((rows - 1).astype(np.float64), counts)
+        coded = [tilt_frequencies(rows, k) for k in TILT_SIXTEENTHS]
+        if classed:
+            coded = [factored_rows(f, factor) for f in coded]
+        exact = np.array([-(counts * np.log2(f / TOTAL)).sum() for f in coded])
+        estimate = adaptation._tilt_bits(((rows - 1) * (factor if classed else 1)).astype(np.float64), counts)
         assert np.argmin(estimate) == np.argmin(exact)
         np.testing.assert_allclose(estimate - estimate[NEUTRAL_TILT], exact - exact[NEUTRAL_TILT],
                                    atol=1e-3 * counts.sum())
@@ -99,25 +105,31 @@ def test_tilt_prices_follow_the_integer_rows() -> None:
 
 def test_flag_histograms_price_as_the_flags_themselves() -> None:
     """``flag_scale_bits`` (binned log-odds) against a price per flag and scale: the same
-    choice, totals within a millibit per flag; steps without flags give None."""
+    choice, totals within a millibit per flag, also where the coder clamps the frequencies;
+    steps without flags give None."""
     rng = np.random.default_rng(9)
     frequencies, flags = [], []
-    for odds in (0.25, 1.0, 3.0, None):
+    saturated = np.concatenate([np.arange(1, 41), TOTAL - np.arange(1, 41)])  # where the coder's clamp acts
+    for odds in (0.25, 1.0, 3.0, "saturated", None):
         if odds is None:
             frequencies.append(np.zeros((4, 0), np.int64))
             flags.append(np.zeros((4, 0), bool))
-            continue
-        f1 = rng.integers(1, TOTAL, size=(8, 300))
-        p = f1 / TOTAL
-        flags.append(rng.random(f1.shape) < odds * p / (odds * p + 1 - p))
-        frequencies.append(f1)
+        elif odds == "saturated":  # flags the tables call all but impossible, half of them set
+            frequencies.append(rng.choice(saturated, size=(8, 300)))
+            flags.append(rng.random((8, 300)) < 0.5)
+        else:
+            f1 = rng.integers(1, TOTAL, size=(8, 300))
+            p = f1 / TOTAL
+            flags.append(rng.random(f1.shape) < odds * p / (odds * p + 1 - p))
+            frequencies.append(f1)
     priced = adaptation.flag_scale_bits(frequencies, flags)
     assert priced[-1] is None
-    for f1, b, estimate in zip(frequencies[:-1], flags[:-1], priced[:-1]):
+    for i, (f1, b, estimate) in enumerate(zip(frequencies[:-1], flags[:-1], priced[:-1])):
         exact = np.array([(PRECISION - np.log2(np.where(b, s, TOTAL - s))).sum()
                           for s in (scale_odds_frequency(f1, m) for m in FLAG_SIXTEENTHS)])
         assert np.argmin(estimate) == np.argmin(exact)
-        np.testing.assert_allclose(estimate, exact, atol=1e-3 * f1.size)
+        # near the clamp the integer rounding is what the estimate leaves out (without the clamp: 0.03 bit)
+        np.testing.assert_allclose(estimate, exact, atol=(2e-2 if i == 3 else 1e-3) * f1.size)
 
 
 def _sums_by_integers(pairs: PairTables, q: int, symbols: np.ndarray, phase_of, position, atom: int) -> int:
