@@ -13,8 +13,6 @@ training folder, never Kodak) before and after, in floats and as the decoder wil
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable
@@ -24,12 +22,12 @@ import click
 import numpy as np
 import torch
 
-from sccodec import atomic
 from sccodec.api import Codec
 from sccodec.atom_pairs import (BUCKET_SHIFT, FAR, MAX_BIAS, MAX_SCALE, MAX_WEIGHT, NEAR, SCALE_BITS, PairTables,
                                 pair_file_path)
 from sccodec.context import _window_sum_at, phase_map, scheme_contexts
 from sccodec.train.cli import evenly_spaced
+from sccodec.train.companions import write_companion
 from sccodec.train.data import list_images, photos_symbols, split_holdout
 from sccodec.weights import DEFAULT_MODEL
 
@@ -215,15 +213,10 @@ def fit_pairs(model: str, image_dir: str, photos: int, batch: int, iterations: i
         levels.append(weights)
         reports[str(q + 1)] = report
     data = pair_tables(levels, batch, codec.model_file.digest, codec.coder.classes.digest).to_bytes()
-    atomic.write_bytes(target, data)
     seconds = round(time.time() - started)
-    sidecar = codec.model_file.path.with_suffix(".json")
-    if target == pair_file_path(codec.model_file.path) and sidecar.is_file():  # the model's record says how
-        record = json.loads(sidecar.read_text()) | {"atom_pairs": {
-            "file": target.name, "hash": hashlib.sha256(data).digest()[:8].hex(), "batch": batch,
-            "photos": len(chosen), "iterations": iterations, "l2": l2, "seconds": seconds,
-            "held_out_flag_bits": reports,
-            "command": f"sccodec fit-pairs {model} --images {image_dir} --photos {photos} --batch {batch} "
-                       f"--iterations {iterations} --l2 {l2} --force"}}
-        atomic.write_text(sidecar, json.dumps(record, indent=2) + "\n")
+    write_companion(target, data, pair_file_path(codec.model_file.path), codec.model_file.path, "atom_pairs", {
+        "batch": batch, "photos": len(chosen), "iterations": iterations, "l2": l2, "seconds": seconds,
+        "held_out_flag_bits": reports,
+        "command": f"sccodec fit-pairs {model} --images {image_dir} --photos {photos} --batch {batch} "
+                   f"--iterations {iterations} --l2 {l2} --force"})
     click.echo(f"wrote {target} ({len(data):,} bytes, batches of {batch} atoms, {len(chosen)} photos, {seconds} s)")

@@ -13,8 +13,6 @@ are the rounded integers, and the encoder prices with those.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,13 +21,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from sccodec import atomic
 from sccodec.api import Codec
 from sccodec.block_classes import MAX_FACTOR, SCALE_BITS, ClassTables, LevelClasses, class_file_path
 from sccodec.context import scheme_contexts
 from sccodec.entropy import SymbolTables
 from sccodec.frequencies import TOTAL, IntegerTables, normalise
 from sccodec.train.cli import evenly_spaced
+from sccodec.train.companions import write_companion
 from sccodec.train.data import list_images, photos_symbols, split_holdout
 from sccodec.weights import DEFAULT_MODEL
 
@@ -210,15 +208,10 @@ def fit_classes(model: str, image_dir: str, photos: int, classes: int, block: in
     levels = [fit_level(tables, q, [s[q] for s in symbols], classes, block, iterations,
                         log=lambda line: click.echo(line, err=True)) for q in range(tables.qualities)]
     data = class_tables(levels, codec.model_file.digest).to_bytes()
-    target.write_bytes(data)
     seconds = round(time.time() - started)
-    sidecar = codec.model_file.path.with_suffix(".json")
-    if target == class_file_path(codec.model_file.path) and sidecar.is_file():  # the model's record says how
-        record = json.loads(sidecar.read_text()) | {"block_classes": {
-            "file": target.name, "hash": hashlib.sha256(data).digest()[:8].hex(), "classes": classes, "block": block,
-            "photos": len(chosen), "iterations": iterations, "seconds": seconds,
-            "command": f"sccodec fit-classes {model} --images {image_dir} --photos {photos} --classes {classes} "
-                       f"--block {block} --iterations {iterations} --force"}}
-        atomic.write_text(sidecar, json.dumps(record, indent=2) + "\n")
+    write_companion(target, data, class_file_path(codec.model_file.path), codec.model_file.path, "block_classes", {
+        "classes": classes, "block": block, "photos": len(chosen), "iterations": iterations, "seconds": seconds,
+        "command": f"sccodec fit-classes {model} --images {image_dir} --photos {photos} --classes {classes} "
+                   f"--block {block} --iterations {iterations} --force"})
     click.echo(f"wrote {target} ({len(data):,} bytes, {classes} classes on {block}×{block} blocks, "
                f"{len(chosen)} photos, {seconds} s)")
