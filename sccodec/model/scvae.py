@@ -125,11 +125,14 @@ class SCVAE(nn.Module):
         """
         return MAX_THRESHOLD * torch.sigmoid(self.threshold_logit[q])[:, :, None, None] * step
 
+    def synthesis_input(self, symbols: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Symbols (B,K,h,w) at levels q -> y_hat (B,M,h,w): dictionary, then the level's inverse gain."""
+        _, inv_gain, step = self._per_level(q)
+        return self.lista.reconstruct(symbols * step) * inv_gain
+
     def synthesize(self, symbols: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """(Possibly straight-through) symbols (B,K,h,w) -> image (B,3,16h,16w), unclamped."""
-        _, inv_gain, step = self._per_level(q)
-        y_hat = self.lista.reconstruct(symbols * step) * inv_gain
-        return self._transform("g_s", y_hat)
+        return self._transform("g_s", self.synthesis_input(symbols, q))
 
     # -- training ------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, q: torch.Tensor, rate_grad: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -120,8 +120,9 @@ class SynthesisTransform(nn.Sequential):
             self.refine = nn.ModuleList(nn.Sequential(*(ResidualBlock(n) for _ in range(blocks)))
                                         for _ in self.REFINED)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i in range(self.layers):
+    def forward(self, x: torch.Tensor, layers: int | None = None) -> torch.Tensor:
+        """``layers``: run only the first that many plain layers (and their refinements)."""
+        for i in range(self.layers if layers is None else layers):
             x = self[i](x)
             if self.blocks and i in self.REFINED:
                 x = self.refine[self.REFINED.index(i)](x)

@@ -27,6 +27,7 @@ from sccodec import atomic
 from sccodec.model.runtime import WEIGHTS_HASH_KEY, graph_paths
 from sccodec.model.scvae import SCVAE
 from sccodec.model.transforms import GDN
+from sccodec.train.phase_tail import TAIL, PhaseDomainTail, rewritable
 from sccodec.weights import read_model_file
 
 OPSET = 18
@@ -52,12 +53,19 @@ class _Code(nn.Module):
 
 
 class _Synthesis(nn.Module):
-    def __init__(self, net: SCVAE) -> None:
+    """``rewrite``: the last three layers as ``PhaseDomainTail`` where the architecture allows
+    (the graph's form); without, the plain layers (the torch reference it is checked against)."""
+
+    def __init__(self, net: SCVAE, rewrite: bool = True) -> None:
         super().__init__()
         self.net = net
+        self.tail = PhaseDomainTail(net.g_s) if rewrite and rewritable(net.g_s) else None
 
     def forward(self, symbols: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        return self.net.synthesize(symbols[None], q).clamp(0, 1)
+        if self.tail is None:
+            return self.net.synthesize(symbols[None], q).clamp(0, 1)
+        g_s = self.net.g_s
+        return self.tail(g_s(self.net.synthesis_input(symbols[None], q), layers=g_s.layers - TAIL)).clamp(0, 1)
 
 
 class _Gradient(nn.Module):
@@ -78,8 +86,7 @@ class _Gradient(nn.Module):
         if g_s.blocks:
             raise ValueError("the gradient graph is written for a synthesis without residual blocks")
         _, inv_gain, step = net._per_level(q)
-        atoms = net.lista.atoms()
-        x = net.lista.reconstruct(symbols[None] * step) * inv_gain  # the synthesis' input, as SCVAE.synthesize
+        x = net.synthesis_input(symbols[None], q)
         inputs = []
         for i in range(g_s.layers):
             inputs.append(x)
@@ -95,7 +102,7 @@ class _Gradient(nn.Module):
             else:  # UpConv: a 3×3 convolution, then a pixel shuffle
                 g = nn.functional.pixel_unshuffle(g, 2)
                 g = nn.functional.conv2d(g, layer[0].weight.flip(2, 3).transpose(0, 1), padding=1)
-        gradient = torch.einsum("mk,bmhw->bkhw", atoms, g * inv_gain) * step
+        gradient = torch.einsum("mk,bmhw->bkhw", net.lista.atoms(), g * inv_gain) * step
         return (difference * difference).sum(), gradient[0]
 
 
@@ -104,8 +111,9 @@ def _plain(net: SCVAE) -> SCVAE:
     return net.eval().to("cpu", memory_format=torch.contiguous_format)
 
 
-def _modules_and_inputs(net: SCVAE) -> dict[str, tuple[nn.Module, tuple, dict]]:
-    """Per graph: the module, an example input, and its dynamic dimensions."""
+def _modules_and_inputs(net: SCVAE) -> dict[str, tuple[nn.Module, nn.Module, tuple, dict]]:
+    """Per graph: the module exported, the torch reference it must match (often the same
+    module), an example input, and its dynamic dimensions."""
     from torch.export import Dim
 
     c = net.config
@@ -115,15 +123,18 @@ def _modules_and_inputs(net: SCVAE) -> dict[str, tuple[nn.Module, tuple, dict]]:
     y = net.g_a(x).detach()
     q = torch.tensor([c.qualities // 2])
     symbols = torch.randint(-3, 4, (c.atoms, 3, 5), generator=gen).float()
-    graphs = {"analysis": (_Analysis(net), (x,), {"x": {2: 16 * h, 3: 16 * w}}),
-              "code": (_Code(net), (y, q), {"y": {2: h, 3: w}, "q": None}),
-              "synthesis": (_Synthesis(net), (symbols, q), {"symbols": {1: h, 2: w}, "q": None})}
+    analysis, code = _Analysis(net), _Code(net)
+    graphs = {"analysis": (analysis, analysis, (x,), {"x": {2: 16 * h, 3: 16 * w}}),
+              "code": (code, code, (y, q), {"y": {2: h, 3: w}, "q": None}),
+              "synthesis": (_Synthesis(net), _Synthesis(net, rewrite=False), (symbols, q),
+                            {"symbols": {1: h, 2: w}, "q": None})}
     if c.nonlinearity == "gdn" and not c.synthesis_blocks:
         target = torch.rand(1, 3, 48, 80, generator=gen)
         mask = torch.ones(1, 1, 48, 80)
         mask[..., :5, :] = 0
         pixels = {2: 16 * h, 3: 16 * w}
-        graphs["gradient"] = (_Gradient(net), (symbols, q, target, mask),
+        gradient = _Gradient(net)
+        graphs["gradient"] = (gradient, gradient, (symbols, q, target, mask),
                               {"symbols": {1: h, 2: w}, "q": None, "target": pixels, "mask": pixels})
     return graphs
 
@@ -196,7 +207,7 @@ def export_graphs(weights: Path, names: tuple[str, ...] | None = None) -> dict[s
     model_file = read_model_file(weights)
     digest, net = model_file.digest, _plain(model_file.build())
     errors = {}
-    for name, (module, inputs, dynamic) in _modules_and_inputs(net).items():
+    for name, (module, reference, inputs, dynamic) in _modules_and_inputs(net).items():
         if names is not None and name not in names:
             continue
         with warnings.catch_warnings(), _quiet_exporter():
@@ -216,7 +227,7 @@ def export_graphs(weights: Path, names: tuple[str, ...] | None = None) -> dict[s
         path = graph_paths(weights)[name]
         atomic.write_bytes(path, model.SerializeToString())
         onnx.checker.check_model(str(path))
-        errors[name] = _check(path, module, inputs)
+        errors[name] = _check(path, reference, inputs)
     return errors
 
 
