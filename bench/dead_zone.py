@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +74,8 @@ def main() -> None:
     codec = Codec(args.model, device="cpu")
     thresholds = [float(t) for t in args.thresholds.split(",")]
     own, levels = codec.coder, len(codec.qualities)
-    rules = {f"zero below {t:g}": FixedDeadZoneCoder(own.tables, own.format_version, threshold=t) for t in thresholds}
+    coder_fields = {f.name: getattr(own, f.name) for f in fields(own)}  # tables, format, classes, pairs, ...
+    rules = {f"zero below {t:g}": FixedDeadZoneCoder(**coder_fields, threshold=t) for t in thresholds}
     rules |= {f"rate-aware, {float(w):g} per bit": replace(own, bits_weights=(float(w),) * levels)
               for w in args.bits_weights.split(",") if w}
     rules["the encoder's rule (the model's sidecar)"] = own

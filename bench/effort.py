@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from unittest import mock
 
@@ -112,7 +112,8 @@ def main() -> None:
     curvature, tensors = codec.model_file.curvature, codec.model_file.tensors
     energy = np.stack([curvature.at_level(tensors, q).energy for q in range(len(codec.qualities))]).astype(np.float32)
     slopes = tuple(3 / (np.array(codec.model_file.config.lambdas) * 255.0**2))
-    rd = {"tables": own.tables, "format_version": own.format_version, "classes": own.classes, "energy": energy,
+    coder_fields = {f.name: getattr(own, f.name) for f in fields(own)}  # tables, format, classes, pairs, ...
+    rd = {**coder_fields, "energy": energy,
           "slopes": slopes,
           "multiple": args.multiple}
     rules = {  # name -> (coder, effort, the refinement schedule that effort 3 takes instead of its own)
@@ -122,7 +123,7 @@ def main() -> None:
         "effort 4": (own, 4, None),
         **{f"refinement: {s.passes} passes, a gradient every {s.gradient_every}": (own, 3, s) for s in (
             Schedule(2, 1), Schedule(6, 1), Schedule(2, 2), Schedule(6, 3), Schedule(8, 2))},
-        "rate-aware zeroing, 4 passes": (RateAwarePasses(own.tables, own.format_version, own.bits_weights, own.classes), 2, None),
+        "rate-aware zeroing, 4 passes": (RateAwarePasses(**coder_fields), 2, None),
         "RD rounding, atom energies, zeroing only": (RDRounding(**rd, zeroing_only=True), 2, None),
         "RD rounding, atom energies, every magnitude": (RDRounding(**rd), 2, None),
         "RD rounding, one energy per level, every magnitude": (RDRounding(**rd, per_atom=False), 2, None),
