@@ -74,7 +74,7 @@ def main() -> None:
     codec = Codec(args.model, device="cpu")
     thresholds = [float(t) for t in args.thresholds.split(",")]
     own, levels = codec.coder, len(codec.qualities)
-    coder_fields = {f.name: getattr(own, f.name) for f in fields(own)}  # tables, format, classes, pairs, ...
+    coder_fields = {f.name: getattr(own, f.name) for f in fields(ContextCoder)}  # tables, format, classes, pairs, ...
     rules = {f"zero below {t:g}": FixedDeadZoneCoder(**coder_fields, threshold=t) for t in thresholds}
     rules |= {f"rate-aware, {float(w):g} per bit": replace(own, bits_weights=(float(w),) * levels)
               for w in args.bits_weights.split(",") if w}

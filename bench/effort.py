@@ -112,7 +112,7 @@ def main() -> None:
     curvature, tensors = codec.model_file.curvature, codec.model_file.tensors
     energy = np.stack([curvature.at_level(tensors, q).energy for q in range(len(codec.qualities))]).astype(np.float32)
     slopes = tuple(3 / (np.array(codec.model_file.config.lambdas) * 255.0**2))
-    coder_fields = {f.name: getattr(own, f.name) for f in fields(own)}  # tables, format, classes, pairs, ...
+    coder_fields = {f.name: getattr(own, f.name) for f in fields(ContextCoder)}  # tables, format, classes, pairs, ...
     rd = {**coder_fields, "energy": energy,
           "slopes": slopes,
           "multiple": args.multiple}

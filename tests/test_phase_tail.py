@@ -49,3 +49,37 @@ def test_a_synthesis_of_another_shape_is_refused() -> None:
     assert not rewritable(g_s)
     with pytest.raises(ValueError, match="does not end in"):
         PhaseDomainTail(g_s)
+
+
+def test_a_forward_gdn_at_the_end_is_refused() -> None:
+    from sccodec.model.transforms import GDN
+
+    g_s = SynthesisTransform(8, 6, "gdn")
+    g_s[g_s.layers - 2] = GDN(8, inverse=False)
+    assert not rewritable(g_s)
+
+
+@pytest.mark.parametrize("blocks", [0, 1])
+def test_the_exported_synthesis_matches_the_plain_one_it_is_checked_against(blocks) -> None:
+    """The graph's module (dictionary, gain, the first layers with their refinements, the
+    rewritten tail) against the plain synthesis the export compares it with."""
+    from sccodec.model.config import ModelConfig
+    from sccodec.model.scvae import SCVAE
+    from sccodec.train.graphs import _modules_and_inputs, _plain
+
+    torch.manual_seed(2)
+    config = ModelConfig(channels=8, latent=8, atoms=16, lambdas=(0.01, 0.1), nonlinearity="gdn",
+                         synthesis_blocks=blocks)
+    net = _plain(SCVAE(config))
+    with torch.no_grad():
+        for p in net.g_s.parameters():
+            p.add_(0.2 * torch.randn_like(p))  # the refinement blocks start as the identity
+    exported, reference, inputs, _ = _modules_and_inputs(net)["synthesis"]
+    assert exported.tail is not None and reference.tail is None
+    net.double()  # in float64 the two orders of summation agree to the reference's float32 output
+    symbols = torch.randint(-3, 4, (config.atoms, 3, 4)).double()
+    with torch.no_grad():
+        torch.testing.assert_close(exported(symbols, inputs[1]).float(), reference(symbols, inputs[1]),
+                                   rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="layers"):
+        net.g_s(torch.zeros(1, config.latent, 2, 2), layers=net.g_s.layers + 1)

@@ -122,6 +122,8 @@ class SynthesisTransform(nn.Sequential):
 
     def forward(self, x: torch.Tensor, layers: int | None = None) -> torch.Tensor:
         """``layers``: run only the first that many plain layers (and their refinements)."""
+        if layers is not None and not 0 <= layers <= self.layers:
+            raise ValueError(f"the synthesis has {self.layers} layers, not {layers}")
         for i in range(self.layers if layers is None else layers):
             x = self[i](x)
             if self.blocks and i in self.REFINED:

@@ -21,9 +21,11 @@ sub-pixel phases as four groups of channels instead of interleaving them:
 Why: in ONNX Runtime the shuffle of A's 4n-channel output was the synthesis' slowest step after
 the convolutions (a single-threaded copy of the largest tensor, with two layout reorders around
 it), while the 2×2 convolution costs little more than B itself (B has only 12 outputs). The
-rewrite is exact arithmetic on the same weights, summed in another order; the derived kernels
-are computed from the stored parameters inside the graph, which the runtime folds into
-constants when it loads it. Export only: training and the torch reference keep the plain layers.
+rewrite is exact arithmetic on the same weights, summed in another order. The derived kernels
+come from the stored parameters: A's reordered rows and the 2×2 kernel are gathered inside the
+graph (the runtime folds them when it loads it); the exporter folds the small ones (B's
+transposed kernel, the reordered biases, about 60 kB) into the graph itself. Export only:
+training and the torch reference keep the plain layers.
 """
 from __future__ import annotations
 
@@ -75,8 +77,10 @@ def tail_taps(colours: int) -> tuple[np.ndarray, np.ndarray]:
 
 def rewritable(g_s: SynthesisTransform) -> bool:
     """Whether the synthesis ends as the rewrite expects (every shipped architecture does)."""
+    if g_s.layers < TAIL:
+        return False
     last = [g_s[i] for i in range(g_s.layers - TAIL, g_s.layers)]
-    return (g_s.layers >= TAIL and isinstance(last[0], UpConv) and isinstance(last[2], UpConv)
+    return (isinstance(last[0], UpConv) and isinstance(last[2], UpConv)
             and isinstance(last[1], (GDN, nn.LeakyReLU)) and getattr(last[1], "inverse", True)
             and last[2][0].out_channels % PHASES == 0
             and not any(i >= g_s.layers - TAIL for i in (g_s.REFINED if g_s.blocks else ())))
