@@ -15,6 +15,6 @@ from sccodec.pillow_plugin import register as _register_pillow_plugin
 
 _register_pillow_plugin()
 
-__version__ = "0.12.0"
+__version__ = "0.12.1"
 __all__ = ["Codec", "DEFAULT_EFFORT", "DEFAULT_QUALITY", "EFFORTS", "Encoded", "QUALITIES", "SCVError", "decode",
            "encode", "open", "read_codes", "__version__"]
