@@ -10,7 +10,8 @@ rounding the encoder uses (``sccodec.rdo.quantize``: the zero threshold grows by
 per bit a ±1 costs in its context), at every level with each ``--bits-weights`` value and per
 level as the model's sidecar sets it (``EncoderSettings.bits_weights``). The first threshold is
 the anchor. Prints and writes to bench/results/dead_zone.json each rule's change in bits at
-equal PSNR per level (interpolated on the anchor's curve) and its BD-rate.
+equal PSNR per level (interpolated on the anchor's curve; none where a level's PSNR lies outside
+the anchor's range, which only an extrapolation could price) and its BD-rate.
 """
 from __future__ import annotations
 
@@ -61,6 +62,15 @@ def curve(codec: Codec, images: list[np.ndarray], coder: ContextCoder, effort: i
     return bits / pixels, 10 * np.log10(255.0**2 / (squared / (3 * pixels)))
 
 
+def change_at_equal_psnr(bpp: np.ndarray, psnr: np.ndarray, anchor_bpp: np.ndarray,
+                         anchor_psnr: np.ndarray) -> list[float | None]:
+    """Per level, % more bits than the anchor's curve needs at the same PSNR (log-rate
+    interpolated); None outside the anchor's PSNR range."""
+    equal = np.exp(np.interp(psnr, anchor_psnr, np.log(anchor_bpp)))
+    inside = (psnr >= anchor_psnr.min()) & (psnr <= anchor_psnr.max())
+    return [float(100 * (b / e - 1)) if ok else None for b, e, ok in zip(bpp, equal, inside)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DATA))
@@ -83,12 +93,11 @@ def main() -> None:
     anchor_bpp, anchor_psnr = next(iter(curves.values()))
     out = {"model": args.model, "images": len(images), "anchor": next(iter(curves)), "rules": {}}
     for name, (bpp, psnr) in curves.items():
-        equal = np.exp(np.interp(psnr, anchor_psnr, np.log(anchor_bpp)))
-        change = 100 * (bpp / equal - 1)
+        change = change_at_equal_psnr(bpp, psnr, anchor_bpp, anchor_psnr)
         bd = bd_rate(anchor_bpp, anchor_psnr, bpp, psnr).percent
         out["rules"][name] = {"bpp": bpp.tolist(), "psnr": psnr.tolist(),
-                              "change_at_equal_psnr": change.tolist(), "bd_rate": bd}
-        print(f"{name}: BD {bd:+.2f}%  per level " + " ".join(f"{c:+.2f}" for c in change))
+                              "change_at_equal_psnr": change, "bd_rate": bd}
+        print(f"{name}: BD {bd:+.2f}%  per level " + " ".join("n/a" if c is None else f"{c:+.2f}" for c in change))
     (HERE / "results" / "dead_zone.json").write_text(json.dumps(out, indent=1))
 
 
