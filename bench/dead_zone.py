@@ -62,6 +62,12 @@ def curve(codec: Codec, images: list[np.ndarray], coder: ContextCoder, effort: i
     return bits / pixels, 10 * np.log10(255.0**2 / (squared / (3 * pixels)))
 
 
+def coder_fields(coder: ContextCoder) -> dict:
+    """The fields of the model's coder (tables, format, weights, classes, pairs), to build a
+    rounding rule's coder on them."""
+    return {f.name: getattr(coder, f.name) for f in fields(ContextCoder)}
+
+
 def change_at_equal_psnr(bpp: np.ndarray, psnr: np.ndarray, anchor_bpp: np.ndarray,
                          anchor_psnr: np.ndarray) -> list[float | None]:
     """Per level, % more bits than the anchor's curve needs at the same PSNR (log-rate
@@ -84,8 +90,7 @@ def main() -> None:
     codec = Codec(args.model, device="cpu")
     thresholds = [float(t) for t in args.thresholds.split(",")]
     own, levels = codec.coder, len(codec.qualities)
-    coder_fields = {f.name: getattr(own, f.name) for f in fields(ContextCoder)}  # tables, format, classes, pairs, ...
-    rules = {f"zero below {t:g}": FixedDeadZoneCoder(**coder_fields, threshold=t) for t in thresholds}
+    rules = {f"zero below {t:g}": FixedDeadZoneCoder(**coder_fields(own), threshold=t) for t in thresholds}
     rules |= {f"rate-aware, {float(w):g} per bit": replace(own, bits_weights=(float(w),) * levels)
               for w in args.bits_weights.split(",") if w}
     rules["the encoder's rule (the model's sidecar)"] = own

@@ -27,12 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
-from dead_zone import curve
+from dead_zone import coder_fields, curve
 from speed import cpu_model
 
 import sccodec.api
@@ -112,8 +112,7 @@ def main() -> None:
     curvature, tensors = codec.model_file.curvature, codec.model_file.tensors
     energy = np.stack([curvature.at_level(tensors, q).energy for q in range(len(codec.qualities))]).astype(np.float32)
     slopes = tuple(3 / (np.array(codec.model_file.config.lambdas) * 255.0**2))
-    coder_fields = {f.name: getattr(own, f.name) for f in fields(ContextCoder)}  # tables, format, classes, pairs, ...
-    rd = {**coder_fields, "energy": energy,
+    rd = {**coder_fields(own), "energy": energy,
           "slopes": slopes,
           "multiple": args.multiple}
     rules = {  # name -> (coder, effort, the refinement schedule that effort 3 takes instead of its own)
@@ -123,7 +122,7 @@ def main() -> None:
         "effort 4": (own, 4, None),
         **{f"refinement: {s.passes} passes, a gradient every {s.gradient_every}": (own, 3, s) for s in (
             Schedule(2, 1), Schedule(6, 1), Schedule(2, 2), Schedule(6, 3), Schedule(8, 2))},
-        "rate-aware zeroing, 4 passes": (RateAwarePasses(**coder_fields), 2, None),
+        "rate-aware zeroing, 4 passes": (RateAwarePasses(**coder_fields(own)), 2, None),
         "RD rounding, atom energies, zeroing only": (RDRounding(**rd, zeroing_only=True), 2, None),
         "RD rounding, atom energies, every magnitude": (RDRounding(**rd), 2, None),
         "RD rounding, one energy per level, every magnitude": (RDRounding(**rd, per_atom=False), 2, None),

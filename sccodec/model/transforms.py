@@ -51,8 +51,12 @@ class GDN(nn.Module):
         self.beta_root = nn.Parameter(torch.ones(channels))
         self.gamma_root = nn.Parameter((0.1 * torch.eye(channels) + 2**-18).sqrt())
 
+    def gamma_beta(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Γ, β) from their stored roots: what every form of this layer computes with."""
+        return self.gamma_root.pow(2), self.beta_root.pow(2) + 1e-6
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.gamma_root.pow(2), self.beta_root.pow(2) + 1e-6
+        gamma, beta = self.gamma_beta()
         norm = torch.sqrt(nn.functional.conv2d(x * x, gamma[:, :, None, None], beta))
         return x * norm if self.inverse else x / norm
 

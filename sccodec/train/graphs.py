@@ -96,7 +96,7 @@ class _Gradient(nn.Module):
         for i in reversed(range(g_s.layers)):
             layer, x_in = g_s[i], inputs[i]
             if isinstance(layer, GDN):
-                gamma, beta = layer.gamma_root.pow(2), layer.beta_root.pow(2) + 1e-6
+                gamma, beta = layer.gamma_beta()
                 norm = torch.sqrt(nn.functional.conv2d(x_in * x_in, gamma[:, :, None, None], beta))
                 g = g * norm + x_in * nn.functional.conv2d(g * x_in / norm, gamma.t()[:, :, None, None])
             else:  # UpConv: a 3×3 convolution, then a pixel shuffle

@@ -104,7 +104,7 @@ class PhaseDomainTail(nn.Module):
         conv = self.first[0]
         z = nn.functional.conv2d(x, conv.weight[self.rows], conv.bias[self.rows], padding=1)
         if isinstance(self.act, GDN):
-            gamma, beta = self.act.gamma_root.pow(2), self.act.beta_root.pow(2) + 1e-6
+            gamma, beta = self.act.gamma_beta()
             weight = gamma.repeat(PHASES, 1)[:, :, None, None]
             z = z * torch.sqrt(nn.functional.conv2d(z * z, weight, beta.repeat(PHASES), groups=PHASES))
         else:
