@@ -100,8 +100,11 @@ class LevelPairs:
         atoms from the run's last batch on: exact, as every partial sum is an integer below 2^24)."""
         earlier = (atoms.stop - 1) // self.batch * self.batch
         s = ring[atoms] + self.centre[atoms, :earlier] @ fired_here[:earlier]
-        bucket = ((s.astype(np.int64) + (1 << (BUCKET_SHIFT - 1))) >> BUCKET_SHIFT) - self.lowest
-        return self.factor[np.clip(bucket, 0, self.factor.size - 1)]
+        bucket = s.astype(np.int64)
+        bucket += 1 << (BUCKET_SHIFT - 1)
+        bucket >>= BUCKET_SHIFT
+        bucket -= self.lowest
+        return np.take(self.factor, bucket, mode="clip")  # buckets past either end take the end's factor
 
     def flag_frequencies(self, f1: np.ndarray, factors: np.ndarray) -> np.ndarray:
         """f(x != 0) of flags with class-scaled frequencies f1, changed by their pair factors."""

@@ -68,7 +68,7 @@ class LevelClasses:
 
     def nonzero(self, f1: np.ndarray, cls: np.ndarray, ctx: np.ndarray) -> np.ndarray:
         """f(x != 0) of symbols with base frequencies f1, classes ``cls`` and flag contexts ``ctx``."""
-        return scale_odds_frequency(f1, self.flag_scale[cls, ctx], SCALE_BITS)
+        return scale_odds_frequency(f1, np.take(self.flag_scale, cls * self.flag_scale.shape[1] + ctx), SCALE_BITS)
 
     def positive(self, f1: np.ndarray, cls: np.ndarray, ctx: np.ndarray) -> np.ndarray:
         """f(v > 0) of values with base frequencies f1, classes ``cls`` and sign contexts ``ctx``."""

@@ -185,11 +185,28 @@ def lattice_phases(lattices: tuple[tuple[int, int, int], ...], h: int, w: int) -
     return phases
 
 
-def _decoded(phases: np.ndarray, per_group: np.ndarray, phase: int, group: int) -> tuple[np.ndarray, np.ndarray]:
-    """(0/1 map of the positions decoded before step (phase, group), the non-zero count there):
-    earlier phases with all their groups, and this phase's positions with the earlier groups."""
-    done = (phases < phase).astype(np.int32)
-    return done, per_group.sum(0) * done + per_group[:group].sum(0) * (phases == phase)
+@dataclass(frozen=True)
+class PhaseSums:
+    """What every step of one phase reads from the earlier phases, at the phase's n positions (the
+    lattice schemes), kept by the decoder through the phase's steps."""
+
+    done: np.ndarray  # (h, w) bool: the positions of earlier phases
+    activity: np.ndarray  # (n,) non-zero count over the activity window, earlier phases only
+
+
+def _phase_sums(scheme: "Quad | Nested", per_group: np.ndarray, phase: int, window: tuple[tuple[int, int], ...]
+                ) -> PhaseSums:
+    done = phase_map(scheme, *per_group.shape[-2:]) < phase
+    return PhaseSums(done, _window_sum_at(per_group.sum(0, dtype=np.int32) * done, window, scheme.lattices[phase]))
+
+
+def _step_activity(scheme: "Quad | Nested", sums: PhaseSums, per_group: np.ndarray, phase: int, group: int
+                   ) -> np.ndarray:
+    """(1, n) activity buckets of step (phase, group): the phase's count from earlier phases plus
+    the earlier groups' count at the centre. Exact because no window holds another position of
+    its own phase (lattice strides 2 and 4 against window half-widths 1 and 2)."""
+    centre = per_group[:group].sum(0, dtype=np.int32)
+    return activity_bucket(sums.activity + phase_positions(scheme, *centre.shape)[phase].take(centre))[None]
 
 
 @dataclass(frozen=True)
@@ -203,13 +220,18 @@ class Checkerboard:
     def phase(self, h: int, w: int) -> np.ndarray:
         return parity(h, w)
 
-    def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
+    def phase_sums(self, grouped: np.ndarray, per_group: np.ndarray, phase: int) -> None:
+        """The checkerboard keeps no sums per phase (``Quad.phase_sums``)."""
+        return None
+
+    def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int,
+                      sums: PhaseSums | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(flag, value) contexts (K/G, n) of ``group``'s symbols at the n positions of ``phase``,
         in row-major order (the order the coder reads them).
 
         grouped: (G, K/G, h, w) symbols, per_group: (G, h, w) their non-zero counts; entries of
-        later steps may hold anything (the encoder's full array, the decoder's zeros).
+        later steps may hold anything (the encoder's full array, the decoder's zeros). ``sums``:
+        the phase's ``phase_sums`` where the caller keeps them (computed here otherwise).
         """
         flag = group_contexts(per_group, (grouped[group] != 0).astype(np.int32), group)
         flag = flag[:, phase_map(self, *grouped.shape[-2:]) == phase]
@@ -237,17 +259,21 @@ class Quad:
     def phase(self, h: int, w: int) -> np.ndarray:
         return lattice_phases(self.lattices, h, w)
 
-    def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
+    def phase_sums(self, grouped: np.ndarray, per_group: np.ndarray, phase: int) -> PhaseSums:
+        """The earlier phases' positions and activity counts that ``phase``'s steps read."""
+        return _phase_sums(self, per_group, phase, _WINDOW)
+
+    def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int,
+                      sums: PhaseSums | None = None) -> tuple[np.ndarray, np.ndarray]:
         """As ``Checkerboard.step_contexts``. The 8 neighbours of a position all lie in other
         phases, so 'decoded' is: earlier phases anywhere, plus earlier groups at the centre."""
-        done, counts = _decoded(phase_map(self, *grouped.shape[-2:]), per_group, phase, group)
-        lattice = self.lattices[phase]
-        activity = activity_bucket(_window_sum_at(counts, _WINDOW, lattice))[None]
+        sums = self.phase_sums(grouped, per_group, phase) if sums is None else sums
+        activity = _step_activity(self, sums, per_group, phase, group)
         shape = (grouped.shape[1], activity.size)
         if phase == 0:
             return np.broadcast_to(activity, shape), np.broadcast_to(activity // 2, shape)
-        magnitude = _bucket(_window_sum_at(np.abs(grouped[group]) * done, _RING, lattice), MAGNITUDE_EDGES)
+        decoded = np.abs(grouped[group]) * sums.done
+        magnitude = _bucket(_window_sum_at(decoded, _RING, self.lattices[phase]), MAGNITUDE_EDGES)
         row = 1 + (phase - 1) * NUM_MAGNITUDE + magnitude
         return row * NUM_ACTIVITY + activity, 4 + magnitude
 
@@ -277,18 +303,21 @@ class Nested:
     def phase(self, h: int, w: int) -> np.ndarray:
         return lattice_phases(self.lattices, h, w)
 
-    def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int
-                      ) -> tuple[np.ndarray, np.ndarray]:
+    def phase_sums(self, grouped: np.ndarray, per_group: np.ndarray, phase: int) -> PhaseSums:
+        """As ``Quad.phase_sums``; phases 0-3 (the stride-2 lattice, whose decoded neighbours lie
+        2 apart) count over the 5x5 window."""
+        return _phase_sums(self, per_group, phase, _WINDOW5 if phase < 4 else _WINDOW)
+
+    def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int,
+                      sums: PhaseSums | None = None) -> tuple[np.ndarray, np.ndarray]:
         """As ``Quad.step_contexts``; the value context also holds the sign context."""
-        done, counts = _decoded(phase_map(self, *grouped.shape[-2:]), per_group, phase, group)
-        coarse = phase < 4  # the stride-2 lattice: decoded neighbours lie 2 apart
-        lattice = self.lattices[phase]
-        activity = activity_bucket(_window_sum_at(counts, _WINDOW5 if coarse else _WINDOW, lattice))[None]
+        sums = self.phase_sums(grouped, per_group, phase) if sums is None else sums
+        activity = _step_activity(self, sums, per_group, phase, group)
         shape = (grouped.shape[1], activity.size)
         if phase == 0:
             return np.broadcast_to(activity, shape), np.broadcast_to(activity // 2 * SIGN_CONTEXTS, shape)
-        ring = _RING2 if coarse else _RING
-        decoded = grouped[group] * done
+        ring, lattice = _RING2 if phase < 4 else _RING, self.lattices[phase]  # phases 0-3: neighbours 2 apart
+        decoded = grouped[group] * sums.done
         magnitude = _bucket(_window_sum_at(np.abs(decoded), ring, lattice), NESTED_MAGNITUDE_EDGES)
         sign = 2 + np.sign(_window_sum_at(decoded, ring, lattice))
         row = 1 + (phase - 1) * NUM_NESTED_MAGNITUDE + magnitude
@@ -338,6 +367,49 @@ def phase_map(scheme: Scheme, h: int, w: int) -> np.ndarray:
     return phases
 
 
+@dataclass(frozen=True)
+class PhasePositions:
+    """Where one phase's symbols lie in an (h, w) map, to read and write them in coding order
+    (row-major). On a lattice scheme the positions are a strided slice, read and written as a
+    view: several times faster than the boolean mask the checkerboard keeps."""
+
+    mask: np.ndarray  # (h, w) bool
+    window: tuple[slice, slice] | None  # the lattice's slice, None for the checkerboard
+    grid: tuple[int, int]  # (rows, columns) of the lattice
+
+    def take(self, a: np.ndarray) -> np.ndarray:
+        """(..., n): ``a`` (..., h, w) at the phase's positions (a copy, or a view where the
+        lattice is one row or column: not to be written)."""
+        if self.window is None:
+            return a[..., self.mask]
+        return a[(..., *self.window)].reshape(*a.shape[:-2], -1)
+
+    def put(self, a: np.ndarray, values: np.ndarray) -> None:
+        """Write ``values`` (..., n) into ``a`` (..., h, w) at the phase's positions."""
+        if self.window is None:
+            a[..., self.mask] = values
+        else:
+            a[(..., *self.window)] = values.reshape(*values.shape[:-1], *self.grid)
+
+
+@functools.lru_cache(maxsize=16)
+def phase_positions(scheme: Scheme, h: int, w: int) -> tuple[PhasePositions, ...]:
+    """Each phase's ``PhasePositions`` on an h × w tile, computed once per tile shape."""
+    phases = phase_map(scheme, h, w)
+    lattices = getattr(scheme, "lattices", None)
+    out = []
+    for p in range(scheme.phases):
+        mask = phases == p
+        mask.setflags(write=False)
+        if lattices is None:
+            out.append(PhasePositions(mask, None, (0, 0)))
+            continue
+        row, col, stride = lattices[p]
+        out.append(PhasePositions(mask, (slice(row, None, stride), slice(col, None, stride)),
+                                  (len(range(row, h, stride)), len(range(col, w, stride)))))
+    return tuple(out)
+
+
 def steps(scheme: Scheme, groups: int) -> list[tuple[int, int]]:
     """(phase, group) in coding order: phase by phase, group by group within a phase."""
     return [(p, g) for p in range(scheme.phases) for g in range(groups)]
@@ -363,10 +435,12 @@ def stepwise_contexts(scheme: Scheme, symbols: np.ndarray, groups: int) -> tuple
     k, h, w = symbols.shape
     grouped = symbols.reshape(groups, k // groups, h, w)
     per_group = (grouped != 0).sum(1, dtype=np.int32)
-    phase = phase_map(scheme, h, w)
+    at = phase_positions(scheme, h, w)
     flag = np.zeros(grouped.shape, dtype=np.int32)
     value = np.zeros(grouped.shape, dtype=np.int32)
+    sums = None
     for p, g in steps(scheme, groups):
-        here = phase == p
-        flag[g][:, here], value[g][:, here] = scheme.step_contexts(grouped, per_group, p, g)
+        sums = scheme.phase_sums(grouped, per_group, p) if g == 0 else sums  # as the decoder: once per phase
+        for out, contexts in zip((flag, value), scheme.step_contexts(grouped, per_group, p, g, sums)):
+            at[p].put(out[g], contexts)
     return flag.reshape(symbols.shape), value.reshape(symbols.shape)

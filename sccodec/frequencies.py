@@ -124,11 +124,19 @@ def scale_odds_frequency(f1: np.ndarray, k: np.ndarray | int, shift: int = 4) ->
     """f1 = f(1) of binary tables (int64, in [1, 2^24 − 1]) with the odds multiplied by k / 2^shift
     (sixteenths by default: the per-tile adaptation), rounded half up and clamped:
     clamp(floor(T·k·f1 / D + 1/2), 1, T − 1) with D = k·f1 + 2^shift·(T − f1), evaluated as
-    floor((2·T·k·f1 + D) / (2·D)); no product reaches 2^63 for k < 2^13."""
+    floor((2·T·k·f1 + D) / (2·D)); no product reaches 2^63 for k < 2^13. In place on two
+    buffers: every coded flag passes through here two or three times, and fresh temporaries
+    (page faults included) cost more than the arithmetic."""
     f1 = np.asarray(f1, dtype=np.int64)
-    k = np.asarray(k, dtype=np.int64)
-    d = k * f1 + ((TOTAL - f1) << shift)
-    return np.clip((2 * TOTAL * k * f1 + d) // (2 * d), 1, TOTAL - 1)
+    kf = np.asarray(np.multiply(k, f1, dtype=np.int64))
+    d = ((TOTAL - f1) << shift) + kf
+    kf *= 2 * TOTAL
+    kf += d
+    d <<= 1
+    kf //= d
+    np.maximum(kf, 1, out=kf)
+    np.minimum(kf, TOTAL - 1, out=kf)
+    return kf if kf.ndim else kf[()]
 
 
 @dataclass(frozen=True)

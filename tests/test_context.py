@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sccodec.context import (NUM_ACTIVITY, NUM_CONTEXTS, NUM_SAME, SCHEMES, contexts, parity, scheme_contexts,
-                             steps, stepwise_contexts)
+from sccodec.context import (NUM_ACTIVITY, NUM_CONTEXTS, NUM_SAME, SCHEMES, contexts, parity, phase_positions,
+                             scheme_contexts, steps, stepwise_contexts)
 
 # (atoms K, groups G, h, w, density of non-zeros)
 SHAPES = [
@@ -64,6 +64,23 @@ def test_all_steps_at_once_give_the_decoders_step_by_step_contexts(k, groups, h,
                                      stepwise_contexts(SCHEMES[context], symbols, groups), ("flag", "value")):
         assert fast.dtype == np.int32
         np.testing.assert_array_equal(fast, reference, err_msg=f"{kind} contexts differ")
+
+
+@pytest.mark.parametrize(("h", "w"), [(5, 7), (1, 9), (9, 1), (1, 1), (2, 2), (13, 17)])
+@pytest.mark.parametrize("context", list(SCHEMES))
+def test_phase_positions_read_and_write_what_the_phase_masks_do(h, w, context) -> None:
+    """The coder reads and writes a phase's symbols through ``PhasePositions`` (a strided slice
+    on the lattice schemes); in the order and at the places of the boolean phase mask."""
+    scheme = SCHEMES[context]
+    phase = scheme.phase(h, w)
+    a = np.arange(3 * h * w).reshape(3, h, w)
+    for p, at in enumerate(phase_positions(scheme, h, w)):
+        np.testing.assert_array_equal(at.take(a), a[:, phase == p])
+        written, want = np.zeros_like(a), np.zeros_like(a)
+        values = -np.arange(3 * int((phase == p).sum())).reshape(3, -1) - 1
+        at.put(written, values)
+        want[:, phase == p] = values
+        np.testing.assert_array_equal(written, want)
 
 
 @pytest.mark.parametrize(("k", "groups", "h", "w", "density"), SHAPES)

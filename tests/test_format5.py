@@ -110,6 +110,14 @@ def test_odds_scaling_is_exact_rounded_and_neutral_at_16() -> None:
         out = scale_odds_frequency(np.arange(1, T, 4099), k)
         assert out.dtype == np.int64 and out.min() >= 1 and out.max() <= T - 1
     np.testing.assert_array_equal(scale_odds_frequency(np.arange(1, T, 4099), 16), np.arange(1, T, 4099))
+    # broadcast factors (a table's classes against its atoms), inputs left as they were
+    f1, k = np.arange(1, T, 1 << 20)[None, :], np.array([[1], [7], [4095]])
+    kept = f1.copy(), k.copy()
+    d = k * f1 + 256 * (T - f1)
+    want = np.clip((2 * T * k * f1 + d) // (2 * d), 1, T - 1)
+    np.testing.assert_array_equal(scale_odds_frequency(f1, k, 8), want)
+    np.testing.assert_array_equal(f1, kept[0])
+    np.testing.assert_array_equal(k, kept[1])
 
 
 def test_tilt_is_fixed_point_rounded_per_step_and_renormalised() -> None:

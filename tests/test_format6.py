@@ -61,6 +61,28 @@ class _Forced(block_classes.LevelClasses):
         return np.full(bits.shape[:2], self.forced)
 
 
+def test_a_tiles_magnitude_rows_are_each_computed_once_and_as_documented(monkeypatch) -> None:
+    """The coder keeps a tile's class-scaled magnitude rows: each (class, atom, row) is scaled
+    and normalised on first use only, and every lookup gives ``coder_rows`` of that row."""
+    tables = nested_tables(5, k=8, r=6)
+    level = random_class_tables(tables, 3, 2, seed=9).level(1, tables.frequencies(1))
+    rows = entropy._MagnitudeRows(8, tables.frequencies(1).magnitudes)
+    v = rows.magnitudes.shape[1]
+    computed = []
+    direct = block_classes.LevelClasses.magnitudes
+    monkeypatch.setattr(block_classes.LevelClasses, "magnitudes",
+                        lambda self, m, cls, row: computed.append(len(row)) or direct(self, m, cls, row))
+    rng = np.random.default_rng(10)
+    seen = set()
+    for _ in range(6):  # lookups that repeat keys, within and across calls, past the table's growth
+        atom, row = rng.integers(0, 3 * 8, 40), rng.integers(0, v, 40)
+        got = rows(level, atom, row)
+        want = entropy.coder_rows(direct(level, tables.frequencies(1).magnitudes[atom % 8, row], atom // 8, row))
+        np.testing.assert_array_equal(got, want)
+        seen |= set((atom * v + row).tolist())
+    assert sum(computed) == len(seen), "a row was computed twice, or one was never computed"
+
+
 def test_the_class_changes_the_tables_as_documented() -> None:
     tables = nested_tables(5, k=8, r=6)
     base = tables.frequencies(0)
