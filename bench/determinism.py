@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from sccodec.api import DEFAULT_QUALITY, Codec
-from sccodec.coder import DEFAULT_EFFORT
+from sccodec.levels import DEFAULT_EFFORT
 from sccodec.metrics import psnr_rgb as psnr
 
 HERE = Path(__file__).resolve().parent

@@ -6,7 +6,7 @@ rules tried for a higher one.
 Held-out training photos (``split_holdout``, 512×768 crops, after the ``--skip`` first ones, which
 ``bench/curvature.py`` measures on; never Kodak). Rules, each at every quality level:
 
-- efforts 1 to 4 (``sccodec.coder.EFFORTS``): the fixed dead zone; rate-aware zeroing of ±1s;
+- efforts 1 to 4 (``sccodec.levels.EFFORTS``): the fixed dead zone; rate-aware zeroing of ±1s;
   that refined against the synthesis (``sccodec.refine``) on the schedules of efforts 3 and 4.
 - other refinement schedules (passes, and a fresh gradient every how many), among them 0.9.0's
   efforts 3 and 4, which measured a gradient before every pass.

@@ -6,15 +6,39 @@
     >>> image = sccodec.open("photo.scv")          # or PIL.Image.open("photo.scv") (plugin)
     >>> data = sccodec.encode(image, effort=4)     # slower, fewer bits (one of sccodec.EFFORTS)
     >>> codes = sccodec.read_codes(data)            # the sparse code itself, parsing only
+
+Importing the package registers the Pillow plugin and defines the constants; the coding API
+(numpy, the coder, the model files) loads on first use of one of its names, so a command that
+never codes (``sccodec --help``) never pays for it.
 """
-from sccodec.api import DEFAULT_QUALITY, QUALITIES, Codec, Encoded, decode, encode, open
-from sccodec.codes import read_codes
-from sccodec.coder import DEFAULT_EFFORT, EFFORTS
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
 from sccodec.errors import SCVError
+from sccodec.levels import DEFAULT_EFFORT, DEFAULT_QUALITY, EFFORTS, QUALITIES
 from sccodec.pillow_plugin import register as _register_pillow_plugin
 
 _register_pillow_plugin()
 
 __version__ = "0.12.1"
+#: the API's names, each loaded from its module on first use
+_LAZY = {"Codec": "sccodec.api", "Encoded": "sccodec.api", "decode": "sccodec.api", "encode": "sccodec.api",
+         "open": "sccodec.api", "read_codes": "sccodec.codes"}
 __all__ = ["Codec", "DEFAULT_EFFORT", "DEFAULT_QUALITY", "EFFORTS", "Encoded", "QUALITIES", "SCVError", "decode",
            "encode", "open", "read_codes", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    """An API name (imported from its module), or a submodule (``sccodec.api``, as an eager
+    package would have it)."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

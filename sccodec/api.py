@@ -28,25 +28,23 @@ from PIL import Image
 from sccodec import bitstream
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, ICC_CHUNK, MAX_TILE, Container, Header
 from sccodec.atom_pairs import products_on_one_thread
-from sccodec.coder import DEFAULT_EFFORT, EFFORTS, SymbolCoder
+from sccodec.coder import SymbolCoder
 from sccodec.curvature import curvature_file_path
 from sccodec.device import resolve_device
 from sccodec.entropy import SymbolTables
 from sccodec.errors import CorruptFileError, ImageInputError, ParameterError
 from sccodec.image_io import ImageLike, from_planes, pad_to_multiple, read_image, to_image, to_planes, validate_icc
+from sccodec.levels import DEFAULT_EFFORT, DEFAULT_QUALITY, EFFORTS, QUALITIES
 from sccodec.metrics import psnr_rgb
 from sccodec.model.config import Geometry, open_atoms
 from sccodec.model.interface import ImageModel
 from sccodec.refine import SCHEDULES, RefinementSettings, Schedule, lagrangian, refine
 from sccodec.tile_workers import TileWorkers, available_cores
 from sccodec.tiling import Box, assemble, latent_box, tile_boxes
-from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file, shipped_config
+from sccodec.weights import DEFAULT_MODEL, ModelFile, load_model_file
 
 _NEEDS_TORCH = ("this model has no gradient graph, so efforts 3 and 4 refine the code through torch, which "
                 "is not installed (pip install 'sccodec[torch]')")
-QUALITIES: tuple[int, ...] = tuple(range(1, shipped_config().qualities + 1))  # of the default model; higher = better
-#: The level used when none is asked for and the model's sidecar names none (the shipped models' own).
-DEFAULT_QUALITY = 6
 DEFAULT_TILE = 1024
 #: Decoding synthesises the image in windows of at most this many pixels a side, whatever tile
 #: size the file declares: memory and time per window stay bounded (docs/format.md, reader limits).

@@ -25,12 +25,11 @@ from pathlib import Path
 import click
 
 from sccodec import atomic
-from sccodec.api import DEFAULT_QUALITY, QUALITIES
 from sccodec.bitstream import DEFAULT_MAX_PIXELS, FORMAT_VERSIONS, MAGIC
-from sccodec.coder import DEFAULT_EFFORT, EFFORTS
 from sccodec.cli_errors import (EXIT_INTERRUPTED, InputError, OutputError, UsageProblem, about, fail, interrupted,
                                 one_line)
 from sccodec.errors import SCVError
+from sccodec.levels import DEFAULT_EFFORT, DEFAULT_QUALITY, EFFORTS, QUALITIES
 from sccodec.tile_workers import available_cores
 
 DEFAULT_SAMPLE = Path(__file__).resolve().parent / "data" / "samples" / "astronaut.jpg"

@@ -21,13 +21,7 @@ from sccodec.atom_pairs import PairTables
 from sccodec.block_classes import ClassTables
 from sccodec.entropy import CODER_VERSION, FORMATS, SymbolTables, newest_format
 from sccodec.errors import CorruptFileError, FormatError, ModelMismatchError
-
-
-#: Encoder effort levels, fastest first: how hard the encoder works for fewer bits at the same
-#: quality (1–2: ``quantize``; 3–4 also ``sccodec.refine``). Files decode the same whatever the
-#: effort (docs/design.md, "Encoder effort").
-EFFORTS: tuple[int, ...] = (1, 2, 3, 4)
-DEFAULT_EFFORT = 2
+from sccodec.levels import DEFAULT_EFFORT, EFFORTS
 
 
 @runtime_checkable

@@ -13,7 +13,6 @@ from PIL import Image, ImageFile
 
 from sccodec.bitstream import ICC_CHUNK, MAGIC, parse
 from sccodec.errors import SCVError
-from sccodec.image_io import validate_icc
 
 FORMAT = "SCV"
 MIME = "image/x-scv"
@@ -28,6 +27,8 @@ class SCVImageFile(ImageFile.ImageFile):
     format_description = "sccodec learned image (.scv)"
 
     def _open(self) -> None:
+        from sccodec.image_io import validate_icc  # deferred: registering the plugin imports no numpy
+
         try:
             container = parse(self.fp.read())  # checks every chunk's CRC; decodes nothing
         except SCVError as e:
@@ -63,7 +64,7 @@ class SCVImageFile(ImageFile.ImageFile):
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from sccodec.api import encode
-    from sccodec.coder import DEFAULT_EFFORT
+    from sccodec.levels import DEFAULT_EFFORT
 
     options = im.encoderinfo
     fp.write(encode(im, options.get("quality"), target_bpp=options.get("target_bpp"),

@@ -23,9 +23,10 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from sccodec.model.interface import ImageModel
+if TYPE_CHECKING:
+    from sccodec.model.interface import ImageModel
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")

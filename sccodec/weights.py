@@ -68,7 +68,7 @@ class EncoderSettings:
     """Choices of the encoder alone, per model (sidecar key ``encoder``): files written with any
     settings decode the same, so they live beside the weights, not in the hashed file.
 
-    ``default_quality``: the level used when none is asked for (None: ``sccodec.api.DEFAULT_QUALITY``,
+    ``default_quality``: the level used when none is asked for (None: ``sccodec.levels.DEFAULT_QUALITY``,
     capped to the model's levels). ``bits_weights``: per level, the rate-aware rounding's weight
     (``sccodec.rdo``); None, or a level past the end, keeps the fixed dead zone.
     """

@@ -566,6 +566,38 @@ def test_info_human_readable(run, scv) -> None:
     assert re.search(r"\b16\s*x\s*16\b|width\W+16\b", result.output), result.output
 
 
+@pytest.mark.parametrize("args", [["--help"], ["encode", "--help"], ["decode", "--help"]])
+def test_help_imports_neither_numpy_nor_a_runtime(args) -> None:
+    """Help is for reading: it loads no model, no runtime and not even numpy (the coding API
+    loads on first use of one of its names)."""
+    script = ("import sys\n"
+              "from sccodec.cli import main\n"
+              "try:\n"
+              f"    main({args!r}, prog_name='sccodec')\n"
+              "except SystemExit as e:\n"
+              "    assert not e.code, e.code\n"
+              "print(sorted({'numpy', 'onnxruntime', 'torch', 'constriction', 'safetensors'} & set(sys.modules)))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_the_package_loads_its_api_on_first_use() -> None:
+    script = ("import sys, sccodec\n"
+              "assert 'sccodec.api' not in sys.modules, 'imported eagerly'\n"
+              "from sccodec import Codec, decode\n"
+              "assert decode is sccodec.api.decode and Codec is sccodec.Codec\n"
+              "assert sccodec.read_codes is sys.modules['sccodec.codes'].read_codes\n"
+              "assert set(sccodec.__all__) <= set(dir(sccodec))\n"
+              "try:\n"
+              "    sccodec.no_such_name\n"
+              "except AttributeError:\n"
+              "    print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
 def test_version(run) -> None:
     result = run("--version")
     assert result.exit_code == 0
