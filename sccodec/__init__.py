@@ -22,7 +22,7 @@ from sccodec.pillow_plugin import register as _register_pillow_plugin
 
 _register_pillow_plugin()
 
-__version__ = "0.12.1"
+__version__ = "0.12.2"
 #: the API's names, each loaded from its module on first use
 _LAZY = {"Codec": "sccodec.api", "Encoded": "sccodec.api", "decode": "sccodec.api", "encode": "sccodec.api",
          "open": "sccodec.api", "read_codes": "sccodec.codes"}
