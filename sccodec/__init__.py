@@ -35,8 +35,8 @@ def __getattr__(name: str) -> object:
     package would have it)."""
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        return importlib.import_module(f"{__name__}.{name}")
+    if name.isidentifier() and not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
+        return importlib.import_module(f"{__name__}.{name}")  # as `import sccodec.NAME` would, errors included
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

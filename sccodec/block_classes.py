@@ -67,7 +67,9 @@ class LevelClasses:
         return self.flag_scale.shape[0]
 
     def nonzero(self, f1: np.ndarray, cls: np.ndarray, ctx: np.ndarray) -> np.ndarray:
-        """f(x != 0) of symbols with base frequencies f1, classes ``cls`` and flag contexts ``ctx``."""
+        """f(x != 0) of symbols with base frequencies f1, classes ``cls`` and flag contexts ``ctx``
+        (gathered on flat indices, so both must lie in range: a context past the table's width
+        would read the next class's row rather than raise)."""
         return scale_odds_frequency(f1, np.take(self.flag_scale, cls * self.flag_scale.shape[1] + ctx), SCALE_BITS)
 
     def positive(self, f1: np.ndarray, cls: np.ndarray, ctx: np.ndarray) -> np.ndarray:

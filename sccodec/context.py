@@ -185,7 +185,7 @@ def lattice_phases(lattices: tuple[tuple[int, int, int], ...], h: int, w: int) -
     return phases
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PhaseSums:
     """What every step of one phase reads from the earlier phases, at the phase's n positions (the
     lattice schemes), kept by the decoder through the phase's steps."""
@@ -304,8 +304,8 @@ class Nested:
         return lattice_phases(self.lattices, h, w)
 
     def phase_sums(self, grouped: np.ndarray, per_group: np.ndarray, phase: int) -> PhaseSums:
-        """As ``Quad.phase_sums``; phases 0-3 (the stride-2 lattice, whose decoded neighbours lie
-        2 apart) count over the 5x5 window."""
+        """As ``Quad.phase_sums``; phases 0-3 (stride-4 lattices that together make the (even,
+        even) positions, whose decoded neighbours lie 2 apart) count over the 5x5 window."""
         return _phase_sums(self, per_group, phase, _WINDOW5 if phase < 4 else _WINDOW)
 
     def step_contexts(self, grouped: np.ndarray, per_group: np.ndarray, phase: int, group: int,
@@ -346,7 +346,7 @@ class Nested:
 
 
 def _activity_counts(per_group: np.ndarray, phases: np.ndarray, window: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """(G, h, w): the non-zero count over ``window`` that ``_decoded`` gives each group's step at
+    """(G, h, w): the non-zero count over ``window`` that each group's coding step reads at
     every position: all atoms of earlier phases, the earlier groups of the position's own phase."""
     earlier_groups = np.cumsum(per_group, axis=0, dtype=np.int32) - per_group
     total = per_group.sum(0, dtype=np.int32)
@@ -367,7 +367,7 @@ def phase_map(scheme: Scheme, h: int, w: int) -> np.ndarray:
     return phases
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PhasePositions:
     """Where one phase's symbols lie in an (h, w) map, to read and write them in coding order
     (row-major). On a lattice scheme the positions are a strided slice, read and written as a

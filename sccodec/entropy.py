@@ -327,6 +327,7 @@ class _ClassWalk(_IntegerWalk):
         the time of indexing by (atom, context) pairs."""
         p, g = divmod(step, self.tables.groups)
         cls = self.at[p].take(self.position_class)[None, :]
+        # flat indices: ``ctx`` lies within the table's width, which the scheme fixed when the tables were read
         return self.classes.nonzero(np.take(self.nonzero, self.atoms[g] * self.nonzero.shape[-1] + ctx), cls, ctx)
 
     def flag_params(self, ctx: np.ndarray, atom: np.ndarray, step: int) -> np.ndarray:
@@ -352,7 +353,7 @@ class _MagnitudeRows:
     def __init__(self, atoms: int, magnitudes: np.ndarray) -> None:
         self.atoms, self.magnitudes = atoms, magnitudes  # (K, V, R): the tile's adapted rows
         self._slot: np.ndarray | None = None  # per (class·K + atom)·V + row: its row in _table, or -1
-        self._table = np.empty((0, magnitudes.shape[-1]), dtype=np.float64)
+        self._table: np.ndarray | None = None  # the rows computed so far (and room for more)
         self._size = 0
 
     def __call__(self, classes: LevelClasses, atom: np.ndarray, row: np.ndarray) -> np.ndarray:
@@ -360,6 +361,7 @@ class _MagnitudeRows:
         k, v = self.atoms, self.magnitudes.shape[1]
         if self._slot is None:
             self._slot = np.full(classes.classes * k * v, -1, dtype=np.int64)
+            self._table = coder_rows(self.magnitudes[:0, 0])  # no rows yet, in the rows' type
         keys = atom * v + row
         slots = self._slot[keys]
         if (slots < 0).any():
@@ -372,7 +374,7 @@ class _MagnitudeRows:
     def _store(self, keys: np.ndarray, rows: np.ndarray) -> None:
         end = self._size + len(keys)
         if end > len(self._table):  # grown by doubling: copies stay within twice the final size
-            grown = np.empty((max(end, 2 * len(self._table)), self._table.shape[1]), dtype=np.float64)
+            grown = np.empty((max(end, 2 * len(self._table)), self._table.shape[1]), dtype=rows.dtype)
             grown[: self._size] = self._table[: self._size]
             self._table = grown
         self._table[self._size : end] = rows

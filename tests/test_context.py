@@ -73,14 +73,14 @@ def test_phase_positions_read_and_write_what_the_phase_masks_do(h, w, context) -
     on the lattice schemes); in the order and at the places of the boolean phase mask."""
     scheme = SCHEMES[context]
     phase = scheme.phase(h, w)
-    a = np.arange(3 * h * w).reshape(3, h, w)
-    for p, at in enumerate(phase_positions(scheme, h, w)):
-        np.testing.assert_array_equal(at.take(a), a[:, phase == p])
-        written, want = np.zeros_like(a), np.zeros_like(a)
-        values = -np.arange(3 * int((phase == p).sum())).reshape(3, -1) - 1
-        at.put(written, values)
-        want[:, phase == p] = values
-        np.testing.assert_array_equal(written, want)
+    for a in (np.arange(3 * h * w).reshape(3, h, w), np.arange(h * w).reshape(h, w)):  # symbols, and maps
+        for p, at in enumerate(phase_positions(scheme, h, w)):
+            np.testing.assert_array_equal(at.take(a), a[..., phase == p])
+            written, want = np.zeros_like(a), np.zeros_like(a)
+            values = -np.arange(a[..., phase == p].size).reshape(a[..., phase == p].shape) - 1
+            at.put(written, values)
+            want[..., phase == p] = values
+            np.testing.assert_array_equal(written, want)
 
 
 @pytest.mark.parametrize(("k", "groups", "h", "w", "density"), SHAPES)

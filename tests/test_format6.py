@@ -19,6 +19,7 @@ from test_format5 import float_operations, nested_tables, sparse_symbols
 import sccodec
 from sccodec import bitstream, block_classes, entropy
 from sccodec.api import parse_symbols
+from sccodec.adaptation import NEUTRAL_TILT, Adaptation
 from sccodec.block_classes import ClassTables, class_file_path, factored_rows, read_class_tables
 from sccodec.context import scheme_contexts
 from sccodec.errors import CorruptFileError, ModelMismatchError
@@ -81,6 +82,24 @@ def test_a_tiles_magnitude_rows_are_each_computed_once_and_as_documented(monkeyp
         np.testing.assert_array_equal(got, want)
         seen |= set((atom * v + row).tolist())
     assert sum(computed) == len(seen), "a row was computed twice, or one was never computed"
+
+
+def test_a_new_adaptation_replaces_the_kept_magnitude_rows() -> None:
+    """The encoder adapts its walk after building it (format 7): rows kept under the first
+    adaptation must not outlive it."""
+    tables = nested_tables(5, k=8, r=6)
+    level = random_class_tables(tables, 3, 2, seed=11).level(1, tables.frequencies(1))
+    symbols = sparse_symbols(8, 4, 4, 6, seed=12)
+    walk = entropy._ClassWalk(symbols, tables, 1, Adaptation.neutral(7 * tables.groups), level,
+                              np.zeros((4, 4), dtype=np.int64))
+    atom, ctx = np.arange(8) + 8, np.full(8, 4 * tables.scheme.sign_contexts)
+    before = walk._rows(ctx, atom)[0]
+    tilted = Adaptation(walk.adaptation.flags, tilt=NEUTRAL_TILT + 2)
+    walk.adapt(tilted)
+    rows = tilted.magnitude_frequencies(tables.frequencies(1).magnitudes)[atom % 8, 4]
+    want = entropy.coder_rows(level.magnitudes(rows, atom // 8, np.full(8, 4)))
+    np.testing.assert_array_equal(walk._rows(ctx, atom)[0], want)
+    assert not np.array_equal(before, want), "the tilt changed nothing: the test shows nothing"
 
 
 def test_the_class_changes_the_tables_as_documented() -> None:
@@ -193,7 +212,8 @@ def test_weights_without_classes_write_format_5_and_still_read_6(shipped, tmp_pa
                                       block_classes.LevelClasses.positive_table.func, entropy._Walk.store,
                                       block_classes.LevelClasses.position_classes, block_classes.LevelClasses.grid,
                                       block_classes.LevelClasses.map_rows, entropy._decode_class_map,
-                                      *(f for f in vars(entropy._ClassWalk).values() if inspect.isfunction(f))],
+                                      *(f for f in vars(entropy._ClassWalk).values() if inspect.isfunction(f)),
+                                      *(f for f in vars(entropy._MagnitudeRows).values() if inspect.isfunction(f))],
                          ids=lambda f: f.__qualname__)
 def test_format6_decoding_uses_no_float_arithmetic(function) -> None:
     assert float_operations(function) == []
