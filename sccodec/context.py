@@ -370,8 +370,8 @@ def phase_map(scheme: Scheme, h: int, w: int) -> np.ndarray:
 @dataclass(frozen=True, eq=False)
 class PhasePositions:
     """Where one phase's symbols lie in an (h, w) map, to read and write them in coding order
-    (row-major). On a lattice scheme the positions are a strided slice, read and written as a
-    view: several times faster than the boolean mask the checkerboard keeps."""
+    (row-major). On a lattice scheme the positions are a strided slice, read and written
+    through a view, which is cheaper than the boolean mask the checkerboard keeps."""
 
     mask: np.ndarray  # (h, w) bool
     window: tuple[slice, slice] | None  # the lattice's slice, None for the checkerboard

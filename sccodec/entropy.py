@@ -323,8 +323,8 @@ class _ClassWalk(_IntegerWalk):
 
     def class_nonzero(self, ctx: np.ndarray, step: int) -> np.ndarray:
         """f(x != 0) of a step's symbols (flag contexts ``ctx``, (K/G, n)), scaled by their
-        positions' classes, before the tile's adaptation. Gathers on flat indices: a quarter of
-        the time of indexing by (atom, context) pairs."""
+        positions' classes, before the tile's adaptation. Gathers on flat indices, cheaper than
+        indexing by (atom, context) pairs."""
         p, g = divmod(step, self.tables.groups)
         cls = self.at[p].take(self.position_class)[None, :]
         # flat indices: ``ctx`` lies within the table's width, which the scheme fixed when the tables were read
@@ -346,9 +346,8 @@ class _ClassWalk(_IntegerWalk):
 
 class _MagnitudeRows:
     """The class-scaled magnitude rows of one tile coding as constriction rows (``coder_rows``),
-    each (class, atom, value row) computed on first use and kept: a tile's values share them
-    about 2.6 to 1 across its steps (kodim01, level 6), and normalising a row costs more than
-    gathering it."""
+    each (class, atom, value row) computed on first use and kept: a tile's steps share most of
+    them, and normalising a row costs more than gathering it."""
 
     def __init__(self, atoms: int, magnitudes: np.ndarray) -> None:
         self.atoms, self.magnitudes = atoms, magnitudes  # (K, V, R): the tile's adapted rows
